@@ -1,0 +1,226 @@
+"""Typed agent configuration loaded from YAML (`agent: config: {...}`), the original tool's layout.
+
+Plain PyYAML reads ``lr: 2e-4`` as a string; here every value is converted to its declared type, unknown
+keys fail naming the closest valid one, and cross-field rules are checked before anything is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_QUANTIZERS = ("orig", "ema", "reset", "ema_reset")
+
+
+def _opt(default: Any, help: str, **rules: Any) -> Any:
+    """A config field: default, one-line help (shown in errors) and validation rules."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+@dataclass
+class AgentConfig:
+    """Every key the agent understands; each one changes what is trained or how."""
+
+    # --- data ---
+    motion_file: str | None = _opt(None, "motion file, directory or glob; null trains on the bundled sample")
+    robot: str = _opt("g1_29dof", "robot description: a name in configs/robots or a YAML path")
+    mjcf: str | None = _opt(None, "MJCF used for kinematic metrics; null = the robot's, else the bundled G1")
+    fps: float | None = _opt(None, "source fps for files without a time column (CSV); null = meta.json", min=1)
+    quat_order: str | None = _opt(None, "root quaternion order in the files", choices=("xyzw", "wxyz", None))
+    target_fps: float | None = _opt(30.0, "resample every clip to this fps before training", min=1)
+    keep_transitions: bool = _opt(False, "keep NPY transition (blend) frames as part of the clips")
+    repair_jumps: bool = _opt(True, "repair single-frame joint glitches by interpolation")
+    val_fraction: float = _opt(0.1, "fraction of clips held out for validation", min=0.0, max=0.9)
+    val_clips: list[str] | None = _opt(None, "explicit clip names held out (overrides val_fraction)")
+    # --- optimisation ---
+    batch_size: int = _opt(128, "windows per step", min=1)
+    window_size: int = _opt(64, "frames per training window; a multiple of stride_t**down_t", min=2)
+    total_iter: int = _opt(20000, "optimizer steps", min=1)
+    warmup_iter: int = _opt(500, "linear learning-rate warmup steps", min=0)
+    lr: float = _opt(1e-3, "peak learning rate (AdamW)", min=0.0)
+    lr_scheduler: str = _opt("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
+    lr_milestones: list[int] = _opt([], "multistep: steps at which the rate is multiplied by gamma")
+    gamma: float = _opt(0.05, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0)
+    weight_decay: float = _opt(0.0, "AdamW weight decay", min=0.0)
+    gradient_clip: float = _opt(1.0, "max gradient norm; 0 disables clipping", min=0.0)
+    commit: float = _opt(0.02, "commitment loss weight", min=0.0)
+    loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
+    recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
+    root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint features", min=0.0)
+    # --- model ---
+    code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
+    nb_code: int = _opt(512, "number of codes (token vocabulary size)", min=2)
+    mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
+    down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
+    stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
+    width: int = _opt(256, "channels of the conv encoder/decoder", min=1)
+    depth: int = _opt(3, "residual blocks per stage", min=1)
+    dilation_growth_rate: int = _opt(3, "dilation multiplier between residual blocks", min=1)
+    output_emb_width: int = _opt(64, "encoder output channels (projected to code_dim when different)", min=1)
+    vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
+    vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
+    quantizer: str = _opt("ema_reset", "quantizer", choices=_QUANTIZERS)
+    causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
+    prefer_expmap: bool = _opt(True, "root tilt as exp-map (3) instead of 6D rotation (6)")
+    # --- sim-to-real joint map ---
+    apply_sim_to_real_map: bool = _opt(False, "export joint targets in the real robot's joint order")
+    real_dof: int | None = _opt(None, "number of real robot joints; null = from the robot YAML", min=1)
+    sim_to_real_idx: list[int] | None = _opt(None, "explicit sim->real index list; overrides the robot YAML")
+    # --- logging and checkpoints ---
+    use_wandb: bool = _opt(False, "log to Weights & Biases (honours WANDB_MODE=offline/disabled)")
+    wandb_project: str = _opt("motion-vqvae", "wandb project name")
+    save_every: int = _opt(1000, "write last.pt every N steps", min=1)
+    eval_every: int = _opt(500, "validate (and maybe write best.pt) every N steps", min=1)
+    print_iter: int = _opt(50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1)
+    seed: int = _opt(42, "seed for torch, numpy and the window sampler")
+    device: str = _opt("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
+    num_threads: int = _opt(0, "torch CPU threads; 0 = torch's default", min=0)
+
+    def __post_init__(self) -> None:
+        fpt = self.stride_t**self.down_t
+        if self.window_size % fpt:
+            raise ValueError(
+                f"window_size={self.window_size} must be a multiple of stride_t**down_t={fpt} "
+                f"(frames per token); try window_size={max(fpt, self.window_size // fpt * fpt)}"
+            )
+        if self.sim_to_real_idx is not None:
+            if len(set(self.sim_to_real_idx)) != len(self.sim_to_real_idx):
+                raise ValueError(f"sim_to_real_idx has duplicate indices: {self.sim_to_real_idx}")
+            if self.real_dof is not None and any(not 0 <= i < self.real_dof for i in self.sim_to_real_idx):
+                raise ValueError(
+                    f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), got {self.sim_to_real_idx}"
+                )
+        if self.warmup_iter >= self.total_iter and self.total_iter > 1:
+            raise ValueError(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
+
+    @property
+    def frames_per_token(self) -> int:
+        return self.stride_t**self.down_t
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> AgentConfig:
+        """Typed construction: converts each value to its field's type, rejecting unknown keys."""
+        if not isinstance(values, dict):
+            raise TypeError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        converted = {}
+        for key, value in values.items():
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(fields))}"
+                raise KeyError(f"{source}: unknown config key '{key}'; {hint}")
+            converted[key] = _convert(value, hints[key], fields[key].metadata, f"{source}: key '{key}'")
+        return cls(**converted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> AgentConfig:
+        """A copy with some keys changed, validated like a fresh load."""
+        return AgentConfig.from_dict({**self.to_dict(), **overrides})
+
+
+def _convert(value: Any, hint: Any, meta: Any, where: str) -> Any:
+    """Convert ``value`` to ``hint`` (int, float, bool, str, list[...], X | None) and check the rules."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _convert(value, inner, meta, where)
+    if origin is list:
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else []
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        return [_convert(v, args[0], {}, f"{where}[{i}]") for i, v in enumerate(value)]
+    out = _scalar(value, hint, where)
+    choices = meta.get("choices")
+    if choices is not None and out not in choices:
+        raise ValueError(f"{where}: {out!r} is not allowed; choose one of {[c for c in choices if c]}")
+    if "min" in meta and out < meta["min"]:
+        raise ValueError(f"{where}: {out!r} is below the minimum {meta['min']} ({meta['help']})")
+    if "max" in meta and out > meta["max"]:
+        raise ValueError(f"{where}: {out!r} is above the maximum {meta['max']} ({meta['help']})")
+    return out
+
+
+def _scalar(value: Any, hint: type, where: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "on", "1"):
+            return True
+        if text in ("false", "no", "off", "0"):
+            return False
+        raise TypeError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        return int(number)
+    if hint is float:
+        if isinstance(value, bool):
+            raise TypeError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected a number such as 2e-4, got {value!r}") from None
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise TypeError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    raise TypeError(f"{where}: unsupported field type {hint}")
+
+
+class ConfigLoader:
+    """Reads `agent: config: {...}` YAML files, as the original tool's README showed."""
+
+    def __init__(self, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_config_path()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"config file {self.path} does not exist; see configs/agent.yaml")
+        with self.path.open() as fh:
+            doc = yaml.safe_load(fh) or {}
+        try:
+            raw = doc["agent"]["config"]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"{self.path}: expected the layout 'agent: config: {{...}}' (as configs/agent.yaml)"
+            ) from None
+        self.raw: dict[str, Any] = dict(raw or {})
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--set expects key=value, got {item!r}")
+            self.raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        self.config = AgentConfig.from_dict(self.raw, source=str(self.path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
+def default_config_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+
+
+def save_config(config: AgentConfig, path: str | Path) -> None:
+    """Write the resolved config beside a run, in the same layout it is read from."""
+    Path(path).write_text(yaml.safe_dump({"agent": {"config": config.to_dict()}}, sort_keys=False))
