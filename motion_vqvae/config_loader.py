@@ -65,7 +65,7 @@ class AgentConfig:
     width: int = _opt(256, "channels of the conv encoder/decoder", min=1)
     depth: int = _opt(3, "residual blocks per stage", min=1)
     dilation_growth_rate: int = _opt(3, "dilation multiplier between residual blocks", min=1)
-    output_emb_width: int = _opt(64, "encoder output channels (projected to code_dim when different)", min=1)
+    output_emb_width: int = _opt(64, "encoder output channels; the codes quantize them, so = code_dim", min=1)
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
     quantizer: str = _opt("ema_reset", "quantizer", choices=_QUANTIZERS)
@@ -91,6 +91,11 @@ class AgentConfig:
             raise ValueError(
                 f"window_size={self.window_size} must be a multiple of stride_t**down_t={fpt} "
                 f"(frames per token); try window_size={max(fpt, self.window_size // fpt * fpt)}"
+            )
+        if self.output_emb_width != self.code_dim:
+            raise ValueError(
+                f"output_emb_width={self.output_emb_width} must equal code_dim={self.code_dim}: the quantizer "
+                "works directly on the encoder's output channels; set both to the same value"
             )
         if self.sim_to_real_idx is not None:
             if len(set(self.sim_to_real_idx)) != len(self.sim_to_real_idx):
