@@ -1,0 +1,177 @@
+"""The project's benchmark runner: each section measures one thing and returns a dict of figures.
+
+    python scripts/benchmark.py                      # all sections -> benchmarks/results.json
+    python scripts/benchmark.py --sections fk --out /tmp/fk.json
+
+Add a section by writing ``def bench_x(ctx: BenchContext) -> dict`` and registering it in ``SECTIONS``.
+A section that cannot run here (no ../shared data, a missing module) raises ``SectionSkipped`` with the
+reason, which is recorded in the JSON instead of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from motion_vqvae.data.motion import Motion
+from motion_vqvae.kinematics import ForwardKinematics
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("benchmark")
+
+
+class SectionSkipped(Exception):
+    """A section cannot run on this machine; the message says why."""
+
+
+@dataclass
+class BenchContext:
+    """What sections may read: the shared data folder (possibly absent)."""
+
+    shared: Path
+
+    def require(self, relative: str) -> Path:
+        """Path under ``shared``, or skip the section when it is absent."""
+        path = self.shared / relative
+        if not path.exists():
+            raise SectionSkipped(f"needs {path} (pass --shared DIR pointing at the shared data folder)")
+        return path
+
+
+def _read_g1_moves(folder: Path) -> list[Motion]:
+    """All g1_moves clips read with numpy alone, so the FK figure does not depend on the loaders."""
+    names = json.loads((folder / "meta.json").read_text())["dof_names"]
+    motions = []
+    for csv in sorted(folder.glob("*.csv")):
+        rows = np.loadtxt(csv, delimiter=",")
+        motions.append(Motion(csv.stem, 60.0, rows[:, :3], rows[:, 3:7], rows[:, 7:], names).canonical())
+    return motions
+
+
+def bench_fk(ctx: BenchContext, min_frames: int = 100_000) -> dict:
+    """Forward-kinematics throughput of the shipped G1 model on real g1_moves frames (>= 100k frames)."""
+    clips = _read_g1_moves(ctx.require("data/g1_moves"))
+    fk = ForwardKinematics()
+    qpos = np.concatenate(
+        [fk.qpos(m.root_pos, m.root_quat, m.dof, m.joint_names, clip=m.name) for m in clips]
+    )
+    qpos = np.tile(qpos, (-(-min_frames // len(qpos)), 1))
+    fk.positions_from_qpos(qpos[:1000])  # warm-up
+    start = time.perf_counter()
+    positions = fk.positions_from_qpos(qpos)
+    seconds = time.perf_counter() - start
+    logger.info("fk: %d frames in %.3f s", len(qpos), seconds)
+    return {
+        "frames": len(qpos),
+        "bodies": positions.shape[1],
+        "seconds": seconds,
+        "frames_per_second": len(qpos) / seconds,
+        "us_per_frame": 1e6 * seconds / len(qpos),
+    }
+
+
+def bench_data(ctx: BenchContext) -> dict:
+    """Seconds to load all of g1_moves with the project's loader and to featurize every clip."""
+    folder = ctx.require("data/g1_moves")
+    try:
+        from motion_vqvae.data import load_motions
+        from motion_vqvae.features import FeatureLayout
+    except ImportError as exc:
+        raise SectionSkipped(f"loader or features not available: {exc}") from exc
+    start = time.perf_counter()
+    loaded = load_motions(folder)
+    load_seconds = time.perf_counter() - start
+    motions = list(loaded.values()) if isinstance(loaded, Mapping) else list(loaded)
+    layout = FeatureLayout(num_dof=29)
+    start = time.perf_counter()
+    features = [layout.from_motion(m) for m in motions]
+    feature_seconds = time.perf_counter() - start
+    frames = sum(m.num_frames for m in motions)
+    logger.info(
+        "data: %d clips, %d frames: load %.3f s, features %.3f s",
+        len(motions),
+        frames,
+        load_seconds,
+        feature_seconds,
+    )
+    return {
+        "clips": len(motions),
+        "frames": frames,
+        "load_seconds": load_seconds,
+        "featurize_seconds": feature_seconds,
+        "feature_dim": int(features[0].shape[1]) if features else 0,
+    }
+
+
+SECTIONS: dict[str, Callable[[BenchContext], dict]] = {"fk": bench_fk, "data": bench_data}
+
+
+def machine_info() -> dict:
+    """Where the figures were measured, so results from different machines are not compared blindly."""
+    import mujoco
+    import torch
+
+    return {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "mujoco": mujoco.__version__,
+    }
+
+
+def run(sections: list[str], ctx: BenchContext) -> dict:
+    """Machine info plus each section's figures (or its skip reason), in the order asked."""
+    results: dict = {"machine": machine_info(), "sections": {}}
+    for name in sections:
+        logger.info("section %s ...", name)
+        try:
+            results["sections"][name] = SECTIONS[name](ctx)
+        except SectionSkipped as skip:
+            logger.warning("section %s skipped: %s", name, skip)
+            results["sections"][name] = {"skipped": str(skip)}
+    return results
+
+
+def _parse_sections(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown sections {unknown or text!r}; choose from {sorted(SECTIONS)}"
+        )
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sections", type=_parse_sections, default=list(SECTIONS), help=f"comma list of {sorted(SECTIONS)}"
+    )
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared", help="shared data folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    results = run(args.sections, BenchContext(shared=args.shared))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    logger.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
