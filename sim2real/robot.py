@@ -1,0 +1,208 @@
+"""Robot descriptions: joint names in simulator and real-robot order, limits, and the sim-to-real convention.
+
+A description is a small YAML file (see ``configs/robots/g1_29dof.yaml``)::
+
+    name: g1_29dof
+    mjcf: ../../motion_vqvae/assets/g1_29dof.xml   # optional, relative to the YAML
+    sim_joint_names: [...]                           # simulator (MJCF / training data) order
+    real_joint_names: [...]                          # optional, the real robot's motor order
+    joints:                                          # every joint of either order
+      left_hip_pitch_joint: {lower: -2.53, upper: 2.88, velocity: 32.0, sign: 1, offset: 0.0}
+
+Limits are in the simulator's convention; ``real = sign * sim + offset`` (sign and offset only for joints
+the simulator drives). Real slots the simulator does not drive are left to the joint map's fill value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sim2real.joint_map import JointMap
+
+ROBOTS_DIR = Path(__file__).resolve().parents[1] / "configs" / "robots"
+
+_TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "joints")
+_JOINT_KEYS = ("lower", "upper", "velocity", "sign", "offset")
+_REQUIRED_JOINT_KEYS = ("lower", "upper", "velocity")
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """One joint's limits (simulator convention) and its sim-to-real transform."""
+
+    lower: float  # rad
+    upper: float  # rad
+    velocity: float  # rad/s, > 0
+    sign: float = 1.0  # +1 or -1
+    offset: float = 0.0  # rad
+
+
+@dataclass(frozen=True)
+class RobotDescription:
+    """Joint orders and per-joint limits of one robot, as loaded by :func:`load_robot`."""
+
+    name: str
+    sim_joint_names: tuple[str, ...]
+    real_joint_names: tuple[str, ...]
+    joints: dict[str, JointSpec]
+    mjcf: Path | None = None
+    source: Path | None = None
+
+    @property
+    def num_sim(self) -> int:
+        return len(self.sim_joint_names)
+
+    @property
+    def real_dof(self) -> int:
+        return len(self.real_joint_names)
+
+    def sim_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lower, upper, velocity)`` arrays in simulator order."""
+        specs = [self.joints[n] for n in self.sim_joint_names]
+        return (
+            np.array([s.lower for s in specs]),
+            np.array([s.upper for s in specs]),
+            np.array([s.velocity for s in specs]),
+        )
+
+    def real_limits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lower, upper, velocity)`` in real order and convention (a sign of -1 swaps the bounds)."""
+        specs = [self.joints[n] for n in self.real_joint_names]
+        a = np.array([s.sign * s.lower + s.offset for s in specs])
+        b = np.array([s.sign * s.upper + s.offset for s in specs])
+        return np.minimum(a, b), np.maximum(a, b), np.array([s.velocity for s in specs])
+
+    def joint_map(self) -> JointMap:
+        """The map this description defines: each sim joint goes to the real slot of the same name."""
+        real_index = {n: i for i, n in enumerate(self.real_joint_names)}
+        return JointMap(
+            sim_to_real_idx=[real_index[n] for n in self.sim_joint_names],
+            real_dof=self.real_dof,
+            sign=[self.joints[n].sign for n in self.sim_joint_names],
+            offset=[self.joints[n].offset for n in self.sim_joint_names],
+            sim_joint_names=list(self.sim_joint_names),
+            real_joint_names=list(self.real_joint_names),
+        )
+
+
+def available_robots() -> list[str]:
+    """Names accepted by :func:`load_robot` without a path."""
+    return sorted(p.stem for p in ROBOTS_DIR.glob("*.yaml"))
+
+
+def load_robot(name_or_path: str | Path) -> RobotDescription:
+    """Load ``configs/robots/<name>.yaml`` for a bare name like ``"g1_29dof"``, else the YAML at the path."""
+    text = str(name_or_path)
+    is_path = (
+        isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
+    )
+    if is_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"robot description {path} does not exist")
+    else:
+        path = ROBOTS_DIR / f"{text}.yaml"
+        if not path.is_file():
+            raise KeyError(f"unknown robot '{text}'; available in {ROBOTS_DIR}: {available_robots()}")
+    with path.open() as f:
+        data = yaml.safe_load(f)
+    return _parse(data, path.resolve())
+
+
+def _parse(data: Any, path: Path) -> RobotDescription:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with keys {list(_TOP_KEYS)}, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise KeyError(f"{path}: unknown keys {unknown}; valid keys: {list(_TOP_KEYS)}")
+    for key in ("sim_joint_names", "joints"):
+        if key not in data:
+            raise KeyError(f"{path}: missing key '{key}'")
+    sim_names = _names(data["sim_joint_names"], path, "sim_joint_names")
+    real_names = _names(data.get("real_joint_names", sim_names), path, "real_joint_names")
+
+    joints_raw = data["joints"]
+    if not isinstance(joints_raw, dict):
+        raise ValueError(
+            f"{path}: 'joints' must map joint names to their limits, got {type(joints_raw).__name__}"
+        )
+    needed = list(dict.fromkeys([*sim_names, *real_names]))
+    missing = [n for n in needed if n not in joints_raw]
+    if missing:
+        raise KeyError(
+            f"{path}: 'joints' has no limits for {missing}; add lower, upper and velocity for each"
+        )
+    extra = sorted(set(joints_raw) - set(needed))
+    if extra:
+        raise KeyError(
+            f"{path}: 'joints' lists {extra}, which are in neither sim_joint_names nor real_joint_names"
+        )
+    joints = {n: _joint(joints_raw[n], path, n, in_sim=n in sim_names) for n in needed}
+
+    mjcf = data.get("mjcf")
+    if mjcf is not None and not isinstance(mjcf, str):
+        raise TypeError(f"{path}: 'mjcf' must be a path string relative to the YAML, got {mjcf!r}")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{path}: 'name' must be a non-empty string, got {name!r}")
+    return RobotDescription(
+        name=name,
+        sim_joint_names=tuple(sim_names),
+        real_joint_names=tuple(real_names),
+        joints=joints,
+        mjcf=(path.parent / mjcf).resolve() if mjcf else None,
+        source=path,
+    )
+
+
+def _names(value: Any, path: Path, key: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(n, str) and n for n in value):
+        raise TypeError(f"{path}: '{key}' must be a non-empty list of joint-name strings, got {value!r}")
+    dups = sorted(n for n, count in Counter(value).items() if count > 1)
+    if dups:
+        raise ValueError(f"{path}: '{key}' lists {dups} more than once; each joint appears once")
+    return list(value)
+
+
+def _joint(raw: Any, path: Path, name: str, in_sim: bool) -> JointSpec:
+    where = f"{path}: joints.{name}"
+    if not isinstance(raw, dict):
+        raise TypeError(f"{where} must be a mapping with keys {list(_JOINT_KEYS)}, got {raw!r}")
+    unknown = sorted(set(raw) - set(_JOINT_KEYS))
+    if unknown:
+        raise KeyError(f"{where}: unknown keys {unknown}; valid keys: {list(_JOINT_KEYS)}")
+    missing = [k for k in _REQUIRED_JOINT_KEYS if k not in raw]
+    if missing:
+        raise KeyError(
+            f"{where}: missing {missing}; every joint needs lower, upper (rad) and velocity (rad/s)"
+        )
+    values = {k: _float(raw[k], f"{where}.{k}") for k in raw}
+    spec = JointSpec(**values)
+    if not spec.lower < spec.upper:
+        raise ValueError(f"{where}: lower ({spec.lower}) must be below upper ({spec.upper})")
+    if not spec.velocity > 0:
+        raise ValueError(f"{where}: velocity limit must be positive, got {spec.velocity}")
+    if spec.sign not in (1.0, -1.0):
+        raise ValueError(f"{where}: sign must be 1 or -1, got {spec.sign}")
+    if not in_sim and (spec.sign != 1.0 or spec.offset != 0.0):
+        raise ValueError(f"{where}: sign/offset only apply to joints in sim_joint_names; remove them here")
+    return spec
+
+
+def _float(value: Any, where: str) -> float:
+    """PyYAML reads ``2e-4`` as a string: convert explicitly, refusing bools and non-numbers."""
+    if isinstance(value, bool):
+        raise TypeError(f"{where}: expected a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: expected a number, got {value!r}") from None
+    if not np.isfinite(out):
+        raise ValueError(f"{where}: must be finite, got {value!r}")
+    return out
