@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -90,9 +90,8 @@ def bench_data(ctx: BenchContext) -> dict:
     except ImportError as exc:
         raise SectionSkipped(f"loader or features not available: {exc}") from exc
     start = time.perf_counter()
-    loaded = load_motions(folder)
+    motions = load_motions(folder)
     load_seconds = time.perf_counter() - start
-    motions = list(loaded.values()) if isinstance(loaded, Mapping) else list(loaded)
     layout = FeatureLayout(num_dof=29)
     start = time.perf_counter()
     features = [layout.from_motion(m) for m in motions]
