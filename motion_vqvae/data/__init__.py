@@ -1,5 +1,23 @@
 """Motion data: one ``Motion`` type, readers for NPY/PKL/CSV, writers, validation and resampling."""
 
+from motion_vqvae.data.jumps import DEFAULT_JUMP_THRESHOLD, JointJump, find_joint_jumps, repair_joint_jumps
+from motion_vqvae.data.loading import load_motions, sample_motion_path
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.resample import resample
+from motion_vqvae.data.safe_pickle import UnsafePickleError, safe_load
+from motion_vqvae.data.writers import save_csv, save_npy
 
-__all__ = ["Motion"]
+__all__ = [
+    "DEFAULT_JUMP_THRESHOLD",
+    "JointJump",
+    "Motion",
+    "UnsafePickleError",
+    "find_joint_jumps",
+    "load_motions",
+    "repair_joint_jumps",
+    "resample",
+    "safe_load",
+    "sample_motion_path",
+    "save_csv",
+    "save_npy",
+]

@@ -1,0 +1,178 @@
+"""``load_motions``: one entry point from a file, folder or glob of NPY/PKL/CSV files to checked ``Motion``s.
+
+Order of work per clip: read and validate (the readers), report and optionally repair joint jumps (at the
+file's own frame rate, where the glitches are single frames), resample, map onto the robot's joints, then
+drop clips shorter than ``min_frames`` (counted after resampling).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from motion_vqvae.data.csv_format import read_csv
+from motion_vqvae.data.jumps import (
+    DEFAULT_JUMP_THRESHOLD,
+    find_joint_jumps,
+    log_joint_jumps,
+    repair_joint_jumps,
+)
+from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.npy_format import NPY_QUAT_ORDER, read_npy
+from motion_vqvae.data.pkl_format import read_pkl
+from motion_vqvae.data.resample import resample
+from motion_vqvae.data.validation import check_quat_order
+
+logger = logging.getLogger(__name__)
+
+FORMAT_SUFFIXES: dict[str, str] = {
+    ".npy": "npy",
+    ".pkl": "pkl",
+    ".pickle": "pkl",
+    ".joblib": "pkl",
+    ".csv": "csv",
+}
+_DEFAULT_QUAT_ORDER = {"npy": NPY_QUAT_ORDER, "pkl": "xyzw", "csv": "xyzw"}
+
+
+def sample_motion_path() -> Path:
+    """The small procedural G1 29-DOF motion bundled with the package (NPY layout, 30 fps, several clips)."""
+    return Path(__file__).resolve().parents[1] / "assets" / "sample_motion.npy"
+
+
+def find_motion_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Motion files under ``path``: a file, a folder (searched recursively) or a glob; others are skipped."""
+    if isinstance(path, (list, tuple)):
+        return [f for p in path for f in find_motion_files(p)]
+    text = str(path)
+    if any(c in text for c in "*?["):
+        candidates = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        if not candidates:
+            raise FileNotFoundError(f"the glob '{text}' matches no file")
+    else:
+        root = Path(path)
+        if root.is_file():
+            if root.suffix.lower() not in FORMAT_SUFFIXES:
+                raise ValueError(
+                    f"{root}: unknown motion file type; supported suffixes: {sorted(FORMAT_SUFFIXES)}"
+                )
+            return [root]
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such file or folder")
+        candidates = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [p for p in candidates if p.is_file() and p.suffix.lower() in FORMAT_SUFFIXES]
+    skipped = len(candidates) - len(files)
+    if skipped:
+        logger.debug("%s: skipped %d file(s) that are not motions (meta.json, licences, ...)", text, skipped)
+    if not files:
+        raise ValueError(f"{text}: no motion files found; expected suffixes {sorted(FORMAT_SUFFIXES)}")
+    return files
+
+
+def _read_file(
+    path: Path,
+    kind: str,
+    fps: float | None,
+    quat_order: str,
+    keep_transitions: bool,
+    names: Sequence[str] | None,
+) -> list[Motion]:
+    if kind == "npy":
+        motions = read_npy(
+            path, quat_order=quat_order, keep_transitions=keep_transitions, robot_joint_names=names
+        )
+        if fps is not None and motions and abs(motions[0].fps - fps) > 1e-6 * fps:
+            raise ValueError(
+                f"{path}: fps={fps} contradicts the time column ({motions[0].fps} fps); drop fps= for "
+                "NPY files or use target_fps= to resample"
+            )
+        return motions
+    if kind == "pkl":
+        return read_pkl(path, fps=fps, quat_order=quat_order, robot_joint_names=names)
+    if kind == "csv":
+        return read_csv(path, fps=fps, quat_order=quat_order, robot_joint_names=names)
+    raise ValueError(f"{path}: unknown motion format {kind!r}; supported: {sorted(_DEFAULT_QUAT_ORDER)}")
+
+
+def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Motion]]:
+    """The robot's joint names and a function mapping a motion's dof columns onto them."""
+    from sim2real.joint_map import remap_columns
+    from sim2real.robot import load_robot
+
+    description: Any = load_robot(robot)
+    names = list(description.sim_joint_names)
+
+    def to_robot(motion: Motion) -> Motion:
+        if motion.joint_names == names:
+            return motion
+        common = set(motion.joint_names) & set(names)
+        if not common:
+            raise ValueError(
+                f"clip '{motion.name}': none of its joints {motion.joint_names[:3]}... is a joint of robot "
+                f"'{description.name}' ({names[:3]}...); check the file's dof_names or the robot"
+            )
+        missing = [n for n in names if n not in common]
+        dropped = [n for n in motion.joint_names if n not in common]
+        if missing or dropped:
+            logger.info(
+                "clip '%s' -> robot '%s': filled %s with 0, dropped %s",
+                motion.name,
+                description.name,
+                missing,
+                dropped,
+            )
+        dof = remap_columns(motion.dof, motion.joint_names, names, fill=0.0)
+        return Motion(motion.name, motion.fps, motion.root_pos, motion.root_quat, dof, names)
+
+    return names, to_robot
+
+
+def load_motions(
+    path: str | Path | Sequence[str | Path],
+    *,
+    fps: float | None = None,
+    quat_order: str | None = None,
+    target_fps: float | None = None,
+    robot: str | Path | None = None,
+    min_frames: int = 0,
+    keep_transitions: bool = False,
+    repair_jumps: bool = False,
+    jump_threshold: float | None = DEFAULT_JUMP_THRESHOLD,
+) -> list[Motion]:
+    """Read, validate and prepare every clip under ``path`` (file, folder or glob; NPY/PKL/CSV mixed).
+
+    ``fps`` is the frame rate of files that do not state one (CSV without meta.json, PKL without an
+    ``fps`` key); ``quat_order`` overrides each format's default (NPY wxyz, CSV and PKL xyzw);
+    ``robot`` (name or YAML path, see ``sim2real.robot.load_robot``) maps joint columns onto the robot's
+    simulator order, filling missing joints with 0; ``jump_threshold`` (rad/s, None to skip) reports joint
+    jumps, which ``repair_jumps`` bridges by interpolation.
+    """
+    if quat_order is not None:
+        check_quat_order(quat_order, f"load_motions({path!s})")
+    if isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 0:
+        raise ValueError(f"load_motions({path!s}): min_frames must be a non-negative int, got {min_frames!r}")
+    robot_names, to_robot = _robot_mapper(robot) if robot is not None else (None, None)
+    motions: list[Motion] = []
+    for file in find_motion_files(path):
+        kind = FORMAT_SUFFIXES[file.suffix.lower()]
+        order = quat_order or _DEFAULT_QUAT_ORDER[kind]
+        for motion in _read_file(file, kind, fps, order, keep_transitions, robot_names):
+            if jump_threshold is not None:
+                jumps = find_joint_jumps(motion, jump_threshold)
+                if jumps:
+                    log_joint_jumps(jumps, jump_threshold, repaired=repair_jumps)
+                    if repair_jumps:
+                        motion = repair_joint_jumps(motion, jump_threshold)
+            if target_fps is not None:
+                motion = resample(motion, target_fps)
+            if to_robot is not None:
+                motion = to_robot(motion)
+            motions.append(motion)
+    short = [m for m in motions if m.num_frames < min_frames]
+    if short:
+        listed = ", ".join(f"{m.name} ({m.num_frames} frames)" for m in short)
+        logger.warning("skipped %d clip(s) shorter than min_frames=%d: %s", len(short), min_frames, listed)
+    return [m for m in motions if m.num_frames >= min_frames]

@@ -1,0 +1,116 @@
+"""Reader for the MotionVQVAE NPY layout: one float array ``[time, root_pos(3), root_quat(4), dof(N), flag]``.
+
+Several clips are concatenated into one trajectory joined by transition frames (``flag`` = 1); a new clip
+starts where the flag goes from 1 to 0. Transition frames belong to the clip before them and are dropped
+unless ``keep_transitions``. The frame rate comes from the time column; the quaternion order of the layout
+is wxyz.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from motion_vqvae.data.meta import resolve_joint_names
+from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.validation import check_finite, column_labels, make_motion
+
+logger = logging.getLogger(__name__)
+
+NPY_QUAT_ORDER = "wxyz"
+FIXED_COLUMNS = 9  # time + root_pos(3) + root_quat(4) + transition_flag
+TIME_JITTER_TOLERANCE = 0.01  # relative spread of frame intervals tolerated before warning
+
+
+def fps_from_time(time: np.ndarray, path: Path) -> float:
+    """Frame rate from a strictly increasing time column; integers are snapped to (1/30 s steps -> 30)."""
+    if len(time) < 2:
+        raise ValueError(f"{path}: needs at least two rows to read the frame rate from the time column")
+    dt = np.diff(time)
+    bad = np.flatnonzero(dt <= 0)
+    if bad.size:
+        row = int(bad[0]) + 1
+        raise ValueError(
+            f"{path}: time column does not increase at row {row} (0-based): {time[row - 1]!r} then "
+            f"{time[row]!r} ({bad.size} such row(s)). Column 0 must be the time in seconds, strictly "
+            "increasing."
+        )
+    step = float(np.median(dt))
+    spread = float(np.max(np.abs(dt - step))) / step
+    if spread > TIME_JITTER_TOLERANCE:
+        logger.warning(
+            "%s: frame intervals vary by up to %.1f%% of the median; using fps from the median",
+            path,
+            100 * spread,
+        )
+    fps = 1.0 / step
+    return float(round(fps)) if abs(fps - round(fps)) < 1e-6 * fps else fps
+
+
+def clip_ranges(flags: np.ndarray, keep_transitions: bool) -> list[tuple[int, int]]:
+    """``(start, stop)`` rows per clip; transition rows (flag 1) trail their clip, cut unless kept."""
+    starts = [0, *(np.flatnonzero((flags[:-1] == 1) & (flags[1:] == 0)) + 1).tolist()]
+    stops = [*starts[1:], len(flags)]
+    ranges = []
+    for start, stop in zip(starts, stops, strict=True):
+        if not keep_transitions:
+            flagged = np.flatnonzero(flags[start:stop] == 1)
+            stop = start + int(flagged[0]) if flagged.size else stop
+        if stop > start:  # empty when the file opens with transition rows and they are cut
+            ranges.append((start, stop))
+    return ranges
+
+
+def read_npy(
+    path: str | Path,
+    *,
+    quat_order: str = NPY_QUAT_ORDER,
+    keep_transitions: bool = False,
+    robot_joint_names: Sequence[str] | None = None,
+) -> list[Motion]:
+    """The clips of one NPY trajectory, named ``<file stem>_<index>``."""
+    path = Path(path)
+    try:
+        table = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: not a plain numeric .npy array ({err}); object arrays are refused"
+        ) from err
+    if table.ndim != 2 or table.dtype.kind not in "fiu" or table.shape[1] <= FIXED_COLUMNS:
+        raise ValueError(
+            f"{path}: expected a 2-D numeric array [time, root_pos(3), root_quat(4), dof(N), "
+            f"transition_flag] with more than {FIXED_COLUMNS} columns, got {table.dtype} {table.shape}"
+        )
+    table = table.astype(np.float64, copy=False)
+    joint_names = resolve_joint_names(path, table.shape[1] - FIXED_COLUMNS, robot_joint_names)
+    check_finite(table, str(path), [*column_labels(["time"], quat_order, joint_names), "transition_flag"])
+    fps = fps_from_time(table[:, 0], path)
+    flags = table[:, -1]
+    not_binary = np.flatnonzero((flags != 0) & (flags != 1))
+    if not_binary.size:
+        row = int(not_binary[0])
+        raise ValueError(
+            f"{path}: transition_flag (last column) must be 0 or 1, got {flags[row]!r} at row {row} "
+            f"(0-based); check that the file has the layout [time, root_pos(3), root_quat(4), dof(N), flag]"
+        )
+    motions = []
+    for index, (start, stop) in enumerate(clip_ranges(flags, keep_transitions)):
+        name = f"{path.stem}_{index}"
+        rows = table[start:stop]
+        motions.append(
+            make_motion(
+                where=f"{path} clip '{name}' (rows {start}-{stop - 1})",
+                name=name,
+                fps=fps,
+                root_pos=rows[:, 1:4],
+                root_quat=rows[:, 4:8],
+                dof=rows[:, 8:-1],
+                joint_names=joint_names,
+                quat_order=quat_order,
+                row_offset=start,
+            )
+        )
+    return motions

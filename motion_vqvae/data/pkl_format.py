@@ -1,0 +1,87 @@
+"""Reader for the PHC/ASAP motion-lib format: a (joblib) pickle of one motion dict or ``{name: dict}``.
+
+Each motion dict has ``root_trans_offset`` (or ``root_pos``) (T, 3), ``root_rot`` (T, 4) xyzw, ``dof`` (T, N)
+and ``fps``; other keys (``pose_aa``, ``smpl_joints``, ...) are ignored. Files go through
+:mod:`motion_vqvae.data.safe_pickle`, so a data file never executes code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from motion_vqvae.data.meta import resolve_joint_names
+from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.safe_pickle import safe_load
+from motion_vqvae.data.validation import make_motion
+
+ROOT_POS_KEYS = ("root_trans_offset", "root_pos")
+REQUIRED_KEYS = ("root_rot", "dof")
+
+
+def _is_motion_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and "dof" in obj and "root_rot" in obj
+
+
+def _array(clip: Mapping[str, Any], key: str, where: str, width: int | None) -> np.ndarray:
+    value = np.asarray(clip[key])
+    if value.dtype.kind not in "fiu" or value.ndim != 2 or (width is not None and value.shape[1] != width):
+        want = f"(T, {width})" if width is not None else "(T, N)"
+        raise ValueError(f"{where}: '{key}' must be a numeric {want} array, got {value.dtype} {value.shape}")
+    return value.astype(np.float64)
+
+
+def _clip_fps(clip: Mapping[str, Any], fps: float | None, where: str) -> float:
+    if fps is not None:
+        return float(fps)
+    if "fps" not in clip:
+        raise ValueError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
+    value = np.asarray(clip["fps"])
+    if value.size != 1 or value.dtype.kind not in "fiu" or not float(value) > 0:
+        raise ValueError(f"{where}: 'fps' must be one positive number, got {clip['fps']!r}")
+    return float(value)
+
+
+def read_pkl(
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    quat_order: str = "xyzw",
+    robot_joint_names: Sequence[str] | None = None,
+) -> list[Motion]:
+    """All clips of a motion-lib pickle; ``fps`` overrides the file's ``fps`` key."""
+    path = Path(path)
+    obj = safe_load(path)
+    if _is_motion_dict(obj):
+        clips = {path.stem: obj}
+    elif isinstance(obj, Mapping) and obj and all(_is_motion_dict(v) for v in obj.values()):
+        clips = dict(obj)
+    else:
+        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(
+            f"{path}: expected one motion dict with keys {REQUIRED_KEYS} and one of {ROOT_POS_KEYS}, or a "
+            f"{{name: motion dict}} mapping; found {found}"
+        )
+    motions = []
+    for name, clip in clips.items():
+        where = f"{path} clip '{name}'"
+        pos_key = next((k for k in ROOT_POS_KEYS if k in clip), None)
+        if pos_key is None:
+            raise ValueError(f"{where}: no root position; expected one of the keys {ROOT_POS_KEYS}")
+        dof = _array(clip, "dof", where, None)
+        motions.append(
+            make_motion(
+                where=where,
+                name=str(name),
+                fps=_clip_fps(clip, fps, where),
+                root_pos=_array(clip, pos_key, where, 3),
+                root_quat=_array(clip, "root_rot", where, 4),
+                dof=dof,
+                joint_names=resolve_joint_names(path, dof.shape[1], robot_joint_names),
+                quat_order=quat_order,
+            )
+        )
+    return motions
