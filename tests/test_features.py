@@ -75,8 +75,8 @@ def test_float32_network_output_still_decodes(g1_moves: list[Motion]):
         layout.from_motion(motion).astype(np.float32), fps=60.0, start_pos=pos, start_yaw=yaw
     )
     assert back.root_pos.dtype == np.float64
-    # float32 velocities integrated over a whole clip still stay within a centimetre.
-    assert np.linalg.norm(back.root_pos - motion.root_pos, axis=1).max() < 1e-2
+    # float32 rounding of the velocities, integrated over the whole clip, stays far below a millimetre.
+    assert np.linalg.norm(back.root_pos - motion.root_pos, axis=1).max() < 1e-4
 
 
 @pytest.mark.parametrize("prefer_expmap", [True, False])
