@@ -85,9 +85,11 @@ def _read_file(
             path, quat_order=quat_order, keep_transitions=keep_transitions, robot_joint_names=names
         )
         if fps is not None and motions and abs(motions[0].fps - fps) > 1e-6 * fps:
-            raise ValueError(
-                f"{path}: fps={fps} contradicts the time column ({motions[0].fps} fps); drop fps= for "
-                "NPY files or use target_fps= to resample"
+            logger.warning(
+                "%s: keeping the time column's %g fps, not fps=%g (use target_fps= to resample)",
+                path,
+                motions[0].fps,
+                fps,
             )
         return motions
     if kind == "pkl":
@@ -144,11 +146,12 @@ def load_motions(
 ) -> list[Motion]:
     """Read, validate and prepare every clip under ``path`` (file, folder or glob; NPY/PKL/CSV mixed).
 
-    ``fps`` is the frame rate of files that do not state one (CSV without meta.json, PKL without an
-    ``fps`` key); ``quat_order`` overrides each format's default (NPY wxyz, CSV and PKL xyzw);
-    ``robot`` (name or YAML path, see ``sim2real.robot.load_robot``) maps joint columns onto the robot's
-    simulator order, filling missing joints with 0; ``jump_threshold`` (rad/s, None to skip) reports joint
-    jumps, which ``repair_jumps`` bridges by interpolation.
+    ``fps`` is the frame rate of files that do not state one (CSV, where it beats meta.json; PKL
+    clips without an ``fps`` key; NPY and PKL rates are kept, with a warning on a mismatch).
+    ``quat_order`` overrides each format's default (NPY wxyz, CSV and PKL xyzw). ``robot`` (name or
+    YAML path, see ``sim2real.robot.load_robot``) maps joint columns onto the robot's simulator order,
+    filling missing joints with 0. ``jump_threshold`` (rad/s, None to skip) reports joint jumps, which
+    ``repair_jumps`` bridges by interpolation.
     """
     if quat_order is not None:
         check_quat_order(quat_order, f"load_motions({path!s})")

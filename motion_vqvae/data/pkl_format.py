@@ -7,6 +7,7 @@ and ``fps``; other keys (``pose_aa``, ``smpl_joints``, ...) are ignored. Files g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from motion_vqvae.data.safe_pickle import safe_load
 from motion_vqvae.data.validation import make_motion
 
 ROOT_POS_KEYS = ("root_trans_offset", "root_pos")
+logger = logging.getLogger(__name__)
+
 REQUIRED_KEYS = ("root_rot", "dof")
 
 
@@ -35,13 +38,21 @@ def _array(clip: Mapping[str, Any], key: str, where: str, width: int | None) -> 
 
 
 def _clip_fps(clip: Mapping[str, Any], fps: float | None, where: str) -> float:
-    if fps is not None:
-        return float(fps)
+    """The clip's own ``fps`` key; ``fps`` only fills in when the key is missing."""
     if "fps" not in clip:
-        raise ValueError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
+        if fps is None:
+            raise ValueError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
+        return float(fps)
     value = np.asarray(clip["fps"])
     if value.size != 1 or value.dtype.kind not in "fiu" or not float(value) > 0:
         raise ValueError(f"{where}: 'fps' must be one positive number, got {clip['fps']!r}")
+    if fps is not None and float(value) != fps:
+        logger.warning(
+            "%s: keeping the file's fps %g, not fps=%g (use target_fps= to resample)",
+            where,
+            float(value),
+            fps,
+        )
     return float(value)
 
 
@@ -52,7 +63,7 @@ def read_pkl(
     quat_order: str = "xyzw",
     robot_joint_names: Sequence[str] | None = None,
 ) -> list[Motion]:
-    """All clips of a motion-lib pickle; ``fps`` overrides the file's ``fps`` key."""
+    """All clips of a motion-lib pickle; ``fps`` is used for clips without an ``fps`` key."""
     path = Path(path)
     obj = safe_load(path)
     if _is_motion_dict(obj):

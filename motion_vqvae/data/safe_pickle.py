@@ -70,7 +70,8 @@ for _core in ("numpy.core", "numpy._core"):
     _ALLOWED[(f"{_core}.multiarray", "scalar")] = _SCALAR
     _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = _FROMBUFFER
 for _builtin in (dict, list, tuple, set, frozenset, int, float, complex, bool, str, bytes, bytearray):
-    _ALLOWED[("builtins", _builtin.__name__)] = _builtin
+    for _module in ("builtins", "__builtin__"):  # protocol 0-2 pickles spell it the Python 2 way
+        _ALLOWED[(_module, _builtin.__name__)] = _builtin
 
 
 class SafeUnpickler(pickle._Unpickler):
@@ -153,5 +154,13 @@ def safe_load(path: str | Path) -> Any:
         return SafeUnpickler(io.BytesIO(data), str(path)).load()
     except UnsafePickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, IndexError, TypeError, ValueError, AttributeError) as err:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as err:
         raise ValueError(f"{path}: not a readable pickle/joblib file ({type(err).__name__}: {err})") from err
