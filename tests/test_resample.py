@@ -1,0 +1,54 @@
+"""Resampling: exact frames on integer ratios, slerp/lerp in between, valid quaternions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motion_vqvae.data import Motion, load_motions, resample, sample_motion_path
+from motion_vqvae.rotations import quat_from_yaw, quat_slerp
+
+
+def test_60_to_30_keeps_every_second_frame_bitwise(g1_moves_dir: Path) -> None:
+    for path in sorted(g1_moves_dir.glob("*.csv"))[:6]:
+        motion = load_motions(path, jump_threshold=None)[0]
+        half = resample(motion, 30)
+        assert half.fps == 30.0 and half.num_frames == (motion.num_frames + 1) // 2
+        assert np.array_equal(half.dof, motion.dof[::2])
+        assert np.array_equal(half.root_pos, motion.root_pos[::2])
+        assert np.array_equal(half.root_quat, motion.root_quat[::2])
+
+
+def test_upsampling_interpolates_midpoints() -> None:
+    motion = load_motions(sample_motion_path())[0]
+    double = resample(motion, 60)
+    assert double.num_frames == 2 * motion.num_frames - 1
+    assert np.array_equal(double.dof[::2], motion.dof)
+    np.testing.assert_allclose(double.dof[1::2], 0.5 * (motion.dof[:-1] + motion.dof[1:]), atol=1e-15)
+    mid = quat_slerp(motion.root_quat[:-1], motion.root_quat[1:], np.full(motion.num_frames - 1, 0.5))
+    np.testing.assert_allclose(double.root_quat[1::2], mid, atol=1e-12)
+
+
+def test_root_rotation_uses_slerp_not_lerp() -> None:
+    yaw = np.array([0.0, 2.0])  # large step: a linear blend would shrink and mis-time the rotation
+    motion = Motion("turn", 1.0, np.zeros((2, 3)), quat_from_yaw(yaw), np.zeros((2, 1)))
+    fine = resample(motion, 4)
+    np.testing.assert_allclose(fine.root_quat, quat_from_yaw(np.linspace(0, 2, 5)), atol=1e-12)
+
+
+def test_non_integer_ratio_stays_inside_the_clip() -> None:
+    motion = load_motions(sample_motion_path())[2]
+    out = resample(motion, 50)
+    assert out.duration <= motion.duration + 1e-12
+    assert out.num_frames == int(np.floor(motion.duration * 50 + 1e-9)) + 1
+    np.testing.assert_allclose(np.linalg.norm(out.root_quat, axis=1), 1.0, atol=1e-12)
+    assert np.all(np.sum(out.root_quat[1:] * out.root_quat[:-1], axis=1) >= 0)
+
+
+@pytest.mark.parametrize("bad", [0, -30, float("nan"), "30", True])
+def test_bad_target_fps(bad) -> None:
+    motion = load_motions(sample_motion_path())[0]
+    with pytest.raises(ValueError, match="target_fps"):
+        resample(motion, bad)
