@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from motion_vqvae.data.joint_names import G1_JOINTS_BY_COUNT
-
-logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 

@@ -6,15 +6,12 @@ order or a shifted column otherwise surfaces much later as a model that silently
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.rotations import quat_make_continuous, quat_normalize, quat_rotate
-
-logger = logging.getLogger(__name__)
 
 QUAT_ORDERS = ("xyzw", "wxyz")
 QUAT_NORM_TOLERANCE = 0.05
