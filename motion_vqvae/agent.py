@@ -1,0 +1,296 @@
+"""MVQVAEAgent: the tokenizer's public face, with the original tool's API.
+
+    agent = MVQVAEAgent(config=ConfigLoader("configs/agent.yaml").to_dict())
+    agent.setup_from_file("motions.npy")
+    agent.fit()
+    tokens = agent.encode(motion); motion = agent.decode(tokens, start_pose)
+
+Data flows one way: files -> Motion -> features (normalized) -> windows -> VQ-VAE -> checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.data import Motion, load_motions, sample_motion_path
+from motion_vqvae.features import FeatureLayout
+from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.training.checkpoint import (
+    capture_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+    save_checkpoint,
+)
+from motion_vqvae.training.evaluation import decode_tokens, encode_motion, evaluate_motions, reconstruct_motion
+from motion_vqvae.training.schedule import build_optimizer
+from motion_vqvae.training.windows import WindowSampler
+from sim2real import JointMap, load_robot
+
+log = logging.getLogger(__name__)
+
+StartPose = tuple[np.ndarray, float] | Motion | None
+
+
+class MVQVAEAgent:
+    """Owns the config, the data split, the model and its optimisation state."""
+
+    def __init__(self, config: dict[str, Any] | AgentConfig | None = None, run_dir: str | Path | None = None):
+        self.cfg = config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config or {})
+        self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        self.device = _resolve_device(self.cfg.device)
+        if self.cfg.num_threads:
+            torch.set_num_threads(self.cfg.num_threads)
+        self.model: VQVAE | None = None
+        self.layout: FeatureLayout | None = None
+        self.joint_map: JointMap | None = None
+        self.train_motions: list[Motion] = []
+        self.val_motions: list[Motion] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.sampler: WindowSampler | None = None
+        self.iteration = 0
+        self.best_metric = math.inf
+
+    # ------------------------------------------------------------------------------------------ setup
+    def setup_from_file(self, path: str | Path | None = None) -> None:
+        """Load motions (file, directory or glob; default: config's motion_file, else the bundled sample)."""
+        cfg = self.cfg
+        source = path if path is not None else (cfg.motion_file or sample_motion_path())
+        motions = load_motions(
+            source,
+            fps=cfg.fps,
+            quat_order=cfg.quat_order,
+            target_fps=cfg.target_fps,
+            robot=cfg.robot,
+            min_frames=cfg.window_size,
+            keep_transitions=cfg.keep_transitions,
+            repair_jumps=cfg.repair_jumps,
+        )
+        if not motions:
+            raise ValueError(f"{source}: no clip of at least window_size={cfg.window_size} frames was found")
+        self.setup(motions)
+
+    def setup(self, motions: list[Motion]) -> None:
+        """Split clips, fit the normalization on the training clips, build model and optimizer."""
+        _seed_everything(self.cfg.seed)
+        self.train_motions, self.val_motions = split_clips(motions, self.cfg)
+        robot = load_robot(self.cfg.robot)
+        self.joint_map = JointMap.from_config(
+            robot,
+            apply_sim_to_real_map=self.cfg.apply_sim_to_real_map,
+            real_dof=self.cfg.real_dof,
+            sim_to_real_idx=self.cfg.sim_to_real_idx,
+        )
+        self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
+        train_features = [self.layout.from_motion(m) for m in self.train_motions]
+        self.layout.fit_normalizer(train_features)
+        self._build(hparams=None)
+        self.sampler = WindowSampler(
+            [self.layout.normalize(f) for f in train_features], self.cfg.window_size, self.cfg.seed, self.device
+        )
+        log.info(
+            "%d training clips (%d windows), %d validation clips: %s",
+            len(self.train_motions),
+            self.sampler.num_windows,
+            len(self.val_motions),
+            ", ".join(m.name for m in self.val_motions),
+        )
+
+    def _build(self, hparams: dict[str, Any] | None) -> None:
+        assert self.layout is not None
+        cfg = self.cfg
+        hparams = hparams or model_hparams(cfg, self.layout.dim)
+        self.model = VQVAE(**hparams).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
+
+    # ------------------------------------------------------------------------------------------ training
+    def fit(self, time_budget_s: float | None = None) -> dict[str, Any]:
+        """Train until total_iter (or the time budget); returns the last validation summary."""
+        from motion_vqvae.training.loop import train
+
+        self._require_setup()
+        return train(self, time_budget_s=time_budget_s)
+
+    def evaluate(self, motions: list[Motion] | None = None) -> dict[str, Any]:
+        """Whole-clip metrics on ``motions`` (default: the validation clips)."""
+        self._require_model()
+        clips = motions if motions is not None else self.val_motions
+        summary, _ = evaluate_motions(self.model, self.layout, clips, mjcf=self.mjcf, device=self.device)
+        return summary
+
+    @property
+    def mjcf(self) -> str | None:
+        if self.cfg.mjcf:
+            return self.cfg.mjcf
+        robot_mjcf = load_robot(self.cfg.robot).mjcf
+        return str(robot_mjcf) if robot_mjcf is not None and Path(robot_mjcf).is_file() else None
+
+    # ------------------------------------------------------------------------------------------ inference
+    def encode(self, motion: Motion) -> np.ndarray:
+        """Token ids (int64) of a whole clip."""
+        self._require_model()
+        self.model.eval()
+        return encode_motion(self.model, self.layout, self.prepare(motion), self.device)
+
+    def decode(self, tokens: np.ndarray | list[int], start_pose: StartPose = None, fps: float | None = None) -> Motion:
+        """Motion from token ids, placed at ``start_pose``: (position, yaw), a Motion's first frame, or origin."""
+        self._require_model()
+        self.model.eval()
+        if isinstance(start_pose, Motion):
+            start_pos, start_yaw = self.layout.start_pose(start_pose)
+        elif start_pose is None:
+            start_pos, start_yaw = np.zeros(3), 0.0
+        else:
+            start_pos, start_yaw = np.asarray(start_pose[0], dtype=np.float64), float(start_pose[1])
+        return decode_tokens(
+            self.model,
+            self.layout,
+            np.asarray(tokens),
+            fps=fps or self.cfg.target_fps or 30.0,
+            start_pos=start_pos,
+            start_yaw=start_yaw,
+            device=self.device,
+        )
+
+    def reconstruct(self, motion: Motion) -> Motion:
+        """Encode then decode a clip from its own first pose, same length."""
+        self._require_model()
+        return reconstruct_motion(self.model, self.layout, self.prepare(motion), self.device)[0]
+
+    def prepare(self, motion: Motion) -> Motion:
+        """The clip in the model's joint order and fps (what encode/reconstruct feed the network)."""
+        assert self.layout is not None
+        names = self.layout.joint_names
+        if names and motion.joint_names and list(motion.joint_names) != names:
+            from sim2real import remap_columns
+
+            dof = remap_columns(motion.dof, list(motion.joint_names), names)
+            motion = Motion(motion.name, motion.fps, motion.root_pos, motion.root_quat, dof, names)
+        target = self.cfg.target_fps
+        if target and abs(motion.fps - target) > 1e-9:
+            from motion_vqvae.data import resample
+
+            motion = resample(motion, target)
+        return motion
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint holds (tensors and plain types only)."""
+        self._require_model()
+        return {
+            "model": self.model.state_dict(),
+            "model_hparams": self.model.hparams(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict() if self.sampler is not None else None,
+            "rng": capture_rng_states(),
+            "iteration": self.iteration,
+            "best_metric": self.best_metric,
+            "config": self.cfg.to_dict(),
+            "feature_layout": self.layout.to_dict(),
+            "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
+            "val_clips": [m.name for m in self.val_motions],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        save_checkpoint(self.state_dict(), path)
+        return Path(path)
+
+    def load(self, path: str | Path, resume: bool = True) -> None:
+        """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states."""
+        state = load_checkpoint(path, map_location=self.device)
+        self.layout = FeatureLayout.from_dict(state["feature_layout"])
+        self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
+        self._build(hparams=state["model_hparams"])
+        self.model.load_state_dict(state["model"])
+        self.iteration = int(state["iteration"])
+        self.best_metric = float(state["best_metric"])
+        if resume:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.sampler is not None and state.get("sampler"):
+                self.sampler.load_state_dict(state["sampler"])
+            restore_rng_states(state["rng"])
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | None = None) -> MVQVAEAgent:
+        """An agent ready for encode/decode/evaluate, with the config the checkpoint was trained with."""
+        state = load_checkpoint(path)
+        config = dict(state["config"])
+        if device is not None:
+            config["device"] = device
+        agent = cls(AgentConfig.from_dict(config, source=str(path)), run_dir=Path(path).parent.parent)
+        agent.load(path, resume=False)
+        agent.model.eval()
+        return agent
+
+    def _require_setup(self) -> None:
+        if self.model is None or self.sampler is None:
+            raise RuntimeError("call setup_from_file(path) (or setup(motions)) before fit()")
+
+    def _require_model(self) -> None:
+        if self.model is None or self.layout is None:
+            raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
+
+
+def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
+    """Model constructor arguments from the config (checkpoints store the result)."""
+    return {
+        "in_dim": in_dim,
+        "width": cfg.width,
+        "depth": cfg.depth,
+        "down_t": cfg.down_t,
+        "stride_t": cfg.stride_t,
+        "dilation_growth_rate": cfg.dilation_growth_rate,
+        "code_dim": cfg.code_dim,
+        "activation": cfg.vq_act,
+        "norm": cfg.vq_norm,
+        "causal": cfg.causal,
+        "quantizer": cfg.quantizer,
+        "nb_code": cfg.nb_code,
+        "mu": cfg.mu,
+    }
+
+
+def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], list[Motion]]:
+    """Clip-level split: validation never sees a frame of a training clip."""
+    if cfg.val_clips:
+        names = {m.name for m in motions}
+        missing = [n for n in cfg.val_clips if n not in names]
+        if missing:
+            raise ValueError(f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)")
+        held = set(cfg.val_clips)
+    else:
+        order = sorted(m.name for m in motions)
+        np.random.default_rng(cfg.seed).shuffle(order)
+        count = min(len(order) - 1, max(1, round(cfg.val_fraction * len(order)))) if cfg.val_fraction > 0 else 0
+        held = set(order[:count])
+    train = [m for m in motions if m.name not in held]
+    val = [m for m in motions if m.name in held]
+    if not train:
+        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
+    return train, val
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,70 @@
+"""Checkpoint evaluation on motion files: metrics.json, plots and optional reconstructions as CSV."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.data import load_motions, save_csv
+from motion_vqvae.training.evaluation import evaluate_motions
+from motion_vqvae.training.plots import plot_codebook_usage, plot_error_over_time, plot_worst_joints
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    motion_file: str | Path,
+    out: Path,
+    *,
+    fps: float | None = None,
+    quat_order: str | None = None,
+    save_reconstructions: bool = False,
+) -> dict[str, Any]:
+    """Encode and decode every clip of ``motion_file`` whole; write metrics, plots and reconstructions."""
+    agent = MVQVAEAgent.from_checkpoint(checkpoint)
+    cfg = agent.cfg
+    motions = load_motions(
+        motion_file,
+        fps=fps,
+        quat_order=quat_order,
+        target_fps=cfg.target_fps,
+        robot=cfg.robot,
+        min_frames=agent.model.frames_per_token,
+        repair_jumps=cfg.repair_jumps,
+    )
+    if not motions:
+        raise ValueError(f"{motion_file}: no clips to evaluate")
+    prepared = [agent.prepare(m) for m in motions]
+    summary, results = evaluate_motions(
+        agent.model, agent.layout, prepared, mjcf=agent.mjcf, device=agent.device, progress=True
+    )
+    summary["checkpoint"] = str(checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(summary, out / "metrics.json")
+    plot_worst_joints(results, out / "worst_joints.png")
+    plot_error_over_time(results, out / "error_over_time.png")
+    plot_codebook_usage(results, agent.model.quantizer.nb_code, out / "codebook_usage.png")
+    if save_reconstructions:
+        recon_dir = out / "reconstructions"
+        recon_dir.mkdir(exist_ok=True)
+        for r in results:
+            save_csv(r.reconstruction, recon_dir / f"{_safe_name(r.reference.name)}.csv", quat_order="xyzw")
+    log.info("wrote %s", out / "metrics.json")
+    return summary
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Training internals: window sampling, checkpoints, the optimisation loop and whole-clip evaluation."""

@@ -1,0 +1,91 @@
+"""Self-describing checkpoints: written atomically, readable with ``torch.load(weights_only=True)``.
+
+A checkpoint holds everything needed to rebuild and resume: model weights and hyper-parameters, quantizer
+buffers (inside the model state), optimizer and scheduler state, every RNG state, the iteration, the
+resolved config, the feature layout with its normalization, and the joint map. Only tensors and plain
+Python containers go in, so loading never needs to unpickle arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"format_version": FORMAT_VERSION, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load safely (``weights_only=True``) and check that it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train first (scripts/train_vqvae.py)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} could not be read ({exc}); is it truncated or not a .pt file?") from exc
+    if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
+        raise ValueError(f"checkpoint {path} is not a motion-vqvae checkpoint (missing 'model'/'format_version')")
+    if state["format_version"] > FORMAT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format {state['format_version']}, newer than this code ({FORMAT_VERSION}); "
+            "upgrade motion-vqvae"
+        )
+    return state
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Every RNG that training touches, as tensors and plain types (weights_only-safe)."""
+    np_state = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.as_tensor(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    npst = states["numpy"]
+    np.random.set_state(
+        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
+    )
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _to_lists(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_lists(v) for v in value]
+    return value
