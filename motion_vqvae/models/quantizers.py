@@ -1,0 +1,224 @@
+"""Vector quantizers behind one interface, written by hand so every bit of state is a buffer we own.
+
+Names (see :func:`build_quantizer`): ``orig`` (straight-through, codebook learned by a codebook loss),
+``ema`` (codebook is an exponential moving average of its encodings), ``reset`` (``orig`` plus dead-code
+re-seeding), ``ema_reset`` (EMA plus re-seeding, the default).
+
+Loss convention: ``QuantizerOutput.loss`` is *unweighted*. It is the commitment term
+``mse(z, sg(e))`` and, for the gradient-trained codebooks (``orig``, ``reset``), also the codebook term
+``mse(e, sg(z))``. The training loop multiplies it by its ``commit`` weight (with Adam the scale of a term
+that alone drives the codebook does not matter, so one weight serves both).
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class QuantizerOutput(NamedTuple):
+    """What every quantizer returns (a NamedTuple, so it also traces/exports as a plain tuple)."""
+
+    quantized: torch.Tensor  # (B, D, T') straight-through: forward = codes, backward = identity to z
+    indices: torch.Tensor  # (B, T') int64
+    loss: torch.Tensor  # () unweighted commitment (+ codebook) loss, see module docstring
+    perplexity: torch.Tensor  # () exp(entropy) of this batch's code histogram, in [1, nb_code]
+    usage: torch.Tensor  # () fraction of the codebook used by this batch, in (0, 1]
+
+
+class Quantizer(nn.Module, ABC):
+    """Interface shared by all quantizers: quantize, indices -> latents, codebook for export.
+
+    Subclasses keep all state in parameters/buffers so ``state_dict`` resumes training exactly. Later
+    variants (RVQ, body-part) may add a trailing axis to ``indices`` and a leading one to ``codebook``.
+    """
+
+    nb_code: int
+    code_dim: int
+
+    @abstractmethod
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:  # z: (B, D, T')
+        """Quantize encoder latents."""
+
+    @abstractmethod
+    def dequantize(self, indices: torch.Tensor) -> torch.Tensor:  # (B, T') -> (B, D, T')
+        """Latents for given code indices: the path the on-robot decoder exports."""
+
+    @property
+    @abstractmethod
+    def codebook(self) -> torch.Tensor:  # (nb_code, code_dim)
+        """The effective code vectors (detached), e.g. for ``codebook.npy``."""
+
+    def _check_latents(self, z: torch.Tensor) -> None:
+        if z.dim() != 3 or z.shape[1] != self.code_dim:
+            raise ValueError(f"expected latents of shape (B, {self.code_dim}, T'), got {tuple(z.shape)}")
+
+    def _check_indices(self, indices: torch.Tensor) -> None:
+        if indices.dim() != 2 or indices.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"expected integer indices of shape (B, T'), got {indices.dtype} {tuple(indices.shape)}"
+            )
+
+    def batch_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perplexity, usage fraction) of a batch of indices; logging only, no gradient."""
+        counts = torch.bincount(indices.reshape(-1), minlength=self.nb_code).float()  # (K,)
+        probs = counts / counts.sum().clamp_min(1.0)
+        perplexity = torch.exp(-torch.special.xlogy(probs, probs).sum())
+        return perplexity, (counts > 0).float().mean()
+
+
+class VectorQuantizer(Quantizer):
+    """Nearest-neighbour VQ; ``ema`` picks the codebook update rule, ``reset`` re-seeds dead codes.
+
+    State (all in ``state_dict``): ``embed`` (a Parameter when trained by gradient, else a buffer),
+    ``ema_sum`` (EMA only), ``ema_count`` (EMA of per-batch hits per code, drives dead-code detection),
+    ``initialised``. Training mode initialises the codebook from the first batch's encodings and updates
+    it; eval mode is a pure lookup. Random choices use torch's global RNG, so seeding and restoring the
+    RNG state make a resumed run identical.
+    """
+
+    def __init__(
+        self,
+        *,
+        nb_code: int,
+        code_dim: int,
+        ema: bool,
+        reset: bool,
+        mu: float = 0.99,
+        reset_threshold: float = 1.0,
+        l2_normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, value in (("nb_code", nb_code), ("code_dim", code_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= mu < 1.0:
+            raise ValueError(f"mu (EMA decay) must be in [0, 1), got {mu!r}")
+        if reset_threshold < 0:
+            raise ValueError(f"reset_threshold must be >= 0, got {reset_threshold!r}")
+        self.nb_code, self.code_dim = nb_code, code_dim
+        self.ema, self.reset = ema, reset
+        self.mu, self.reset_threshold, self.l2_normalize = mu, reset_threshold, l2_normalize
+        init = torch.randn(nb_code, code_dim)  # replaced by real encodings on the first training batch
+        if ema:
+            self.register_buffer("embed", init)
+            self.register_buffer("ema_sum", init.clone())
+        else:
+            self.embed = nn.Parameter(init)
+        self.register_buffer("ema_count", torch.zeros(nb_code))
+        self.register_buffer("initialised", torch.tensor(False))
+
+    def extra_repr(self) -> str:
+        return (
+            f"nb_code={self.nb_code}, code_dim={self.code_dim}, ema={self.ema}, reset={self.reset}, "
+            f"mu={self.mu}, reset_threshold={self.reset_threshold}, l2_normalize={self.l2_normalize}"
+        )
+
+    def _codes(self) -> torch.Tensor:  # (K, D), differentiable when embed is a Parameter
+        return F.normalize(self.embed, dim=-1) if self.l2_normalize else self.embed
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self._codes().detach()
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        self._check_latents(z)
+        # Distances and EMA statistics stay in float32 even under mixed-precision autocast.
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        b, d, t = z.shape
+        flat = z.permute(0, 2, 1).reshape(b * t, d)  # (N, D)
+        if self.l2_normalize:
+            flat = F.normalize(flat, dim=-1)
+        if self.training and not bool(self.initialised):
+            self._init_codebook(flat.detach())
+        indices = self._nearest(flat.detach())  # (N,)
+        if self.training:
+            self._update(flat.detach(), indices)
+        quant = F.embedding(indices, self._codes())  # (N, D) from the updated codebook
+        loss = F.mse_loss(flat, quant.detach())
+        if not self.ema:
+            loss = loss + F.mse_loss(quant, flat.detach())
+        if flat.requires_grad:  # straight-through estimator; without gradients return the exact codes
+            quant = flat + (quant - flat).detach()
+        indices = indices.view(b, t)
+        perplexity, usage = self.batch_stats(indices)
+        return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), indices, loss, perplexity, usage)
+
+    def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
+        self._check_indices(indices)
+        return F.embedding(indices.long(), self._codes()).permute(0, 2, 1)  # (B, D, T')
+
+    @torch.no_grad()
+    def _nearest(self, flat: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N,)
+        codes = self._codes()
+        # argmin ||x - e||^2 = argmin (||e||^2 - 2 x.e): ||x||^2 is constant per row.
+        return torch.addmm((codes**2).sum(-1), flat, codes.t(), alpha=-2.0).argmin(-1)
+
+    @torch.no_grad()
+    def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        """Count hits, apply the EMA step, then re-seed codes whose EMA hit count fell below threshold."""
+        counts = torch.bincount(indices, minlength=self.nb_code).to(flat.dtype)  # (K,)
+        self.ema_count.mul_(self.mu).add_(counts, alpha=1.0 - self.mu)
+        if self.ema:
+            sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, flat)  # (K, D)
+            self.ema_sum.mul_(self.mu).add_(sums, alpha=1.0 - self.mu)
+            alive = self.ema_count > 1e-5  # long-unused codes keep their vector instead of collapsing to 0
+            means = self.ema_sum / self.ema_count.clamp_min(1e-5)[:, None]
+            self.embed.copy_(torch.where(alive[:, None], means, self.embed))
+        if self.reset:
+            dead = self.ema_count < self.reset_threshold  # (K,)
+            n_dead = int(dead.sum())
+            if n_dead:
+                seeds = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]  # (n_dead, D)
+                self.embed[dead] = seeds
+                self.ema_count[dead] = self.reset_threshold
+                if self.ema:
+                    self.ema_sum[dead] = seeds * self.reset_threshold
+
+    @torch.no_grad()
+    def _init_codebook(self, flat: torch.Tensor) -> None:
+        """Seed the codebook with random encodings of the first batch (tiled with noise if too few)."""
+        if len(flat) < self.nb_code:
+            reps = -(-self.nb_code // len(flat))
+            std = 0.01 / max(self.code_dim, 1) ** 0.5
+            flat = (
+                flat.repeat(reps, 1) + torch.randn(len(flat) * reps, flat.shape[1], device=flat.device) * std
+            )
+        seeds = flat[torch.randperm(len(flat), device=flat.device)[: self.nb_code]]  # (K, D)
+        self.embed.copy_(seeds)
+        self.ema_count.fill_(max(self.reset_threshold, 1.0))
+        if self.ema:
+            self.ema_sum.copy_(seeds * self.ema_count[:, None])
+        self.initialised.fill_(True)
+
+
+_VQ_VARIANTS = {
+    "orig": (False, False),
+    "ema": (True, False),
+    "reset": (False, True),
+    "ema_reset": (True, True),
+}
+
+QUANTIZERS: dict[str, Callable[..., Quantizer]] = {
+    name: functools.partial(VectorQuantizer, ema=ema, reset=reset)
+    for name, (ema, reset) in _VQ_VARIANTS.items()
+}
+"""Name -> constructor taking ``nb_code, code_dim, mu`` and variant-specific keywords; add RVQ/FSQ here."""
+
+
+def build_quantizer(
+    name: str, *, nb_code: int, code_dim: int, mu: float = 0.99, **kwargs: object
+) -> Quantizer:
+    """Build a quantizer by its config name (e.g. ``"ema_reset"``); extra keywords go to its constructor."""
+    if name not in QUANTIZERS:
+        raise ValueError(f"Unknown quantizer {name!r}. Allowed: {sorted(QUANTIZERS)}")
+    return QUANTIZERS[name](nb_code=nb_code, code_dim=code_dim, mu=mu, **kwargs)
