@@ -96,6 +96,17 @@ def test_eval_mode_is_a_pure_lookup(name: str) -> None:
     assert torch.equal(q.dequantize(out.indices), out.quantized)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_lookup_matches_forward_and_never_updates(name: str) -> None:
+    q = build_quantizer(name, nb_code=16, code_dim=8)
+    q(_latents(seed=1))
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    indices = q.lookup(_latents(seed=2))  # training mode on purpose
+    for key, value in q.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(indices, q.eval()(_latents(seed=2)).indices)
+
+
 def test_eval_before_training_does_not_initialise() -> None:
     q = build_quantizer("ema_reset", nb_code=16, code_dim=8).eval()
     q(_latents())

@@ -50,6 +50,10 @@ class Quantizer(nn.Module, ABC):
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:  # (B, T') -> (B, D, T')
         """Latents for given code indices: the path the on-robot decoder exports."""
 
+    @abstractmethod
+    def lookup(self, z: torch.Tensor) -> torch.Tensor:  # (B, D, T') -> (B, T') int64
+        """Nearest-code indices only: never updates state and avoids non-exportable ops (for encoder.onnx)."""
+
     @property
     @abstractmethod
     def codebook(self) -> torch.Tensor:  # (nb_code, code_dim)
@@ -127,17 +131,21 @@ class VectorQuantizer(Quantizer):
     def codebook(self) -> torch.Tensor:
         return self._codes().detach()
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def _flatten(self, z: torch.Tensor) -> torch.Tensor:  # (B, D, T') -> (B * T', D) float32
         self._check_latents(z)
+        flat = z.float().permute(0, 2, 1).reshape(-1, self.code_dim)
+        return F.normalize(flat, dim=-1) if self.l2_normalize else flat
+
+    def lookup(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):
+            return self._nearest(self._flatten(z)).view(z.shape[0], z.shape[2])  # (B, T')
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
         # Distances and EMA statistics stay in float32 even under mixed-precision autocast.
         with torch.autocast(z.device.type, enabled=False):
-            return self._quantize(z.float())
+            return self._quantize(self._flatten(z), z.shape[0], z.shape[2])
 
-    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
-        b, d, t = z.shape
-        flat = z.permute(0, 2, 1).reshape(b * t, d)  # (N, D)
-        if self.l2_normalize:
-            flat = F.normalize(flat, dim=-1)
+    def _quantize(self, flat: torch.Tensor, b: int, t: int) -> QuantizerOutput:
         if self.training and not bool(self.initialised):
             self._init_codebook(flat.detach())
         indices = self._nearest(flat.detach())  # (N,)
@@ -151,7 +159,7 @@ class VectorQuantizer(Quantizer):
             quant = flat + (quant - flat).detach()
         indices = indices.view(b, t)
         perplexity, usage = self.batch_stats(indices)
-        return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), indices, loss, perplexity, usage)
+        return QuantizerOutput(quant.view(b, t, -1).permute(0, 2, 1), indices, loss, perplexity, usage)
 
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         self._check_indices(indices)

@@ -111,14 +111,9 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features -> (B, T / frames_per_token) int64 code indices (quantizer left untouched)."""
+        """(B, T, F) features -> (B, T / frames_per_token) int64 code indices (never moves the codebook)."""
         self._check_motion(x)
-        was_training = self.quantizer.training
-        self.quantizer.eval()  # a lookup must never move the codebook
-        try:
-            return self.quantizer(self.encoder(x.transpose(1, 2))).indices
-        finally:
-            self.quantizer.train(was_training)
+        return self.quantizer.lookup(self.encoder(x.transpose(1, 2)))
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, T') code indices -> (B, T' * frames_per_token, F) features."""
