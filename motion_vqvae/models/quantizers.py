@@ -197,7 +197,7 @@ class VectorQuantizer(Quantizer):
         """Seed the codebook with random encodings of the first batch (tiled with noise if too few)."""
         if len(flat) < self.nb_code:
             reps = -(-self.nb_code // len(flat))
-            std = 0.01 / max(self.code_dim, 1) ** 0.5
+            std = 0.01 / self.code_dim**0.5  # jitter far below the spread of real encodings
             flat = (
                 flat.repeat(reps, 1) + torch.randn(len(flat) * reps, flat.shape[1], device=flat.device) * std
             )
