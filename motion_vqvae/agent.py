@@ -30,7 +30,12 @@ from motion_vqvae.training.checkpoint import (
     restore_rng_states,
     save_checkpoint,
 )
-from motion_vqvae.training.evaluation import decode_tokens, encode_motion, evaluate_motions, reconstruct_motion
+from motion_vqvae.training.evaluation import (
+    decode_tokens,
+    encode_motion,
+    evaluate_motions,
+    reconstruct_motion,
+)
 from motion_vqvae.training.schedule import build_optimizer
 from motion_vqvae.training.windows import WindowSampler
 from sim2real import JointMap, load_robot
@@ -95,7 +100,10 @@ class MVQVAEAgent:
         self.layout.fit_normalizer(train_features)
         self._build(hparams=None)
         self.sampler = WindowSampler(
-            [self.layout.normalize(f) for f in train_features], self.cfg.window_size, self.cfg.seed, self.device
+            [self.layout.normalize(f) for f in train_features],
+            self.cfg.window_size,
+            self.cfg.seed,
+            self.device,
         )
         log.info(
             "%d training clips (%d windows), %d validation clips: %s",
@@ -141,8 +149,11 @@ class MVQVAEAgent:
         self.model.eval()
         return encode_motion(self.model, self.layout, self.prepare(motion), self.device)
 
-    def decode(self, tokens: np.ndarray | list[int], start_pose: StartPose = None, fps: float | None = None) -> Motion:
-        """Motion from token ids, placed at ``start_pose``: (position, yaw), a Motion's first frame, or origin."""
+    def decode(
+        self, tokens: np.ndarray | list[int], start_pose: StartPose = None, fps: float | None = None
+    ) -> Motion:
+        """Motion from token ids, placed at ``start_pose``: (position, yaw), a Motion (its first frame)
+        or None (the origin)."""
         self._require_model()
         self.model.eval()
         if isinstance(start_pose, Motion):
@@ -272,7 +283,9 @@ def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], 
     else:
         order = sorted(m.name for m in motions)
         np.random.default_rng(cfg.seed).shuffle(order)
-        count = min(len(order) - 1, max(1, round(cfg.val_fraction * len(order)))) if cfg.val_fraction > 0 else 0
+        count = (
+            min(len(order) - 1, max(1, round(cfg.val_fraction * len(order)))) if cfg.val_fraction > 0 else 0
+        )
         held = set(order[:count])
     train = [m for m in motions if m.name not in held]
     val = [m for m in motions if m.name in held]

@@ -34,7 +34,9 @@ class AgentConfig:
     motion_file: str | None = _opt(None, "motion file, directory or glob; null trains on the bundled sample")
     robot: str = _opt("g1_29dof", "robot description: a name in configs/robots or a YAML path")
     mjcf: str | None = _opt(None, "MJCF used for kinematic metrics; null = the robot's, else the bundled G1")
-    fps: float | None = _opt(None, "source fps for files without a time column (CSV); null = meta.json", min=1)
+    fps: float | None = _opt(
+        None, "source fps for files without a time column (CSV); null = meta.json", min=1
+    )
     quat_order: str | None = _opt(None, "root quaternion order in the files", choices=("xyzw", "wxyz", None))
     target_fps: float | None = _opt(30.0, "resample every clip to this fps before training", min=1)
     keep_transitions: bool = _opt(False, "keep NPY transition (blend) frames as part of the clips")
@@ -55,7 +57,10 @@ class AgentConfig:
     commit: float = _opt(0.02, "commitment loss weight", min=0.0)
     loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
-    root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint features", min=0.0)
+    root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
+    dof_vel_loss_weight: float = _opt(
+        1.0, "loss weight of joint-velocity features (redundant with angles)", min=0.0
+    )
     # --- model ---
     code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
     nb_code: int = _opt(512, "number of codes (token vocabulary size)", min=2)
@@ -94,15 +99,16 @@ class AgentConfig:
             )
         if self.output_emb_width != self.code_dim:
             raise ValueError(
-                f"output_emb_width={self.output_emb_width} must equal code_dim={self.code_dim}: the quantizer "
-                "works directly on the encoder's output channels; set both to the same value"
+                f"output_emb_width={self.output_emb_width} must equal code_dim={self.code_dim}: "
+                "the quantizer works directly on the encoder's output channels; set both to the same value"
             )
         if self.sim_to_real_idx is not None:
             if len(set(self.sim_to_real_idx)) != len(self.sim_to_real_idx):
                 raise ValueError(f"sim_to_real_idx has duplicate indices: {self.sim_to_real_idx}")
             if self.real_dof is not None and any(not 0 <= i < self.real_dof for i in self.sim_to_real_idx):
                 raise ValueError(
-                    f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), got {self.sim_to_real_idx}"
+                    f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), "
+                    f"got {self.sim_to_real_idx}"
                 )
         if self.warmup_iter >= self.total_iter and self.total_iter > 1:
             raise ValueError(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")

@@ -129,16 +129,22 @@ def matrix_to_quat(m: np.ndarray) -> np.ndarray:
         if k == 3:
             s = 2.0 * np.sqrt(1.0 + trace[sel])
             q[sel] = np.stack(
-                [(r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
-                 (r[:, 1, 0] - r[:, 0, 1]) / s, 0.25 * s], -1)
+                [
+                    (r[:, 2, 1] - r[:, 1, 2]) / s,
+                    (r[:, 0, 2] - r[:, 2, 0]) / s,
+                    (r[:, 1, 0] - r[:, 0, 1]) / s,
+                    0.25 * s,
+                ],
+                -1,
+            )
         else:
-            i, j, l = k, (k + 1) % 3, (k + 2) % 3
-            s = 2.0 * np.sqrt(np.maximum(1.0 + r[:, i, i] - r[:, j, j] - r[:, l, l], _EPS))
+            i, j, m2 = k, (k + 1) % 3, (k + 2) % 3
+            s = 2.0 * np.sqrt(np.maximum(1.0 + r[:, i, i] - r[:, j, j] - r[:, m2, m2], _EPS))
             out = np.empty((r.shape[0], 4))
             out[:, i] = 0.25 * s
             out[:, j] = (r[:, j, i] + r[:, i, j]) / s
-            out[:, l] = (r[:, l, i] + r[:, i, l]) / s
-            out[:, 3] = (r[:, l, j] - r[:, j, l]) / s
+            out[:, m2] = (r[:, m2, i] + r[:, i, m2]) / s
+            out[:, 3] = (r[:, m2, j] - r[:, j, m2]) / s
             q[sel] = out
     q = np.where(q[:, 3:] < 0, -q, q)
     return quat_normalize(q).reshape(*shape, 4)

@@ -37,9 +37,12 @@ class SectionSkipped(Exception):
 
 @dataclass
 class BenchContext:
-    """What sections may read: the shared data folder (possibly absent)."""
+    """What sections may read: the shared data folder (possibly absent) and section options."""
 
     shared: Path
+    train_minutes: float = 15.0
+    train_rows: tuple[str, ...] = ("default", "original")
+    run_root: Path = REPO_ROOT / "runs" / "benchmark"
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -113,7 +116,18 @@ def bench_data(ctx: BenchContext) -> dict:
     }
 
 
-SECTIONS: dict[str, Callable[[BenchContext], dict]] = {"fk": bench_fk, "data": bench_data}
+def bench_tokenizer(ctx: BenchContext) -> dict:
+    """Default config vs the original tool's architecture: held-out g1_moves metrics at equal wall-clock."""
+    from motion_vqvae.training.benchmark import bench_tokenizer as run_rows
+
+    return run_rows(ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root, ctx.train_rows)
+
+
+SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
+    "fk": bench_fk,
+    "data": bench_data,
+    "tokenizer": bench_tokenizer,
+}
 
 
 def machine_info() -> dict:
@@ -163,9 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results.json")
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared", help="shared data folder")
+    parser.add_argument("--train-minutes", type=float, default=15.0, help="tokenizer: wall-clock per row")
+    parser.add_argument(
+        "--train-rows", default="default,original", help="tokenizer: comma list of default, original"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    results = run(args.sections, BenchContext(shared=args.shared))
+    rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
+    if not rows or any(r not in ("default", "original") for r in rows):
+        parser.error(f"--train-rows {args.train_rows!r}: choose from default, original")
+    ctx = BenchContext(shared=args.shared, train_minutes=args.train_minutes, train_rows=rows)
+    results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     logger.info("wrote %s", args.out)

@@ -18,13 +18,17 @@ from motion_vqvae.config_loader import ConfigLoader, save_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--motion_file", "--motion-file", help="motion file, directory or glob (NPY/PKL/CSV)")
     parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
     parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
     parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
     parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
     parser.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly after this long")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     args = parser.parse_args(argv)
@@ -61,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if summary:
         logging.info(
             "validation: mpjpe_local %.1f mm, pa_mpjpe %.1f mm, dof_rmse %.3f rad, accel %.2f mm, usage %.2f",
-            summary["mpjpe_local_mm"], summary["pa_mpjpe_mm"], summary["dof_rmse_rad"],
-            summary["accel_error_mm"], summary["codebook_usage"],
+            summary["mpjpe_local_mm"],
+            summary["pa_mpjpe_mm"],
+            summary["dof_rmse_rad"],
+            summary["accel_error_mm"],
+            summary["codebook_usage"],
         )
     return 0
 

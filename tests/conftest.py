@@ -46,3 +46,11 @@ def kimodo_dir() -> Path:
 @pytest.fixture(scope="session")
 def unitree_g1_xml() -> Path:
     return _require(UNITREE_G1_XML)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests use tiny models: one thread avoids oversubscription when other processes share the cores."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -19,7 +19,9 @@ def test_shipped_yaml_sets_every_key_and_matches_defaults() -> None:
 
 def test_values_are_converted_to_declared_types(tmp_path) -> None:
     path = tmp_path / "a.yaml"
-    path.write_text("agent:\n  config:\n    lr: 2e-4\n    batch_size: '64'\n    causal: 'false'\n    real_dof: null\n")
+    path.write_text(
+        "agent:\n  config:\n    lr: 2e-4\n    batch_size: '64'\n    causal: 'false'\n    real_dof: null\n"
+    )
     cfg = ConfigLoader(path).config
     assert cfg.lr == pytest.approx(2e-4) and isinstance(cfg.lr, float)
     assert cfg.batch_size == 64 and cfg.causal is False and cfg.real_dof is None

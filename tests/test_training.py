@@ -78,8 +78,18 @@ def test_training_reduces_validation_error(trained_run: Path, tmp_path: Path) ->
 def test_checkpoints_load_safely_and_describe_themselves(trained_run: Path) -> None:
     for name in ("last.pt", "best.pt"):
         state = torch.load(trained_run / "checkpoints" / name, weights_only=True)
-        assert {"model", "model_hparams", "optimizer", "scheduler", "rng", "iteration", "config",
-                "feature_layout", "joint_map", "sampler"} <= set(state)
+        assert {
+            "model",
+            "model_hparams",
+            "optimizer",
+            "scheduler",
+            "rng",
+            "iteration",
+            "config",
+            "feature_layout",
+            "joint_map",
+            "sampler",
+        } <= set(state)
         assert any("quantizer" in k for k in state["model"]), "quantizer buffers travel with the model"
     assert not list((trained_run / "checkpoints").glob("*.tmp")), "no temp files left behind"
 
@@ -101,11 +111,30 @@ def test_agent_encode_decode_and_reconstruct(trained_run: Path, karate_glob: str
 
 def test_evaluate_script_writes_metrics_plots_and_reconstructions(trained_run, karate_glob, tmp_path) -> None:
     out = tmp_path / "eval"
-    evaluate_script.main(["--checkpoint", str(trained_run / "checkpoints" / "best.pt"), "--motion_file",
-                          karate_glob, "--out", str(out), "--save-reconstructions"])
+    evaluate_script.main(
+        [
+            "--checkpoint",
+            str(trained_run / "checkpoints" / "best.pt"),
+            "--motion_file",
+            karate_glob,
+            "--out",
+            str(out),
+            "--save-reconstructions",
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("dof_rmse_rad", "mpjpe_local_mm", "mpjpe_global_mm", "pa_mpjpe_mm", "accel_error_mm",
-                "root_pos_error_mm", "codebook_usage", "perplexity", "num_clips", "num_frames"):
+    for key in (
+        "dof_rmse_rad",
+        "mpjpe_local_mm",
+        "mpjpe_global_mm",
+        "pa_mpjpe_mm",
+        "accel_error_mm",
+        "root_pos_error_mm",
+        "codebook_usage",
+        "perplexity",
+        "num_clips",
+        "num_frames",
+    ):
         assert np.isfinite(metrics[key]), key
     assert metrics["num_clips"] == len(metrics["per_clip"]) == 6
     for png in ("worst_joints.png", "error_over_time.png", "codebook_usage.png"):
@@ -119,13 +148,23 @@ def test_evaluate_script_writes_metrics_plots_and_reconstructions(trained_run, k
 def test_resume_is_exact(tmp_path, karate_glob: str) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_vqvae.main(["--motion_file", karate_glob, "--out", str(straight), *_tiny_sets(12, eval_every=6)])
-    train_vqvae.main(["--motion_file", karate_glob, "--out", str(split), *_tiny_sets(12, eval_every=6,
-                      save_every=6), "--time-budget", "1e-9"])
+    train_vqvae.main(
+        [
+            "--motion_file",
+            karate_glob,
+            "--out",
+            str(split),
+            *_tiny_sets(12, eval_every=6, save_every=6),
+            "--time-budget",
+            "1e-9",
+        ]
+    )
     first = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
     assert first["iteration"] == 0
     _interrupt_at(6, split, karate_glob)
-    train_vqvae.main(["--motion_file", karate_glob, "--out", str(split), *_tiny_sets(12, eval_every=6),
-                      "--resume"])
+    train_vqvae.main(
+        ["--motion_file", karate_glob, "--out", str(split), *_tiny_sets(12, eval_every=6), "--resume"]
+    )
     a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
     assert a["iteration"] == b["iteration"] == 12
@@ -146,8 +185,9 @@ def _interrupt_at(stop: int, out: Path, karate_glob: str) -> None:
 
     loop._step = step
     try:
-        code = train_vqvae.main(["--motion_file", karate_glob, "--out", str(out), *_tiny_sets(12, eval_every=6),
-                                 "--resume"])
+        code = train_vqvae.main(
+            ["--motion_file", karate_glob, "--out", str(out), *_tiny_sets(12, eval_every=6), "--resume"]
+        )
     finally:
         loop._step = original
     assert code == 130

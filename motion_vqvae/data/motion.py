@@ -35,13 +35,15 @@ class Motion:
             raise ValueError(f"Motion '{self.name}': root_pos must be (T, 3), got {self.root_pos.shape}")
         if self.root_quat.shape != (t, 4):
             raise ValueError(
-                f"Motion '{self.name}': root_quat must be ({t}, 4) to match root_pos, got {self.root_quat.shape}"
+                f"Motion '{self.name}': root_quat must be ({t}, 4) to match root_pos, "
+                f"got {self.root_quat.shape}"
             )
         if self.dof.ndim != 2 or len(self.dof) != t:
             raise ValueError(f"Motion '{self.name}': dof must be ({t}, N), got {self.dof.shape}")
         if self.joint_names and len(self.joint_names) != self.dof.shape[1]:
             raise ValueError(
-                f"Motion '{self.name}': {len(self.joint_names)} joint_names for {self.dof.shape[1]} dof columns"
+                f"Motion '{self.name}': {len(self.joint_names)} joint_names "
+                f"for {self.dof.shape[1]} dof columns"
             )
         if not self.fps > 0:
             raise ValueError(f"Motion '{self.name}': fps must be positive, got {self.fps}")

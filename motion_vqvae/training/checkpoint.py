@@ -44,12 +44,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} could not be read ({exc}); is it truncated or not a .pt file?") from exc
+        raise ValueError(
+            f"checkpoint {path} could not be read ({exc}); is it truncated or not a .pt file?"
+        ) from exc
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
-        raise ValueError(f"checkpoint {path} is not a motion-vqvae checkpoint (missing 'model'/'format_version')")
+        raise ValueError(
+            f"checkpoint {path} is not a motion-vqvae checkpoint (missing 'model'/'format_version')"
+        )
     if state["format_version"] > FORMAT_VERSION:
         raise ValueError(
-            f"checkpoint {path} has format {state['format_version']}, newer than this code ({FORMAT_VERSION}); "
+            f"checkpoint {path} has format {state['format_version']}, "
+            f"newer than this code ({FORMAT_VERSION}); "
             "upgrade motion-vqvae"
         )
     return state
@@ -77,7 +82,13 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     npst = states["numpy"]
     np.random.set_state(
-        ("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"], npst["cached_gaussian"])
+        (
+            "MT19937",
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
     )
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))

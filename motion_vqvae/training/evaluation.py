@@ -1,4 +1,4 @@
-"""Whole-clip evaluation: encode and decode entire clips (never isolated windows) and score them kinematically.
+"""Whole-clip evaluation: encode and decode entire clips (never isolated windows), score them kinematically.
 
 Root motion is integrated from the reference's first frame, so drift of the decoded root velocities shows
 up in ``root_pos_error_mm`` and ``mpjpe_global_mm`` exactly as it would on a robot.
@@ -74,7 +74,9 @@ def decode_tokens(
         raise ValueError(f"tokens must be a 1-D integer array, got shape {tokens.shape} dtype {tokens.dtype}")
     nb_code = model.quantizer.nb_code
     if len(tokens) and (tokens.min() < 0 or tokens.max() >= nb_code):
-        raise ValueError(f"token ids must be in [0, {nb_code - 1}], got min {tokens.min()} max {tokens.max()}")
+        raise ValueError(
+            f"token ids must be in [0, {nb_code - 1}], got min {tokens.min()} max {tokens.max()}"
+        )
     device = device or next(model.parameters()).device
     idx = torch.as_tensor(tokens, dtype=torch.long, device=device)[None]  # (1, T')
     feats = model.decode(idx)[0].cpu().double().numpy()  # (T' * fpt, F)

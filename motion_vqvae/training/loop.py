@@ -27,11 +27,12 @@ BEST_METRIC = "mpjpe_local_mm"
 
 
 def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
-    """Per-feature weights: root features scaled by root_loss_weight, joint features by 1."""
+    """Per-feature weights: root features, joint angles (1) and joint velocities, by config."""
     assert agent.layout is not None
     weights = torch.ones(agent.layout.dim, device=agent.device)
     for name in ("root_height", "root_tilt", "root_lin_vel", "yaw_rate"):
         weights[agent.layout.slices[name]] = agent.cfg.root_loss_weight
+    weights[agent.layout.slices["dof_vel"]] = agent.cfg.dof_vel_loss_weight
     return weights
 
 
@@ -65,7 +66,11 @@ def train(agent: MVQVAEAgent, time_budget_s: float | None = None) -> dict[str, A
                 stats["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
                 window_start, windows_seen = time.monotonic(), 0
                 stats["lr"] = agent.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", rec=f"{stats['recons']:.4f}", ppl=f"{stats['perplexity']:.0f}")
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.4f}",
+                    rec=f"{stats['recons']:.4f}",
+                    ppl=f"{stats['perplexity']:.0f}",
+                )
                 _log_metrics(metrics_path, wandb_run, {"iteration": it, "split": "train", **stats})
             if agent.val_motions and it % cfg.eval_every == 0:
                 summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
@@ -122,7 +127,12 @@ def _validate(agent: MVQVAEAgent, metrics_path: Path, wandb_run: Any, ckpt_dir: 
         agent.save(ckpt_dir / "best.pt")
     log.info(
         "iteration %d: val %s %.1f mm (best %.1f), dof_rmse %.3f rad, usage %.2f",
-        agent.iteration, BEST_METRIC, score, agent.best_metric, summary["dof_rmse_rad"], summary["codebook_usage"],
+        agent.iteration,
+        BEST_METRIC,
+        score,
+        agent.best_metric,
+        summary["dof_rmse_rad"],
+        summary["codebook_usage"],
     )
     return summary
 
@@ -132,8 +142,10 @@ def _log_metrics(path: Path, wandb_run: Any, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
     if wandb_run is not None:
         split = record["split"]
-        wandb_run.log({f"{split}/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
-                      step=record["iteration"])
+        wandb_run.log(
+            {f"{split}/{k}": v for k, v in record.items() if isinstance(v, (int, float))},
+            step=record["iteration"],
+        )
 
 
 def _start_wandb(agent: MVQVAEAgent) -> Any:

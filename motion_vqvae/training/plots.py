@@ -23,7 +23,7 @@ def plot_worst_joints(results: Sequence[ClipResult], path: Path, count: int = 6)
     names = worst.reference.joint_names or [f"joint {j}" for j in range(ref.shape[1])]
     time = np.arange(len(ref)) / worst.reference.fps
     fig, axes = plt.subplots(len(joints), 1, figsize=(10, 1.8 * len(joints)), sharex=True, squeeze=False)
-    for ax, j in zip(axes[:, 0], joints):
+    for ax, j in zip(axes[:, 0], joints, strict=True):
         ax.plot(time, ref[:, j], label="reference", color="black", lw=1.2)
         ax.plot(time, rec[:, j], label="reconstruction", color="tab:red", lw=1.0)
         ax.set_ylabel("rad")

@@ -26,7 +26,9 @@ class WindowSampler:
         self.window = window
         self.data = torch.as_tensor(np.concatenate(usable), dtype=torch.float32, device=device)  # (N, F)
         offsets = np.cumsum([0] + [len(c) for c in usable[:-1]])
-        starts = np.concatenate([o + np.arange(len(c) - window + 1) for o, c in zip(offsets, usable)])
+        starts = np.concatenate(
+            [o + np.arange(len(c) - window + 1) for o, c in zip(offsets, usable, strict=True)]
+        )
         self.starts = torch.as_tensor(starts, dtype=torch.long, device=device)  # (S,)
         self._steps = torch.arange(window, device=device)  # (W,)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
