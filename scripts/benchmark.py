@@ -43,6 +43,7 @@ class BenchContext:
     train_minutes: float = 15.0
     train_rows: tuple[str, ...] = ("default", "original")
     run_root: Path = REPO_ROOT / "runs" / "benchmark"
+    checkpoint: Path | None = None
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -123,10 +124,21 @@ def bench_tokenizer(ctx: BenchContext) -> dict:
     return run_rows(ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root, ctx.train_rows)
 
 
+def bench_export(ctx: BenchContext) -> dict:
+    """Export ``--checkpoint``, time the robot-side runtime against torch, and check held-out parity."""
+    if ctx.checkpoint is None:
+        raise SectionSkipped("no checkpoint to export; pass --checkpoint runs/NAME/checkpoints/best.pt")
+    from motion_vqvae.export.benchmark import bench_export_section
+
+    out = ctx.run_root / "export" / ctx.checkpoint.parent.parent.name
+    return bench_export_section(ctx.checkpoint, ctx.require("data/g1_moves"), out)
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
     "tokenizer": bench_tokenizer,
+    "export": bench_export,
 }
 
 
@@ -181,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train-rows", default="default,original", help="tokenizer: comma list of default, original"
     )
+    parser.add_argument("--checkpoint", type=Path, default=None, help="export: the checkpoint to export")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
     if not rows or any(r not in ("default", "original") for r in rows):
         parser.error(f"--train-rows {args.train_rows!r}: choose from default, original")
-    ctx = BenchContext(shared=args.shared, train_minutes=args.train_minutes, train_rows=rows)
+    ctx = BenchContext(
+        shared=args.shared, train_minutes=args.train_minutes, train_rows=rows, checkpoint=args.checkpoint
+    )
     results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -2,5 +2,15 @@
 
 from sim2real.joint_map import JointMap, remap_columns
 from sim2real.robot import JointSpec, RobotDescription, available_robots, load_robot
+from sim2real.runtime import SafetyFilter, TokenDecoder
 
-__all__ = ["JointMap", "JointSpec", "RobotDescription", "available_robots", "load_robot", "remap_columns"]
+__all__ = [
+    "JointMap",
+    "JointSpec",
+    "RobotDescription",
+    "SafetyFilter",
+    "TokenDecoder",
+    "available_robots",
+    "load_robot",
+    "remap_columns",
+]

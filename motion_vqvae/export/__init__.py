@@ -1,0 +1,16 @@
+"""ONNX export of trained tokenizers and the torch streaming decoder shared with token-space RL."""
+
+from motion_vqvae.export.onnx_export import OPSET, ExportModules, export_checkpoint
+from motion_vqvae.export.parity import ParityError
+from motion_vqvae.export.streaming import StreamingDecoder
+from motion_vqvae.export.targets import JointTargetHead, real_limits
+
+__all__ = [
+    "OPSET",
+    "ExportModules",
+    "JointTargetHead",
+    "ParityError",
+    "StreamingDecoder",
+    "export_checkpoint",
+    "real_limits",
+]

@@ -1,0 +1,112 @@
+"""Export benchmark: torch eager timings for ``sim2real.bench`` and the ``export`` section of
+``scripts/benchmark.py`` (export a checkpoint, time it, and check held-out metrics through ONNX).
+
+The held-out parity decodes each held-out g1_moves clip's tokens with ``decoder.onnx`` and rebuilds the
+motion from its outputs alone (root features, joint targets mapped back to sim order), so a mismatch in
+the exported head (normalization, joint map, limits) shows up as a metric difference.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.data import load_motions
+from motion_vqvae.export.onnx_export import ExportModules, export_checkpoint
+from motion_vqvae.metrics import motion_metrics
+from motion_vqvae.training.benchmark import HELD_OUT
+from motion_vqvae.training.evaluation import evaluate_motions
+from sim2real.bench import bench_export, latency_ms, tokens_per_s
+from sim2real.runtime import make_session
+
+log = logging.getLogger(__name__)
+
+PARITY_TOL_MM = 0.1
+
+
+def torch_eager_figures(
+    checkpoint: Path, tokens: np.ndarray, steps: int, length: int, repeats: int
+) -> dict[str, Any]:
+    """Torch eager twins of the ONNX figures: streaming step (1 and 2 threads) and sequence decode."""
+    modules = ExportModules.from_agent(MVQVAEAgent.from_checkpoint(checkpoint, device="cpu"))
+    out: dict[str, Any] = {}
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                state = [modules.step.streaming.init_state(1)] if modules.step is not None else None
+
+                def step(i: int, state: list = state) -> None:
+                    outputs = modules.step(torch.tensor([int(tokens[i % len(tokens)])]), *state[0])
+                    state[0] = outputs[2:]
+
+                p50, p99 = latency_ms(step, steps) if state is not None else (None, None)
+                out[f"torch_step_p50_ms_{threads}t"], out[f"torch_step_p99_ms_{threads}t"] = p50, p99
+            torch.set_num_threads(1)
+            sequence = torch.as_tensor(tokens[:length])[None]
+            out["torch_sequence_tokens_per_s"] = tokens_per_s(
+                lambda: modules.decoder(sequence), length, repeats
+            )
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def heldout_parity(export_dir: Path, checkpoint: Path, g1_moves: Path) -> dict[str, Any]:
+    """``mpjpe_local_mm`` of the held-out clips: torch evaluation vs ONNX encode + decode."""
+    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+    cfg, layout = agent.cfg, agent.layout
+    clips = load_motions(
+        [g1_moves / f"{name}.csv" for name in HELD_OUT],
+        target_fps=cfg.target_fps,
+        robot=cfg.robot,
+        repair_jumps=cfg.repair_jumps,
+    )
+    clips = [agent.prepare(c) for c in clips]
+    summary, results = evaluate_motions(agent.model, layout, clips, mjcf=agent.mjcf, device=agent.device)
+    joint_map = ExportModules.from_agent(agent).joint_map
+    encoder = make_session(export_dir / "encoder.onnx")
+    decoder = make_session(export_dir / "decoder.onnx")
+    fpt, root_dim = agent.model.frames_per_token, layout.slices["dof_pos"].start
+    onnx_mm, token_mismatches = [], 0
+    for result in results:
+        clip = result.reference
+        feats = layout.normalize(layout.from_motion(clip))
+        feats = np.concatenate([feats, np.repeat(feats[-1:], (-len(feats)) % fpt, axis=0)])
+        tokens = encoder.run(None, {"features": feats[None].astype(np.float32)})[0]
+        token_mismatches += int((tokens[0] != result.tokens).sum())
+        targets, root = decoder.run(None, {"tokens": tokens})
+        decoded = np.zeros((targets.shape[1], layout.dim))
+        decoded[:, :root_dim] = root[0]
+        decoded[:, layout.slices["dof_pos"]] = joint_map.real_to_sim(targets[0])
+        start_pos, start_yaw = layout.start_pose(clip)
+        motion = layout.to_motion(
+            decoded[: clip.num_frames], fps=clip.fps, start_pos=start_pos, start_yaw=start_yaw, name=clip.name
+        )
+        onnx_mm.append(motion_metrics(motion, clip, mjcf=agent.mjcf)["mpjpe_local_mm"])
+    torch_mm = summary["mpjpe_local_mm"]
+    onnx_mean = float(np.mean(onnx_mm))
+    return {
+        "held_out": HELD_OUT,
+        "torch_mpjpe_local_mm": torch_mm,
+        "onnx_mpjpe_local_mm": onnx_mean,
+        "mpjpe_local_abs_diff_mm": abs(onnx_mean - torch_mm),
+        "token_mismatches": token_mismatches,
+        "parity_ok": abs(onnx_mean - torch_mm) <= PARITY_TOL_MM and token_mismatches == 0,
+    }
+
+
+def bench_export_section(checkpoint: Path, g1_moves: Path, out_dir: Path) -> dict[str, Any]:
+    """Export ``checkpoint`` to ``out_dir`` (replacing it), then the runtime bench and held-out parity."""
+    manifest = export_checkpoint(checkpoint, out_dir, motion_file=g1_moves, overwrite=True)
+    figures = {"checkpoint": str(checkpoint), "export_dir": str(out_dir), "export_parity": manifest["parity"]}
+    figures["bench"] = bench_export(out_dir, checkpoint)
+    figures["heldout_parity"] = heldout_parity(out_dir, checkpoint, g1_moves)
+    log.info("export: %s", {k: figures["bench"][k] for k in ("step_p99_ms_1t", "step_speedup_vs_torch_1t")})
+    return figures

@@ -1,0 +1,234 @@
+"""Checkpoint -> export directory: ``decoder.onnx``, ``decoder_step.onnx`` (causal), ``encoder.onnx``,
+``codebook.npy`` and ``manifest.json``, checked against torch before it appears under its final name.
+
+Everything is written into a temp directory beside the target and renamed at the end, so a failed parity
+check or a crash never leaves a partial export where a robot could pick it up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.export.manifest import build_manifest, onnx_metadata
+from motion_vqvae.export.parity import ParityError, check_parity
+from motion_vqvae.export.streaming import StreamingDecoder
+from motion_vqvae.export.targets import JointTargetHead, real_limits
+from motion_vqvae.models.vqvae import VQVAE
+from sim2real import JointMap, load_robot
+from sim2real.manifest import MANIFEST, file_entry
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+class SequenceDecoder(nn.Module):
+    """``decoder.onnx``: tokens int64 ``[B, T]`` -> (targets ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
+
+    def __init__(self, model: VQVAE, head: JointTargetHead) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # model.decode's range check reads values into Python: fine eagerly, a baked constant when traced.
+        features = self.model.decoder(self.model.quantizer.dequantize(tokens)).transpose(
+            1, 2
+        )  # (B, T*fpt, F)
+        return self.head(features)
+
+
+class StepDecoder(nn.Module):
+    """``decoder_step.onnx``: (tokens ``[B]``, *state) -> (targets ``[B, fpt, dof]``, root, *new_state)."""
+
+    def __init__(self, streaming: StreamingDecoder, head: JointTargetHead) -> None:
+        super().__init__()
+        self.streaming, self.head = streaming, head
+
+    def forward(self, tokens: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        frames, *new_state = self.streaming(tokens, *state)
+        return (*self.head(frames), *new_state)
+
+
+class TokenEncoder(nn.Module):
+    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``."""
+
+    def __init__(self, model: VQVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.quantizer.lookup(self.model.encoder(frames.transpose(1, 2)))
+
+
+@dataclass
+class ExportModules:
+    """The torch modules behind each ONNX file, built from one checkpoint (also used by the parity checks)."""
+
+    agent: MVQVAEAgent
+    joint_map: JointMap
+    lower: np.ndarray  # (real_dof,) rad
+    upper: np.ndarray  # (real_dof,) rad
+    velocity: np.ndarray  # (real_dof,) rad/s
+    head: JointTargetHead
+    decoder: SequenceDecoder
+    encoder: TokenEncoder
+    step: StepDecoder | None  # None for a non-causal model
+
+    @classmethod
+    def from_agent(cls, agent: MVQVAEAgent) -> ExportModules:
+        model, layout = agent.model.cpu().eval(), agent.layout
+        joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
+        lower, upper, velocity = real_limits(load_robot(agent.cfg.robot), joint_map)
+        head = JointTargetHead(layout, joint_map, lower, upper).eval()
+        step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
+        return cls(
+            agent,
+            joint_map,
+            lower,
+            upper,
+            velocity,
+            head,
+            SequenceDecoder(model, head),
+            TokenEncoder(model),
+            step,
+        )
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    motion_file: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Export ``checkpoint`` to the directory ``out``; returns the manifest.
+
+    ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
+    else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
+    disagrees with torch beyond the tolerances.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} already exists; pass overwrite=True (--overwrite) or choose another --out"
+        )
+    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+    modules = ExportModules.from_agent(agent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        files = _write_files(modules, tmp)
+        parity = check_parity(modules, tmp, motion_file)
+        manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
+        for name in files:
+            if name.endswith(".onnx"):
+                _add_metadata(tmp / name, onnx_metadata(manifest, name))
+        manifest["files"] = {name: file_entry(tmp / name) for name in files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s -> %s (%s)", checkpoint, out, ", ".join(manifest["files"]))
+    return manifest
+
+
+def _write_files(modules: ExportModules, root: Path) -> list[str]:
+    model = modules.agent.model
+    fpt, dim = model.frames_per_token, model.in_dim
+    tokens = torch.zeros(1, 3, dtype=torch.long)
+    _export(
+        modules.decoder,
+        (tokens,),
+        root / "decoder.onnx",
+        ["tokens"],
+        ["joint_targets", "root_features"],
+        {
+            "tokens": {0: "batch", 1: "tokens"},
+            "joint_targets": {0: "batch", 1: "frames"},
+            "root_features": {0: "batch", 1: "frames"},
+        },
+    )
+    frames = torch.zeros(1, 3 * fpt, dim)
+    _export(
+        modules.encoder,
+        (frames,),
+        root / "encoder.onnx",
+        ["features"],
+        ["tokens"],
+        {"features": {0: "batch", 1: "frames"}, "tokens": {0: "batch", 1: "tokens"}},
+    )
+    names = ["decoder.onnx", "encoder.onnx"]
+    if modules.step is not None:
+        state = modules.step.streaming.init_state(1, "cpu")
+        state_in = [f"state_in_{i}" for i in range(len(state))]
+        state_out = [f"state_out_{i}" for i in range(len(state))]
+        _export(
+            modules.step,
+            (torch.zeros(1, dtype=torch.long), *state),
+            root / "decoder_step.onnx",
+            ["token", *state_in],
+            ["joint_targets", "root_features", *state_out],
+            {n: {0: "batch"} for n in ["token", *state_in, "joint_targets", "root_features", *state_out]},
+        )
+        names.append("decoder_step.onnx")
+    np.save(root / "codebook.npy", model.quantizer.codebook.cpu().numpy().astype(np.float32))
+    return [*names, "codebook.npy"]
+
+
+def _export(
+    module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes: dict
+) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter's deprecation and constant-folding notes say nothing about this graph.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*Constant folding.*")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks, constant here
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+
+
+def _add_metadata(path: Path, props: dict[str, str]) -> None:
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, props)
+    model.doc_string = props.get("description", "")
+    onnx.save(model, str(path))
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temp directory to ``out``, swapping out an old export only once it is complete."""
+    tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be read by the robot's user
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["OPSET", "ExportModules", "ParityError", "export_checkpoint"]

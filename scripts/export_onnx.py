@@ -1,0 +1,41 @@
+"""Export a checkpoint for the robot: ONNX decoders/encoder, codebook and a hash-checked manifest.
+
+    python scripts/export_onnx.py --checkpoint runs/g1/checkpoints/best.pt --out exports/g1
+
+Exits non-zero, leaving nothing at ``--out``, when onnxruntime disagrees with torch on real clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from motion_vqvae.export import ParityError, export_checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt written by train_vqvae.py")
+    parser.add_argument("--out", type=Path, required=True, help="export directory to create")
+    parser.add_argument(
+        "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = export_checkpoint(
+            args.checkpoint, args.out, motion_file=args.motion_file, overwrite=args.overwrite
+        )
+    except (ParityError, FileExistsError, FileNotFoundError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {', '.join(manifest['files'])}")
+    print(f"parity: {manifest['parity']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
