@@ -134,11 +134,21 @@ def bench_export(ctx: BenchContext) -> dict:
     return bench_export_section(ctx.checkpoint, ctx.require("data/g1_moves"), out)
 
 
+def bench_token_rl(ctx: BenchContext) -> dict:
+    """TokenActionWrapper overhead on G1PD-v0 and BatchedTokenDecoder tokens/s at 1, 64 and 4096 envs."""
+    if ctx.checkpoint is None:
+        raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
+    from motion_vqvae.envs.benchmark import bench_token_rl as run_token_rl
+
+    return run_token_rl(ctx.checkpoint)
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
     "tokenizer": bench_tokenizer,
     "export": bench_export,
+    "token_rl": bench_token_rl,
 }
 
 

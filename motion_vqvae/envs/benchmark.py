@@ -1,0 +1,75 @@
+"""Token-space RL figures: what the wrapper costs per env step, and batched decoding throughput."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from motion_vqvae.envs.batched import BatchedTokenDecoder
+from motion_vqvae.envs.wrapper import TokenActionWrapper
+
+log = logging.getLogger(__name__)
+
+
+def _run(env: gym.Env, actions: list, seed: int = 0) -> float:
+    """Seconds to step ``env`` through ``actions`` (resetting on episode end)."""
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for action in actions:
+        if any(env.step(action)[2:4]):
+            env.reset()
+    return time.perf_counter() - start
+
+
+def bench_token_rl(
+    checkpoint: Path, tokens: int = 300, env_counts: tuple[int, ...] = (1, 64, 4096), repeats: int = 3
+) -> dict:
+    """Wrapper overhead on G1PD-v0 (env steps/s, wrapped vs the same targets fed directly) and
+    BatchedTokenDecoder tokens/s per env count (CPU)."""
+    import motion_vqvae.envs  # noqa: F401  (registers the environments)
+
+    torch.set_num_threads(1)
+    wrapped = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
+    ids = np.random.default_rng(0).integers(0, wrapped.action_space.n, tokens).tolist()
+    wrapped.reset(seed=0)
+    targets = []
+    for token in ids:
+        _, _, terminated, truncated, info = wrapped.step(token)
+        targets += list(info["targets"])
+        if terminated or truncated:
+            wrapped.reset()
+    direct = gym.make("motion_vqvae/G1PD-v0", root_support=3000.0)
+    # Alternate the two and keep the fastest of each: other load on the machine hits both alike.
+    direct_s = wrapped_s = np.inf
+    for _ in range(repeats):
+        direct_s = min(direct_s, _run(direct, targets))
+        wrapped_s = min(wrapped_s, _run(wrapped, ids))
+    result: dict = {
+        "env_steps": len(targets),
+        "direct_env_steps_per_s": len(targets) / direct_s,
+        "wrapped_env_steps_per_s": len(targets) / wrapped_s,
+        "wrapper_ratio": direct_s / wrapped_s,
+        "batched_tokens_per_s": {},
+    }
+    for n in env_counts:
+        decoder = BatchedTokenDecoder.from_checkpoint(checkpoint, n)
+        steps = max(3, min(200, 20_000 // n))
+        batch = torch.randint(0, decoder.nb_code, (steps, n))
+        decoder.step(batch[0])  # warm-up
+        start = time.perf_counter()
+        for row in batch:
+            decoder.step(row)
+        result["batched_tokens_per_s"][str(n)] = steps * n / (time.perf_counter() - start)
+    log.info(
+        "token_rl: wrapper %.0f vs direct %.0f env steps/s (ratio %.2f); batched tokens/s %s",
+        result["wrapped_env_steps_per_s"],
+        result["direct_env_steps_per_s"],
+        result["wrapper_ratio"],
+        {k: round(v) for k, v in result["batched_tokens_per_s"].items()},
+    )
+    return result

@@ -1,0 +1,182 @@
+"""``motion_vqvae/G1PD-v0``: the G1 in MuJoCo physics under a PD law on joint position targets.
+
+The shipped model has plain torque motors, so the environment closes the loop itself: at every physics
+step ``tau = kp (q* - q) - kd dq``, clipped to the model's joint torque limits. Physics runs at
+``physics_hz`` (200 Hz) and the policy at ``control_fps`` (the motion fps, 30 Hz); when the ratio is not an
+integer the substep count alternates (6, 7, 7, ...) so both rates hold exactly on average.
+
+The episode starts from a bent-knee stand (the all-zero pose tips over under PD) and ends when the pelvis
+drops below ``min_height``. ``root_support`` (N/m) adds a spring-damper on the pelvis height and
+orientation through ``xfrc_applied``: with it a motion prior can be watched without the balance problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from motion_vqvae.envs.g1 import G1Body, heading_frame_state, proprio_observation, proprio_size
+from motion_vqvae.envs.render import G1Renderer
+from motion_vqvae.rotations import quat_rotate
+
+# (kp N m/rad, kd N m s/rad) by joint-name fragment, first match wins. unitree_rl_gym's G1 gains, except
+# stiffer ankles: without a balancing policy the legs are an inverted pendulum, and the series compliance of
+# hip, knee and ankle at kp 40 lets it topple in ~1 s (kp 400 stands still; the 50 N m torque limit holds).
+DEFAULT_GAINS: tuple[tuple[str, float, float], ...] = (
+    ("knee", 150.0, 4.0),
+    ("hip", 100.0, 2.5),
+    ("ankle", 400.0, 5.0),
+    ("waist", 200.0, 5.0),
+    ("shoulder", 40.0, 1.0),
+    ("elbow", 40.0, 1.0),
+    ("wrist", 20.0, 0.5),
+)
+
+
+def joint_gains(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint ``(kp, kd)`` from :data:`DEFAULT_GAINS`; a joint no fragment matches is an error."""
+    kp, kd = np.empty(len(joint_names)), np.empty(len(joint_names))
+    for i, name in enumerate(joint_names):
+        match = next((g for g in DEFAULT_GAINS if g[0] in name), None)
+        if match is None:
+            raise ValueError(
+                f"G1PD: no default gains for joint '{name}'; pass kp and kd arrays (one value per joint)"
+            )
+        kp[i], kd[i] = match[1], match[2]
+    return kp, kd
+
+
+class G1PDEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Physics G1 on PD joint-position control; reward alive + upright."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    action_format = "joint_targets_sim"
+
+    def __init__(
+        self,
+        control_fps: float = 30.0,
+        physics_hz: float = 200.0,
+        kp: np.ndarray | None = None,
+        kd: np.ndarray | None = None,
+        min_height: float = 0.4,
+        root_support: float = 0.0,
+        reset_noise: float = 0.02,
+        mjcf: str | Path | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if not control_fps > 0 or not physics_hz >= control_fps:
+            raise ValueError(
+                f"G1PD: need physics_hz >= control_fps > 0, got physics_hz={physics_hz}, "
+                f"control_fps={control_fps}"
+            )
+        if root_support < 0 or reset_noise < 0:
+            raise ValueError(
+                f"G1PD: root_support and reset_noise must be >= 0, got {root_support}, {reset_noise}"
+            )
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"G1PD: render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.control_fps, self.physics_hz = float(control_fps), float(physics_hz)
+        self.metadata = {**self.metadata, "render_fps": self.control_fps}
+        self.render_mode = render_mode
+        self.body = G1Body(mjcf, timestep=1.0 / self.physics_hz)
+        n = self.body.num_dof
+        default_kp, default_kd = joint_gains(self.body.joint_names) if kp is None or kd is None else (kp, kd)
+        self.kp = np.broadcast_to(np.asarray(kp if kp is not None else default_kp, dtype=np.float64), (n,))
+        self.kd = np.broadcast_to(np.asarray(kd if kd is not None else default_kd, dtype=np.float64), (n,))
+        self.min_height = float(min_height)
+        self.root_support = float(root_support)
+        self.reset_noise = float(reset_noise)
+        self.action_space = gym.spaces.Box(
+            self.body.lower.astype(np.float32), self.body.upper.astype(np.float32), dtype=np.float32
+        )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (proprio_size(n),), dtype=np.float32)
+        self.stand_pose = self.body.stand_pose()
+        self._stand_height = self.body.standing_height(self.stand_pose)
+        self._mass = float(self.body.model.body_subtreemass[self.body.root_body])
+        self._renderer: G1Renderer | None = None
+        self._control_steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        model, data = self.body.model, self.body.data
+        mujoco.mj_resetData(model, data)
+        dof = self.stand_pose + self.np_random.uniform(-self.reset_noise, self.reset_noise, self.body.num_dof)
+        dof = np.clip(dof, self.body.lower, self.body.upper)
+        self.body.set_pose(np.array([0.0, 0.0, self._stand_height]), np.array([0.0, 0.0, 0.0, 1.0]), dof)
+        mujoco.mj_forward(model, data)
+        self._control_steps = 0
+        return self._observation(), {}
+
+    def step(self, action: np.ndarray):
+        targets = np.asarray(action, dtype=np.float64)
+        if targets.shape != self.action_space.shape:
+            raise ValueError(
+                f"G1PD: action must be joint position targets of shape {self.action_space.shape} "
+                f"(simulator order, radians), got {targets.shape}"
+            )
+        targets = np.clip(targets, self.body.lower, self.body.upper)
+        model, data, body = self.body.model, self.body.data, self.body
+        k = self._control_steps
+        substeps = int(np.floor((k + 1) * self.physics_hz / self.control_fps + 1e-9)) - int(
+            np.floor(k * self.physics_hz / self.control_fps + 1e-9)
+        )
+        for _ in range(substeps):
+            q, dq = data.qpos[body.dof_qpos], data.qvel[body.dof_qvel]
+            tau = self.kp * (targets - q) - self.kd * dq
+            data.ctrl[body.actuator] = np.clip(tau, -body.torque_limit, body.torque_limit)
+            if self.root_support > 0:
+                self._apply_support()
+            mujoco.mj_step(model, data)
+        self._control_steps += 1
+        height = float(data.qpos[body.root_qpos + 2])
+        upright = float(quat_rotate(body.root_quat(), np.array([0.0, 0.0, 1.0]))[2])
+        healthy = bool(np.isfinite(data.qpos).all()) and height >= self.min_height
+        reward = 0.5 + 0.5 * max(upright, 0.0) if healthy else 0.0
+        info = {"height": height, "upright": upright, "substeps": substeps}
+        return self._observation(), reward, not healthy, False, info
+
+    def _apply_support(self) -> None:
+        """Spring-damper on pelvis height and orientation (towards upright, heading free to turn)."""
+        data, body = self.body.data, self.body
+        k = self.root_support
+        k_rot = 0.1 * k
+        force = np.zeros(3)
+        force[2] = k * (self._stand_height - data.qpos[body.root_qpos + 2]) - 2 * np.sqrt(
+            k * self._mass
+        ) * float(data.qvel[body.root_qvel + 2])
+        quat = body.root_quat()
+        z_axis = quat_rotate(quat, np.array([0.0, 0.0, 1.0]))
+        ang_vel_world = quat_rotate(quat, data.qvel[body.root_qvel + 3 : body.root_qvel + 6])
+        toward_up = np.array([z_axis[1], -z_axis[0], 0.0])  # z_axis x (0, 0, 1)
+        torque = k_rot * toward_up - 2 * np.sqrt(k_rot) * ang_vel_world
+        data.xfrc_applied[body.root_body] = np.concatenate([force, torque])
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = G1Renderer(self.body.model)
+        return self._renderer.render(self.body.data)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def _observation(self) -> np.ndarray:
+        data, body = self.body.data, self.body
+        quat = body.root_quat()
+        tilt, lin_vel = heading_frame_state(quat, data.qvel[body.root_qvel : body.root_qvel + 3])
+        yaw_rate = quat_rotate(quat, data.qvel[body.root_qvel + 3 : body.root_qvel + 6])[2]
+        return proprio_observation(
+            float(data.qpos[body.root_qpos + 2]),
+            tilt,
+            lin_vel,
+            float(yaw_rate),
+            data.qpos[body.dof_qpos],
+            data.qvel[body.dof_qvel],
+        )

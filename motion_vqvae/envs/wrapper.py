@@ -1,0 +1,197 @@
+"""``TokenActionWrapper``: a policy picks motion tokens; they are decoded into the inner env's actions.
+
+One wrapper step = one token = ``frames_per_token`` motion frames (at the motion fps). Each frame becomes one
+inner step (rewards summed, stopping early on termination or truncation), the shape of gymnasium's
+``RepeatAction``. The decoder is streaming: its context carries across steps and is reset with the env.
+
+Inner actions (``action_format``, default: the inner env's ``action_format`` attribute, else by shape):
+
+* ``"motion_frame"`` - a whole FeatureLayout frame (``G1Kinematic-v0``): root features, joint angles and
+  joint velocities (differences of consecutive decoded angles);
+* ``"joint_targets_sim"`` / ``"joint_targets_real"`` - joint position targets in simulator or real-robot
+  order (through the tokenizer's joint map).
+
+An inner env controlled at another rate than the motion fps (its ``control_fps`` attribute, else
+``metadata["render_fps"]``) gets targets linearly interpolated at its own step times; the fractional offset
+of its next step inside the next token is the decoder *phase*. ``action_mode="latent"`` exposes a Box in
+code space whose actions snap to the nearest code; ``observe_token=True`` appends the previous token
+(one-hot) and the phase to a flat Box observation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from motion_vqvae.envs.decoders import TokenSource, load_token_source
+
+ACTION_FORMATS = ("motion_frame", "joint_targets_sim", "joint_targets_real")
+ACTION_MODES = ("token", "latent")
+
+
+class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Discrete(nb_code) token actions (or snapped code-space actions) over a joint-target or frame env."""
+
+    def __init__(
+        self,
+        env: gym.Env,
+        tokenizer: str | Path | Any,
+        *,
+        action_mode: str = "token",
+        action_format: str | None = None,
+        observe_token: bool = False,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            # Decoder objects hold onnxruntime sessions (not copyable): record where they were loaded from.
+            tokenizer=tokenizer if isinstance(tokenizer, (str, Path)) else getattr(tokenizer, "path", None),
+            action_mode=action_mode,
+            action_format=action_format,
+            observe_token=observe_token,
+        )
+        super().__init__(env)
+        if action_mode not in ACTION_MODES:
+            raise ValueError(
+                f"TokenActionWrapper: action_mode must be one of {ACTION_MODES}, got {action_mode!r}"
+            )
+        inner = env.action_space
+        if not isinstance(inner, gym.spaces.Box) or len(inner.shape) != 1:
+            raise TypeError(
+                f"TokenActionWrapper: the inner env's action space must be a 1-D Box of joint targets or "
+                f"motion frames, got {inner}"
+            )
+        self.source: TokenSource = load_token_source(tokenizer)
+        self.action_format = self._resolve_format(action_format)
+        self.frames_per_token = self.source.frames_per_token
+        control_fps = getattr(env.unwrapped, "control_fps", None) or env.metadata.get("render_fps")
+        self.control_fps = float(control_fps or self.source.fps)
+        self._frames_per_inner_step = self.source.fps / self.control_fps
+        if self._frames_per_inner_step > self.frames_per_token:
+            raise ValueError(
+                f"TokenActionWrapper: the inner env steps at {self.control_fps} Hz, slower than one step per "
+                f"token ({self.source.fps / self.frames_per_token} Hz); raise its control_fps"
+            )
+        self.action_mode = action_mode
+        if action_mode == "token":
+            self.action_space = gym.spaces.Discrete(self.source.nb_code)
+        else:
+            book = self.source.codebook.astype(np.float32)
+            margin = 0.1 * (book.max(axis=0) - book.min(axis=0)) + 1e-3
+            self.action_space = gym.spaces.Box(
+                book.min(axis=0) - margin, book.max(axis=0) + margin, dtype=np.float32
+            )
+        self.observe_token = observe_token
+        if observe_token:
+            obs = env.observation_space
+            if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+                raise TypeError(f"TokenActionWrapper: observe_token needs a 1-D Box observation, got {obs}")
+            extra = self.source.nb_code + 1
+            self.observation_space = gym.spaces.Box(
+                np.concatenate([obs.low, np.zeros(extra)]).astype(np.float32),
+                np.concatenate([obs.high, np.ones(extra)]).astype(np.float32),
+                dtype=np.float32,
+            )
+        self._prev_token = -1
+        # Position of the next inner step on the path [previous frame, token frames...] (1.0 = first frame);
+        # one inner step after the (virtual) previous frame at reset.
+        self._clock = self._frames_per_inner_step
+        self._last_frame: np.ndarray | None = None  # last decoded frame (inner-action units)
+        self._last_dof: np.ndarray | None = None  # its joint angles (sim order), for joint velocities
+
+    def _resolve_format(self, action_format: str | None) -> str:
+        fmt = action_format or getattr(self.env.unwrapped, "action_format", None)
+        size = self.env.action_space.shape[0]
+        jmap = self.source.joint_map
+        if fmt is None:
+            if size == jmap.num_sim:
+                fmt = "joint_targets_sim"
+            elif size == jmap.real_dof:
+                fmt = "joint_targets_real"
+            else:
+                raise ValueError(
+                    f"TokenActionWrapper: cannot tell what the inner action of size {size} is (the tokenizer "
+                    f"has {jmap.num_sim} sim / {jmap.real_dof} real joints); pass action_format, one of "
+                    f"{ACTION_FORMATS}"
+                )
+        if fmt not in ACTION_FORMATS:
+            raise ValueError(
+                f"TokenActionWrapper: action_format must be one of {ACTION_FORMATS}, got {fmt!r}"
+            )
+        return fmt
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.source.reset()
+        self._prev_token, self._last_frame, self._last_dof = -1, None, None
+        self._clock = self._frames_per_inner_step
+        return self._observe(obs), info
+
+    def token_of(self, action: Any) -> int:
+        """The token an action stands for (a latent snaps to the nearest code in L2)."""
+        if self.action_mode == "latent":
+            latent = np.asarray(action, dtype=np.float64).reshape(-1)
+            if latent.shape != self.action_space.shape:
+                raise ValueError(
+                    f"latent action must have shape {self.action_space.shape}, got {latent.shape}"
+                )
+            return int(np.argmin(np.sum((self.source.codebook - latent) ** 2, axis=1)))
+        token = int(np.asarray(action).reshape(()))
+        if not 0 <= token < self.source.nb_code:
+            raise ValueError(f"token must lie in [0, {self.source.nb_code - 1}], got {token}")
+        return token
+
+    def step(self, action: Any):
+        token = self.token_of(action)
+        frames = self._decode(token)  # (fpt, inner action size)
+        anchor = frames[0] if self._last_frame is None else self._last_frame
+        path = np.concatenate([anchor[None], frames])  # (fpt + 1, size): row 0 is the previous frame
+        positions = np.arange(self._clock, self.frames_per_token + 1e-9, self._frames_per_inner_step)
+        low, high = self.env.action_space.low, self.env.action_space.high
+        total, terminated, truncated, inner_info = 0.0, False, False, {}
+        fed = []
+        obs = None
+        for pos in positions:
+            i = int(np.floor(pos + 1e-9))
+            frac = pos - i
+            target = path[i] if frac < 1e-9 else (1 - frac) * path[i] + frac * path[i + 1]
+            target = np.clip(target, low, high).astype(self.env.action_space.dtype)
+            fed.append(target)
+            obs, reward, terminated, truncated, inner_info = self.env.step(target)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        self._clock = float(positions[-1] + self._frames_per_inner_step - self.frames_per_token)
+        self._last_frame = frames[-1]
+        self._prev_token = token
+        info = {**inner_info, "token": token, "targets": np.asarray(fed), "inner_steps": len(fed)}
+        return self._observe(obs), total, terminated, truncated, info
+
+    def _decode(self, token: int) -> np.ndarray:
+        root, dof = self.source.step(token)  # (fpt, R), (fpt, N) sim order
+        if self.action_format == "joint_targets_sim":
+            return dof
+        if self.action_format == "joint_targets_real":
+            return self.source.joint_map.sim_to_real(dof)
+        previous = dof[:1] if self._last_dof is None else self._last_dof[None]
+        self._last_dof = dof[-1]
+        dof_vel = np.diff(np.concatenate([previous, dof]), axis=0) * self.source.fps
+        frame = np.concatenate([root, dof, dof_vel], axis=1)
+        if frame.shape[1] != self.env.action_space.shape[0]:
+            raise ValueError(
+                f"TokenActionWrapper: decoded motion frames have {frame.shape[1]} columns, the inner env "
+                f"takes {self.env.action_space.shape[0]}; the tokenizer's feature layout (exp-map tilt?) "
+                "must match the env's"
+            )
+        return frame
+
+    def _observe(self, obs: Any) -> Any:
+        if not self.observe_token:
+            return obs
+        one_hot = np.zeros(self.source.nb_code + 1, dtype=np.float32)
+        if self._prev_token >= 0:
+            one_hot[self._prev_token] = 1.0
+        one_hot[-1] = self._clock % 1.0
+        return np.concatenate([np.asarray(obs, dtype=np.float32), one_hot])

@@ -1,0 +1,157 @@
+"""TokenActionWrapper over both G1 envs, from a checkpoint and from an ONNX export; the PPO script."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from _tiny_tokenizer import NB_CODE, train_tiny_tokenizer
+from gymnasium.utils.env_checker import check_env
+
+from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.envs import TokenActionWrapper, load_token_source
+from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import export_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, g1_moves_dir: Path) -> Path:
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(g1_moves_dir / "B_*Karate.csv"))
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, checkpoint: Path) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "tiny"
+    assert export_onnx.main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    return out
+
+
+def _tokens(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, NB_CODE, n)
+
+
+def test_wrapped_envs_pass_api_checks(checkpoint: Path) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    for env_id in ("motion_vqvae/G1Kinematic-v0", "motion_vqvae/G1PD-v0"):
+        wrapped = TokenActionWrapper(gym.make(env_id), checkpoint, observe_token=True)
+        assert wrapped.action_space == gym.spaces.Discrete(NB_CODE)
+        check_env(wrapped, skip_render_check=True)
+        sb3_check_env(TokenActionWrapper(gym.make(env_id), checkpoint), warn=False, skip_render_check=True)
+
+
+def test_pd_targets_are_the_streamed_decode(checkpoint: Path) -> None:
+    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+    tokens = _tokens(6)
+    with torch.no_grad():
+        whole = agent.model.decode(torch.as_tensor(tokens)[None])[0].numpy()  # (24, F) normalized
+    dof = agent.layout.denormalize(whole)[:, agent.layout.slices["dof_pos"]]
+    env = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
+    lower, upper = env.env.action_space.low, env.env.action_space.high
+    for episode in range(2):  # the second episode checks the decoder state is reset with the env
+        env.reset(seed=episode)
+        fed = []
+        for token in tokens:
+            _, reward, terminated, truncated, info = env.step(token)
+            assert info["token"] == token and info["inner_steps"] == 4 and 0 < reward <= 4
+            fed.append(info["targets"])
+        np.testing.assert_allclose(np.concatenate(fed), np.clip(dof, lower, upper), atol=2e-5)
+
+
+def test_kinematic_env_travels_as_the_tokens_say(checkpoint: Path) -> None:
+    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+    env = TokenActionWrapper(gym.make("motion_vqvae/G1Kinematic-v0"), checkpoint)
+    env.reset(seed=0)
+    body = env.unwrapped.body
+    start = body.data.qpos[:3].copy()
+    yaw0 = env.unwrapped._yaw
+    tokens = _tokens(8, seed=1)
+    for token in tokens[:-1]:
+        env.step(token)
+    env.step(tokens[-1])
+    decoded = agent.decode(tokens, start_pose=(start, yaw0))  # frame t is placed after step t
+    np.testing.assert_allclose(body.data.qpos[:2], decoded.root_pos[-1, :2], atol=1e-4)
+
+
+def test_export_dir_and_decoder_object_match_the_checkpoint(checkpoint: Path, export_dir: Path) -> None:
+    from sim2real import TokenDecoder
+
+    outputs = []
+    for tokenizer in (checkpoint, export_dir, TokenDecoder(export_dir)):
+        env = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), tokenizer)
+        env.reset(seed=0)
+        outputs.append(np.concatenate([env.step(t)[4]["targets"] for t in _tokens(5)]))
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)  # the safety filter only clamps
+    np.testing.assert_array_equal(outputs[2], outputs[1])
+
+
+def test_interpolation_for_another_control_rate(checkpoint: Path) -> None:
+    plain = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint)
+    fast = TokenActionWrapper(
+        gym.make("motion_vqvae/G1PD-v0", control_fps=60), checkpoint, observe_token=True
+    )
+    plain.reset(seed=0)
+    fast.reset(seed=0)
+    steps, phases = [], []
+    for token in _tokens(4):
+        a = plain.step(token)[4]["targets"]
+        obs, _, _, _, info = fast.step(token)
+        steps.append(info["inner_steps"])
+        phases.append(obs[-1])
+        np.testing.assert_allclose(info["targets"][1::2], a, atol=1e-6)  # every second one is a frame
+    assert steps == [8, 8, 8, 8] and phases == [0.5] * 4
+    slow = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", control_fps=50), checkpoint)
+    slow.reset(seed=0)
+    counts = [slow.step(t)[4]["inner_steps"] for t in _tokens(6)]
+    assert sum(counts) == 40 and set(counts) == {6, 7}  # 4 frames at 30 fps = 6.67 steps at 50 Hz
+
+
+def test_latent_actions_snap_to_the_nearest_code(checkpoint: Path) -> None:
+    env = TokenActionWrapper(gym.make("motion_vqvae/G1Kinematic-v0"), checkpoint, action_mode="latent")
+    book = load_token_source(checkpoint).codebook
+    assert env.action_space.shape == (book.shape[1],)
+    env.reset(seed=0)
+    info = env.step((book[7] + 1e-4).astype(np.float32))[4]
+    assert info["token"] == 7
+    with pytest.raises(ValueError, match="must be one of"):
+        TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint, action_mode="joints")
+    with pytest.raises(ValueError, match=r"token must lie in \[0, 31\]"):
+        TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint).step(NB_CODE)
+
+
+def test_episode_end_stops_a_token_early(checkpoint: Path) -> None:
+    env = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", max_episode_steps=6), checkpoint)
+    env.reset(seed=0)
+    assert env.step(0)[4]["inner_steps"] == 4
+    _, _, terminated, truncated, info = env.step(0)
+    assert truncated and info["inner_steps"] == 2
+
+
+def test_async_vector_env_of_wrapped_envs(export_dir: Path) -> None:
+    def make() -> gym.Env:
+        return TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), export_dir)
+
+    envs = gym.vector.AsyncVectorEnv([make, make])
+    envs.reset(seed=0)
+    _, rewards, *_ = envs.step(np.array([1, 2]))
+    assert rewards.shape == (2,) and np.all(rewards > 0)
+    envs.close()
+
+
+def test_train_policy_writes_results_curve_and_gif(checkpoint: Path, tmp_path: Path) -> None:
+    cfg = PolicyConfig(timesteps=256, num_envs=2, n_steps=64, batch_size=64, n_epochs=1, eval_episodes=1)
+    results = train_policy(checkpoint, tmp_path, cfg)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["mean_return"] == results["mean_return"] > 0
+    assert 0 < saved["random_token_mean_return"] <= 300
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
+    assert (tmp_path / "policy.gif").stat().st_size > 10_000
