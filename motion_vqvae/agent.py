@@ -22,6 +22,7 @@ import torch
 
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion, load_motions, sample_motion_path
+from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.checkpoint import (
@@ -70,16 +71,7 @@ class MVQVAEAgent:
         """Load motions (file, directory or glob; default: config's motion_file, else the bundled sample)."""
         cfg = self.cfg
         source = path if path is not None else (cfg.motion_file or sample_motion_path())
-        motions = load_motions(
-            source,
-            fps=cfg.fps,
-            quat_order=cfg.quat_order,
-            target_fps=cfg.target_fps,
-            robot=cfg.robot,
-            min_frames=cfg.window_size,
-            keep_transitions=cfg.keep_transitions,
-            repair_jumps=cfg.repair_jumps,
-        )
+        motions = load_config_motions(cfg, source, min_frames=cfg.window_size)
         if not motions:
             raise ValueError(f"{source}: no clip of at least window_size={cfg.window_size} frames was found")
         self.setup(motions)
@@ -96,7 +88,10 @@ class MVQVAEAgent:
             sim_to_real_idx=self.cfg.sim_to_real_idx,
         )
         self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
-        train_features = [self.layout.from_motion(m) for m in self.train_motions]
+        training_clips = list(self.train_motions)
+        if self.cfg.mirror_augment:
+            training_clips += [mirror_motion(m) for m in self.train_motions]
+        train_features = [self.layout.from_motion(m) for m in training_clips]
         self.layout.fit_normalizer(train_features)
         self._build(hparams=None)
         self.sampler = WindowSampler(
@@ -251,6 +246,20 @@ class MVQVAEAgent:
     def _require_model(self) -> None:
         if self.model is None or self.layout is None:
             raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
+
+
+def load_config_motions(cfg: AgentConfig, source: str | Path, *, min_frames: int) -> list[Motion]:
+    """Clips read as the config says: fps, quaternion order, resampling, robot joints, glitch repair."""
+    return load_motions(
+        source,
+        fps=cfg.fps,
+        quat_order=cfg.quat_order,
+        target_fps=cfg.target_fps,
+        robot=cfg.robot,
+        min_frames=min_frames,
+        keep_transitions=cfg.keep_transitions,
+        repair_jumps=cfg.repair_jumps,
+    )
 
 
 def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:

@@ -41,14 +41,15 @@ class AgentConfig:
     target_fps: float | None = _opt(30.0, "resample every clip to this fps before training", min=1)
     keep_transitions: bool = _opt(False, "keep NPY transition (blend) frames as part of the clips")
     repair_jumps: bool = _opt(True, "repair single-frame joint glitches by interpolation")
+    mirror_augment: bool = _opt(True, "also train on left-right mirrored copies of the training clips")
     val_fraction: float = _opt(0.1, "fraction of clips held out for validation", min=0.0, max=0.9)
     val_clips: list[str] | None = _opt(None, "explicit clip names held out (overrides val_fraction)")
     # --- optimisation ---
-    batch_size: int = _opt(128, "windows per step", min=1)
-    window_size: int = _opt(64, "frames per training window; a multiple of stride_t**down_t", min=2)
-    total_iter: int = _opt(20000, "optimizer steps", min=1)
-    warmup_iter: int = _opt(500, "linear learning-rate warmup steps", min=0)
-    lr: float = _opt(1e-3, "peak learning rate (AdamW)", min=0.0)
+    batch_size: int = _opt(64, "windows per step", min=1)
+    window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)
+    total_iter: int = _opt(12000, "optimizer steps", min=1)
+    warmup_iter: int = _opt(300, "linear learning-rate warmup steps", min=0)
+    lr: float = _opt(2e-3, "peak learning rate (AdamW)", min=0.0)
     lr_scheduler: str = _opt("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = _opt([], "multistep: steps at which the rate is multiplied by gamma")
     gamma: float = _opt(0.05, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0)
@@ -58,8 +59,11 @@ class AgentConfig:
     loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
+    joint_weights_by_std: bool = _opt(
+        True, "weight each joint angle's loss by its std, so the loss counts radians as the metrics do"
+    )
     dof_vel_loss_weight: float = _opt(
-        1.0, "loss weight of joint-velocity features (redundant with angles)", min=0.0
+        0.2, "loss weight of joint-velocity features (redundant with angles)", min=0.0
     )
     # --- model ---
     code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
@@ -67,8 +71,8 @@ class AgentConfig:
     mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
     down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
     stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
-    width: int = _opt(256, "channels of the conv encoder/decoder", min=1)
-    depth: int = _opt(3, "residual blocks per stage", min=1)
+    width: int = _opt(128, "channels of the conv encoder/decoder", min=1)
+    depth: int = _opt(2, "residual blocks per stage", min=1)
     dilation_growth_rate: int = _opt(3, "dilation multiplier between residual blocks", min=1)
     output_emb_width: int = _opt(64, "encoder output channels; the codes quantize them, so = code_dim", min=1)
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.agent import MVQVAEAgent
-from motion_vqvae.data import load_motions, save_csv
+from motion_vqvae.agent import MVQVAEAgent, load_config_motions
+from motion_vqvae.data import save_csv
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import plot_codebook_usage, plot_error_over_time, plot_worst_joints
 
@@ -28,16 +28,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Encode and decode every clip of ``motion_file`` whole; write metrics, plots and reconstructions."""
     agent = MVQVAEAgent.from_checkpoint(checkpoint)
-    cfg = agent.cfg
-    motions = load_motions(
-        motion_file,
-        fps=fps,
-        quat_order=quat_order,
-        target_fps=cfg.target_fps,
-        robot=cfg.robot,
-        min_frames=agent.model.frames_per_token,
-        repair_jumps=cfg.repair_jumps,
-    )
+    cfg = agent.cfg.replace(fps=fps or agent.cfg.fps, quat_order=quat_order or agent.cfg.quat_order)
+    motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
     if not motions:
         raise ValueError(f"{motion_file}: no clips to evaluate")
     prepared = [agent.prepare(m) for m in motions]

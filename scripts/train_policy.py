@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", required=True, help="checkpoint .pt or ONNX export directory")
     parser.add_argument("--timesteps", type=int, default=PolicyConfig.timesteps, help="training tokens")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop training after this long")
+    parser.add_argument(
+        "--time-budget", type=float, metavar="MINUTES", help="stop training after this long (as train_vqvae.py)"
+    )
     parser.add_argument("--num-envs", type=int, default=PolicyConfig.num_envs)
     parser.add_argument("--eval-episodes", type=int, default=PolicyConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         num_envs=args.num_envs,
         eval_episodes=args.eval_episodes,
         seed=args.seed,
-        time_budget_s=args.time_budget,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
     results = train_policy(args.tokenizer, args.out, cfg)
     print(f"mean_return {results['mean_return']:.2f}, random {results['random_token_mean_return']:.2f}")

@@ -27,28 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import export_onnx  # noqa: E402
-import train_vqvae  # noqa: E402
-
-NB_CODE = 32
-SMALL = {
-    "width": 32,
-    "depth": 1,
-    "nb_code": NB_CODE,
-    "code_dim": 16,
-    "output_emb_width": 16,
-    "window_size": 16,
-    "batch_size": 16,
-    "warmup_iter": 2,
-    "lr": 3e-3,
-    "num_threads": 1,
-}
-
-
-def _train(out: Path, motion_file: str, iters: int, **extra) -> Path:
-    values = {**SMALL, "total_iter": iters, "eval_every": iters, "save_every": iters, **extra}
-    sets = [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
-    assert train_vqvae.main(["--motion_file", motion_file, "--out", str(out), *sets]) == 0
-    return out / "checkpoints" / "last.pt"
+from _tiny_tokenizer import NB_CODE, train_tiny_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +37,7 @@ def clips_glob(g1_moves_dir: Path) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, clips_glob: str) -> Path:
-    return _train(tmp_path_factory.mktemp("causal"), clips_glob, 40)
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("causal"), clips_glob, 40)
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +265,7 @@ def test_failed_parity_leaves_nothing(checkpoint: Path, tmp_path: Path, monkeypa
 
 
 def test_non_causal_model_exports_without_step(tmp_path: Path, clips_glob: str) -> None:
-    ckpt = _train(tmp_path / "run", clips_glob, 4, causal=False)
+    ckpt = train_tiny_tokenizer(tmp_path / "run", clips_glob, 4, causal=False)
     manifest = export_checkpoint(ckpt, tmp_path / "export")
     assert not manifest["streaming"] and not manifest["causal"] and "step_steps" not in manifest["parity"]
     assert not (tmp_path / "export" / "decoder_step.onnx").exists()

@@ -19,27 +19,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import evaluate as evaluate_script  # noqa: E402
 import train_vqvae  # noqa: E402
+from _tiny_tokenizer import TINY, tiny_sets  # noqa: E402
 
-TINY = {
-    "width": 48,
-    "depth": 1,
-    "nb_code": 32,
-    "code_dim": 16,
-    "output_emb_width": 16,
-    "window_size": 16,
-    "batch_size": 16,
-    "warmup_iter": 2,
-    "lr": 3e-3,
-    "eval_every": 20,
-    "save_every": 20,
-    "print_iter": 2,
-    "num_threads": 1,
-}
+LOGGED = {"eval_every": 20, "save_every": 20, "print_iter": 2}
 
 
-def _tiny_sets(total_iter: int, **extra) -> list[str]:
-    values = {**TINY, "total_iter": total_iter, **extra}
-    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+def _tiny_sets(iters: int, **extra) -> list[str]:
+    return tiny_sets(iters, **{**LOGGED, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 
 from motion_vqvae.envs.g1 import G1Body, proprio_observation, proprio_size
-from motion_vqvae.envs.render import G1Renderer
+from motion_vqvae.envs.render import G1Renderer, RendersG1
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.rotations import expmap_to_quat, quat_from_yaw, quat_mul
 
@@ -36,7 +36,7 @@ _FRAME_BOUNDS = {
 }
 
 
-class G1KinematicEnv(gym.Env[np.ndarray, np.ndarray]):
+class G1KinematicEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
     """Kinematic G1 following a velocity command; the action is a whole motion frame."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -139,18 +139,6 @@ class G1KinematicEnv(gym.Env[np.ndarray, np.ndarray]):
         lin_err = float(np.sum((lin_vel_xy - self.command[:2]) ** 2))
         yaw_err = (yaw_rate - float(self.command[2])) ** 2
         return float(np.exp(-lin_err / self.sigmas[0] ** 2 - yaw_err / self.sigmas[1] ** 2))
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        if self._renderer is None:
-            self._renderer = G1Renderer(self.body.model)
-        return self._renderer.render(self.body.data)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     def _resample_command(self) -> None:
         if self.commands is not None:

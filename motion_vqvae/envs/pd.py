@@ -20,7 +20,7 @@ import mujoco
 import numpy as np
 
 from motion_vqvae.envs.g1 import G1Body, heading_frame_state, proprio_observation, proprio_size
-from motion_vqvae.envs.render import G1Renderer
+from motion_vqvae.envs.render import G1Renderer, RendersG1
 from motion_vqvae.rotations import quat_rotate
 
 # (kp N m/rad, kd N m s/rad) by joint-name fragment, first match wins. unitree_rl_gym's G1 gains, except
@@ -50,7 +50,7 @@ def joint_gains(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return kp, kd
 
 
-class G1PDEnv(gym.Env[np.ndarray, np.ndarray]):
+class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
     """Physics G1 on PD joint-position control; reward alive + upright."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -154,18 +154,6 @@ class G1PDEnv(gym.Env[np.ndarray, np.ndarray]):
         toward_up = np.array([z_axis[1], -z_axis[0], 0.0])  # z_axis x (0, 0, 1)
         torque = k_rot * toward_up - 2 * np.sqrt(k_rot) * ang_vel_world
         data.xfrc_applied[body.root_body] = np.concatenate([force, torque])
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        if self._renderer is None:
-            self._renderer = G1Renderer(self.body.model)
-        return self._renderer.render(self.body.data)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     def _observation(self) -> np.ndarray:
         data, body = self.body.data, self.body

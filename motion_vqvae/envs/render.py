@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -124,3 +125,23 @@ def bodies_gif(
     frames = [renderer.render_bodies([p[t] for p in panels], titles) for t in range(length)]
     renderer.close()
     return write_gif(path, frames, fps)
+
+
+class RendersG1:
+    """``render()``/``close()`` for envs that hold a ``G1Body`` as ``self.body`` (MuJoCo or stick figure)."""
+
+    render_mode: str | None
+    body: Any
+    _renderer: G1Renderer | None
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = G1Renderer(self.body.model)
+        return self._renderer.render(self.body.data)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from motion_vqvae.data import Motion, load_motions, sample_motion_path
+from motion_vqvae.agent import load_config_motions
+from motion_vqvae.data import Motion, sample_motion_path
 from motion_vqvae.training.evaluation import encode_motion
 from sim2real.runtime import make_session
 
@@ -44,16 +45,7 @@ def parity_clips(agent: MVQVAEAgent, motion_file: str | Path | None, count: int 
         if source is not None:
             log.warning("parity: %s is not here; checking on the bundled sample motion instead", source)
         source = sample_motion_path()
-    clips = load_motions(
-        source,
-        fps=cfg.fps,
-        quat_order=cfg.quat_order,
-        target_fps=cfg.target_fps,
-        robot=cfg.robot,
-        min_frames=WINDOW_TOKENS * agent.model.frames_per_token,
-        keep_transitions=cfg.keep_transitions,
-        repair_jumps=cfg.repair_jumps,
-    )
+    clips = load_config_motions(cfg, source, min_frames=WINDOW_TOKENS * agent.model.frames_per_token)
     if not clips:
         raise ValueError(
             f"parity: {source} has no clip of {WINDOW_TOKENS} tokens or more; pass --motion_file"

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader
-from motion_vqvae.data import load_motions
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +70,7 @@ def train_and_score(
 def bench_tokenizer(g1_moves: Path, minutes: float, run_root: Path, rows: tuple[str, ...]) -> dict[str, Any]:
     """Default vs original rows; ``bars_met`` and ``default_ahead_on_every_metric`` summarise them."""
     base = ConfigLoader().config.replace(motion_file=str(g1_moves), val_clips=HELD_OUT)
-    motions = load_motions(
-        g1_moves,
-        target_fps=base.target_fps,
-        robot=base.robot,
-        repair_jumps=base.repair_jumps,
-        min_frames=base.window_size,
-    )
+    motions = load_config_motions(base, g1_moves, min_frames=base.window_size)
     configs = {"default": base, "original": base.replace(**ORIGINAL_SETTINGS)}
     results: dict[str, Any] = {"minutes_per_row": minutes, "held_out": HELD_OUT, "rows": {}}
     for name in rows:

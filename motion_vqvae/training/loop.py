@@ -27,12 +27,20 @@ BEST_METRIC = "mpjpe_local_mm"
 
 
 def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
-    """Per-feature weights: root features, joint angles (1) and joint velocities, by config."""
-    assert agent.layout is not None
-    weights = torch.ones(agent.layout.dim, device=agent.device)
+    """Per-feature weights: root features, joint angles (1, or their std) and joint velocities, by config.
+
+    Features are z-scored, so by default a wrist that barely moves counts as much as a swinging shoulder;
+    ``joint_weights_by_std`` weighs each joint angle by its spread, i.e. the loss counts radians.
+    """
+    layout = agent.layout
+    assert layout is not None and layout.normalizer is not None
+    weights = torch.ones(layout.dim, device=agent.device)
     for name in ("root_height", "root_tilt", "root_lin_vel", "yaw_rate"):
-        weights[agent.layout.slices[name]] = agent.cfg.root_loss_weight
-    weights[agent.layout.slices["dof_vel"]] = agent.cfg.dof_vel_loss_weight
+        weights[layout.slices[name]] = agent.cfg.root_loss_weight
+    if agent.cfg.joint_weights_by_std:
+        std = layout.normalizer.std[layout.slices["dof_pos"]]
+        weights[layout.slices["dof_pos"]] = torch.as_tensor(std / std.mean(), dtype=weights.dtype)
+    weights[layout.slices["dof_vel"]] = agent.cfg.dof_vel_loss_weight
     return weights
 
 
