@@ -140,7 +140,8 @@ def bench_token_rl(ctx: BenchContext) -> dict:
         raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
     from motion_vqvae.envs.benchmark import bench_token_rl as run_token_rl
 
-    return run_token_rl(ctx.checkpoint)
+    export_dir = ctx.run_root / "export" / ctx.checkpoint.parent.parent.name  # written by the export section
+    return run_token_rl(ctx.checkpoint, export_dir if (export_dir / "manifest.json").is_file() else None)
 
 
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {

@@ -27,9 +27,14 @@ def _run(env: gym.Env, actions: list, seed: int = 0) -> float:
 
 
 def bench_token_rl(
-    checkpoint: Path, tokens: int = 300, env_counts: tuple[int, ...] = (1, 64, 4096), repeats: int = 3
+    checkpoint: Path,
+    export_dir: Path | None = None,
+    tokens: int = 300,
+    env_counts: tuple[int, ...] = (1, 64, 4096),
+    repeats: int = 3,
 ) -> dict:
-    """Wrapper overhead on G1PD-v0 (env steps/s, wrapped vs the same targets fed directly) and
+    """Wrapper overhead on G1PD-v0 (env steps/s, wrapped vs the same targets fed directly), decoding from
+    the checkpoint (torch) and, when given, from its export directory (onnxruntime, as on a robot), and
     BatchedTokenDecoder tokens/s per env count (CPU)."""
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
@@ -44,18 +49,23 @@ def bench_token_rl(
         if terminated or truncated:
             wrapped.reset()
     direct = gym.make("motion_vqvae/G1PD-v0", root_support=3000.0)
-    # Alternate the two and keep the fastest of each: other load on the machine hits both alike.
-    direct_s = wrapped_s = np.inf
+    variants = {"": wrapped}
+    if export_dir is not None:
+        variants["_onnx"] = TokenActionWrapper(
+            gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), export_dir
+        )
+    # Alternate the runs and keep the fastest of each: other load on the machine hits all alike.
+    direct_s = np.inf
+    wrapped_s = dict.fromkeys(variants, np.inf)
     for _ in range(repeats):
         direct_s = min(direct_s, _run(direct, targets))
-        wrapped_s = min(wrapped_s, _run(wrapped, ids))
-    result: dict = {
-        "env_steps": len(targets),
-        "direct_env_steps_per_s": len(targets) / direct_s,
-        "wrapped_env_steps_per_s": len(targets) / wrapped_s,
-        "wrapper_ratio": direct_s / wrapped_s,
-        "batched_tokens_per_s": {},
-    }
+        for key, env in variants.items():
+            wrapped_s[key] = min(wrapped_s[key], _run(env, ids))
+    result: dict = {"env_steps": len(targets), "direct_env_steps_per_s": len(targets) / direct_s}
+    for key, seconds in wrapped_s.items():
+        result[f"wrapped{key}_env_steps_per_s"] = len(targets) / seconds
+        result[f"wrapper_ratio{key}"] = direct_s / seconds
+    result["batched_tokens_per_s"] = {}
     for n in env_counts:
         decoder = BatchedTokenDecoder.from_checkpoint(checkpoint, n)
         steps = max(3, min(200, 20_000 // n))
@@ -66,10 +76,10 @@ def bench_token_rl(
             decoder.step(row)
         result["batched_tokens_per_s"][str(n)] = steps * n / (time.perf_counter() - start)
     log.info(
-        "token_rl: wrapper %.0f vs direct %.0f env steps/s (ratio %.2f); batched tokens/s %s",
-        result["wrapped_env_steps_per_s"],
+        "token_rl: direct %.0f env steps/s; wrapper ratio %.2f (torch), %s (onnxruntime); batched %s tok/s",
         result["direct_env_steps_per_s"],
         result["wrapper_ratio"],
+        f"{result['wrapper_ratio_onnx']:.2f}" if "wrapper_ratio_onnx" in result else "not measured",
         {k: round(v) for k, v in result["batched_tokens_per_s"].items()},
     )
     return result
