@@ -18,9 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", required=True, help="checkpoint .pt or ONNX export directory")
     parser.add_argument("--timesteps", type=int, default=PolicyConfig.timesteps, help="training tokens")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument(
-        "--time-budget", type=float, metavar="MINUTES", help="stop training after this long (as train_vqvae.py)"
-    )
+    parser.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this long")
     parser.add_argument("--num-envs", type=int, default=PolicyConfig.num_envs)
     parser.add_argument("--eval-episodes", type=int, default=PolicyConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
