@@ -56,18 +56,9 @@ class VQVAE(nn.Module):
             reset_threshold=reset_threshold,
             l2_normalize=l2_normalize,
         )
-        conv = dict(
-            in_dim=in_dim,
-            width=width,
-            depth=depth,
-            down_t=down_t,
-            stride_t=stride_t,
-            dilation_growth_rate=dilation_growth_rate,
-            output_emb_width=code_dim,
-            activation=activation,
-            norm=norm,
-            causal=causal,
-        )
+        conv_keys = ("in_dim", "width", "depth", "down_t", "stride_t", "dilation_growth_rate", "activation")
+        conv = {k: self._hparams[k] for k in (*conv_keys, "norm", "causal")}
+        conv["output_emb_width"] = code_dim
         self.encoder = Encoder(**conv)
         self.decoder = Decoder(**conv)
         self.quantizer = build_quantizer(
