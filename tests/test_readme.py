@@ -1,0 +1,50 @@
+"""The README cannot rot: its quick-start commands, script names and data snippet are checked here."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def _code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_opens_with_setup_main_job_and_tests() -> None:
+    commands = [line.split("#")[0].strip() for line in _code_blocks("bash")[0].strip().splitlines()]
+    assert len(commands) == 3
+    assert commands[0].startswith("pip install torch==2.13.0")
+    assert commands[1].startswith("python scripts/train_vqvae.py --motion_file")
+    assert commands[2] == "python -m pytest -q"
+    assert "python3 -m pytest -q" in (REPO / ".ci" / "run").read_text(), "CI runs the README's test command"
+
+
+@pytest.mark.parametrize("script", sorted(set(re.findall(r"scripts/(\w+)\.py", README))))
+def test_every_script_in_the_readme_exists_and_parses_help(script: str, capsys) -> None:
+    assert (REPO / "scripts" / f"{script}.py").is_file()
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        module = importlib.import_module(script)
+        if "argparse" in (REPO / "scripts" / f"{script}.py").read_text():
+            with pytest.raises(SystemExit) as exit_info:
+                module.main(["--help"])
+            assert exit_info.value.code == 0
+            assert "usage" in capsys.readouterr().out
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+
+
+def test_reading_motion_snippet_runs(shared_data: Path, monkeypatch) -> None:
+    snippet = next(block for block in _code_blocks("python") if "load_motions(" in block)
+    monkeypatch.chdir(REPO)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    clips = namespace["clips"]
+    assert clips and all(c.root_quat.shape[1] == 4 for c in clips)
