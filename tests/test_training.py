@@ -186,3 +186,16 @@ def test_bundled_sample_trains_without_any_file(tmp_path) -> None:
     summary = agent.fit()
     assert agent.iteration == 5 and np.isfinite(summary["mpjpe_local_mm"])
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_acceleration_loss_adds_to_the_objective(tmp_path) -> None:
+    from motion_vqvae.training.loop import _step, loss_weights
+
+    losses = []
+    for accel in (0.0, 1.0):
+        config = AgentConfig.from_dict({**TINY, "total_iter": 5, "warmup_iter": 1, "loss_accel": accel})
+        agent = MVQVAEAgent(config, run_dir=tmp_path / str(accel))
+        agent.setup_from_file()
+        losses.append(_step(agent, loss_weights(agent)))
+    assert losses[0]["recons"] == losses[1]["recons"], "same seed, same batch, same reconstruction"
+    assert losses[1]["loss"] > losses[0]["loss"]

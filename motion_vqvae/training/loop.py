@@ -109,6 +109,10 @@ def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:
     rec = reconstruction_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     vel = velocity_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     loss = rec + cfg.loss_vel * vel + cfg.commit * q.loss
+    if cfg.loss_accel > 0:
+        # velocity_loss of the first differences = the loss on second differences (accelerations).
+        accel = velocity_loss(recon.diff(dim=-2), x.diff(dim=-2), kind=cfg.recons_loss, weights=weights)
+        loss = loss + cfg.loss_accel * accel
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.gradient_clip > 0:
