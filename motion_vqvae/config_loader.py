@@ -57,7 +57,7 @@ class AgentConfig:
     gradient_clip: float = _opt(1.0, "max gradient norm; 0 disables clipping", min=0.0)
     commit: float = _opt(0.02, "commitment loss weight", min=0.0)
     loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
-    loss_accel: float = _opt(0.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
+    loss_accel: float = _opt(1.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
     joint_weights_by_std: bool = _opt(
