@@ -132,8 +132,8 @@ def _check_args(**ints: int) -> None:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-class Encoder(nn.Module):
-    """(B, in_dim, T) features -> (B, output_emb_width, T / stride_t**down_t) latents."""
+class _ConvStack(nn.Module):
+    """Shared constructor of the encoder and decoder: validated arguments -> ``self.net``."""
 
     def __init__(
         self,
@@ -159,55 +159,87 @@ class Encoder(nn.Module):
             dilation_growth_rate=dilation_growth_rate,
             output_emb_width=output_emb_width,
         )
+        layers = self._layers(
+            in_dim,
+            width,
+            depth,
+            down_t,
+            stride_t,
+            dilation_growth_rate,
+            output_emb_width,
+            activation,
+            norm,
+            causal,
+        )
+        self.net = nn.Sequential(*layers)
+
+    def _layers(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        down_t: int,
+        stride_t: int,
+        growth: int,
+        emb: int,
+        activation: str,
+        norm: str,
+        causal: bool,
+    ) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Encoder(_ConvStack):
+    """(B, in_dim, T) features -> (B, output_emb_width, T / stride_t**down_t) latents."""
+
+    def _layers(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        down_t: int,
+        stride_t: int,
+        growth: int,
+        emb: int,
+        activation: str,
+        norm: str,
+        causal: bool,
+    ) -> list[nn.Module]:
         layers: list[nn.Module] = [PaddedConv1d(in_dim, width, 3, causal=causal), make_activation(activation)]
         for _ in range(down_t):
             # Kernel 2*stride: each output sees its own stride block plus the previous one.
             layers.append(PaddedConv1d(width, width, 2 * stride_t, stride=stride_t, causal=causal))
-            layers.append(res_stack(width, depth, dilation_growth_rate, activation, norm, causal))
-        layers.append(PaddedConv1d(width, output_emb_width, 3, causal=causal))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, F, T) -> (B, D, T')
-        return self.net(x)
+            layers.append(res_stack(width, depth, growth, activation, norm, causal))
+        layers.append(PaddedConv1d(width, emb, 3, causal=causal))
+        return layers
 
 
-class Decoder(nn.Module):
+class Decoder(_ConvStack):
     """(B, output_emb_width, T') latents -> (B, in_dim, T' * stride_t**down_t) features.
 
     Upsampling is nearest-neighbour (ONNX ``Resize``) followed by a conv, so a causal decoder never
     lets token k influence frames before k * frames_per_token.
     """
 
-    def __init__(
+    def _layers(
         self,
-        *,
         in_dim: int,
         width: int,
         depth: int,
         down_t: int,
         stride_t: int,
-        dilation_growth_rate: int,
-        output_emb_width: int,
-        activation: str = "relu",
-        norm: str = "none",
-        causal: bool = False,
-    ) -> None:
-        super().__init__()
-        _check_args(
-            in_dim=in_dim,
-            width=width,
-            depth=depth,
-            down_t=down_t,
-            stride_t=stride_t,
-            dilation_growth_rate=dilation_growth_rate,
-            output_emb_width=output_emb_width,
-        )
-        layers: list[nn.Module] = [
-            PaddedConv1d(output_emb_width, width, 3, causal=causal),
-            make_activation(activation),
-        ]
+        growth: int,
+        emb: int,
+        activation: str,
+        norm: str,
+        causal: bool,
+    ) -> list[nn.Module]:
+        layers: list[nn.Module] = [PaddedConv1d(emb, width, 3, causal=causal), make_activation(activation)]
         for _ in range(down_t):
-            layers.append(res_stack(width, depth, dilation_growth_rate, activation, norm, causal))
+            layers.append(res_stack(width, depth, growth, activation, norm, causal))
             layers.append(nn.Upsample(scale_factor=stride_t, mode="nearest"))
             layers.append(PaddedConv1d(width, width, 3, causal=causal))
         layers += [
@@ -215,7 +247,4 @@ class Decoder(nn.Module):
             make_activation(activation),
             PaddedConv1d(width, in_dim, 3, causal=causal),
         ]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, D, T') -> (B, F, T)
-        return self.net(z)
+        return layers
