@@ -188,13 +188,13 @@ def test_non_finite_output_holds_last_safe_target(export_dir: Path, caplog) -> N
     real_session = decoder._step
 
     class Poisoned:
-        def run(self, names, feeds):
-            out = real_session.run(names, feeds)
-            out[0][0, 2:, 3] = np.nan
-            return out
+        def run(self, token):
+            targets, root = real_session.run(token)
+            targets[2:, 3] = np.nan
+            return targets, root
 
-        def get_inputs(self):
-            return real_session.get_inputs()
+        def reset(self):
+            real_session.reset()
 
     decoder._step = Poisoned()
     with caplog.at_level(logging.WARNING, logger="sim2real.runtime"):

@@ -74,8 +74,8 @@ def build_manifest(
     }
     if modules.step is not None:
         manifest["step_state"] = [
-            {"input": f"state_in_{i}", "output": f"state_out_{i}", "shape": ["batch", c, k]}
-            for i, (c, k) in enumerate(modules.step.streaming.state_shapes)
+            {"input": f"state_in_{i}", "output": f"state_out_{i}", "shape": ["batch", k, c]}
+            for i, (k, c) in enumerate(modules.step.streaming.state_shapes)
         ]
     return manifest
 
