@@ -23,6 +23,7 @@ import torch
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion, load_motions, sample_motion_path
 from motion_vqvae.data.mirror import mirror_motion
+from motion_vqvae.data.resample import change_speed
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.checkpoint import (
@@ -88,9 +89,7 @@ class MVQVAEAgent:
             sim_to_real_idx=self.cfg.sim_to_real_idx,
         )
         self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
-        training_clips = list(self.train_motions)
-        if self.cfg.mirror_augment:
-            training_clips += [mirror_motion(m) for m in self.train_motions]
+        training_clips = augmented(self.train_motions, self.cfg)
         train_features = [self.layout.from_motion(m) for m in training_clips]
         self.layout.fit_normalizer(train_features)
         self._build(hparams=None)
@@ -279,6 +278,20 @@ def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
         "nb_code": cfg.nb_code,
         "mu": cfg.mu,
     }
+
+
+def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:
+    """The training clips plus their speed-changed (``speed_augment``) and mirrored copies.
+
+    Speed copies re-time each clip (a faster or slower performance of the same poses); mirroring then
+    applies to every timing, so ``[0.8, 1.25]`` with mirroring trains on six versions of each clip.
+    """
+    clips = list(motions)
+    for speed in cfg.speed_augment:
+        clips += [change_speed(m, speed) for m in motions]
+    if cfg.mirror_augment:
+        clips += [mirror_motion(m) for m in clips]
+    return clips
 
 
 def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], list[Motion]]:

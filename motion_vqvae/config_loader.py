@@ -42,6 +42,9 @@ class AgentConfig:
     keep_transitions: bool = _opt(False, "keep NPY transition (blend) frames as part of the clips")
     repair_jumps: bool = _opt(True, "repair single-frame joint glitches by interpolation")
     mirror_augment: bool = _opt(True, "also train on left-right mirrored copies of the training clips")
+    speed_augment: list[float] = _opt(
+        [], "also train on copies of the training clips played at these speeds (e.g. [0.8, 1.25])"
+    )
     val_fraction: float = _opt(0.1, "fraction of clips held out for validation", min=0.0, max=0.9)
     val_clips: list[str] | None = _opt(None, "explicit clip names held out (overrides val_fraction)")
     # --- optimisation ---
@@ -115,6 +118,8 @@ class AgentConfig:
                     f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), "
                     f"got {self.sim_to_real_idx}"
                 )
+        if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
+            raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
         if self.warmup_iter >= self.total_iter and self.total_iter > 1:
             raise ValueError(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
 

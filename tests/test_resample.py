@@ -52,3 +52,23 @@ def test_bad_target_fps(bad) -> None:
     motion = load_motions(sample_motion_path())[0]
     with pytest.raises(ValueError, match="target_fps"):
         resample(motion, bad)
+
+
+def test_change_speed_retimes_the_same_poses(g1_moves_dir: Path) -> None:
+    from motion_vqvae.agent import augmented
+    from motion_vqvae.config_loader import ConfigLoader
+    from motion_vqvae.data.resample import change_speed
+
+    motion = load_motions(g1_moves_dir / "M_Move7.csv", target_fps=30)[0]
+    fast, slow = change_speed(motion, 1.25), change_speed(motion, 0.8)
+    assert fast.fps == slow.fps == motion.fps
+    assert fast.num_frames == 572 and slow.num_frames == 893  # (715 - 1) / 1.25 + 1, (715 - 1) / 0.8 + 1
+    assert np.array_equal(fast.dof[::4], motion.dof[::5])  # at 1.25x, every 4th frame lands on every 5th
+    np.testing.assert_allclose(slow.dof[5], motion.dof[4], atol=1e-12)
+    with pytest.raises(ValueError, match="speed must be positive"):
+        change_speed(motion, 0.0)
+    cfg = ConfigLoader().config.replace(speed_augment=[0.8, 1.25], mirror_augment=True)
+    names = [m.name for m in augmented([motion], cfg)]
+    assert len(names) == 6 and "M_Move7@x1.25" in names and len(set(names)) == 6
+    with pytest.raises(ValueError, match="speed_augment"):
+        cfg.replace(speed_augment=[10.0])

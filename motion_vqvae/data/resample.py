@@ -47,3 +47,20 @@ def resample(motion: Motion, target_fps: float) -> Motion:
         dof=lerp(motion.dof),
         joint_names=motion.joint_names,
     )
+
+
+def change_speed(motion: Motion, speed: float) -> Motion:
+    """The same poses played ``speed`` times as fast, at the same frame rate (augmentation)."""
+    if not speed > 0:
+        raise ValueError(f"change_speed '{motion.name}': speed must be positive, got {speed!r}")
+    retimed = Motion(
+        name=motion.name,
+        fps=motion.fps * speed,
+        root_pos=motion.root_pos,
+        root_quat=motion.root_quat,
+        dof=motion.dof,
+        joint_names=motion.joint_names,
+    )
+    out = resample(retimed, motion.fps)
+    out.name = f"{motion.name}@x{speed:g}"
+    return out
