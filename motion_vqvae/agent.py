@@ -277,6 +277,8 @@ def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
         "quantizer": cfg.quantizer,
         "nb_code": cfg.nb_code,
         "mu": cfg.mu,
+        "reset_threshold": cfg.reset_threshold,
+        "l2_normalize": cfg.l2_normalize_codes,
     }
 
 

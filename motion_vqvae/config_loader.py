@@ -82,6 +82,10 @@ class AgentConfig:
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
     quantizer: str = _opt("ema_reset", "quantizer", choices=_QUANTIZERS)
+    reset_threshold: float = _opt(
+        1.0, "reset/ema_reset: a code whose EMA hits per batch fall below this is re-seeded", min=0.0
+    )
+    l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
     prefer_expmap: bool = _opt(True, "root tilt as exp-map (3) instead of 6D rotation (6)")
     # --- sim-to-real joint map ---

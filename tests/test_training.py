@@ -199,3 +199,17 @@ def test_acceleration_loss_adds_to_the_objective(tmp_path) -> None:
         losses.append(_step(agent, loss_weights(agent)))
     assert losses[0]["recons"] == losses[1]["recons"], "same seed, same batch, same reconstruction"
     assert losses[1]["loss"] > losses[0]["loss"]
+
+
+def test_quantizer_keys_reach_the_model_and_its_checkpoint(tmp_path) -> None:
+    config = AgentConfig.from_dict(
+        {**TINY, "total_iter": 3, "eval_every": 3, "reset_threshold": 0.25, "l2_normalize_codes": True}
+    )
+    agent = MVQVAEAgent(config, run_dir=tmp_path)
+    agent.setup_from_file()
+    agent.fit()
+    quantizer = agent.model.quantizer
+    assert quantizer.reset_threshold == 0.25 and quantizer.l2_normalize
+    np.testing.assert_allclose(quantizer.codebook.norm(dim=-1).numpy(), 1.0, atol=1e-5)
+    reloaded = MVQVAEAgent.from_checkpoint(tmp_path / "checkpoints" / "last.pt", device="cpu").model.quantizer
+    assert reloaded.reset_threshold == 0.25 and reloaded.l2_normalize
