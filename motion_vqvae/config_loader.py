@@ -60,7 +60,7 @@ class AgentConfig:
     gradient_clip: float = _opt(1.0, "max gradient norm; 0 disables clipping", min=0.0)
     commit: float = _opt(0.02, "commitment loss weight", min=0.0)
     loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
-    loss_accel: float = _opt(1.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
+    loss_accel: float = _opt(3.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
     joint_weights_by_std: bool = _opt(
@@ -71,7 +71,7 @@ class AgentConfig:
     )
     # --- model ---
     code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
-    nb_code: int = _opt(512, "number of codes (token vocabulary size)", min=2)
+    nb_code: int = _opt(384, "number of codes (token vocabulary size)", min=2)
     mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
     down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
     stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
