@@ -18,6 +18,7 @@ import torch
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.data import load_motions
 from motion_vqvae.export import ExportModules, ParityError, StreamingDecoder, export_checkpoint, parity
+from motion_vqvae.models.vqvae import VQVAE
 from sim2real import TokenDecoder
 from sim2real import play as play_cli
 from sim2real.bench import bench_export
@@ -274,3 +275,25 @@ def test_non_causal_model_exports_without_step(tmp_path: Path, clips_glob: str) 
     with pytest.raises(RuntimeError, match="non-causal"):
         decoder.step(1)
     assert ExportModules.from_agent(MVQVAEAgent.from_checkpoint(ckpt)).step is None
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"activation": "gelu", "norm": "layer", "down_t": 1},
+        {"activation": "silu", "norm": "none", "down_t": 3, "depth": 3, "dilation_growth_rate": 2},
+    ],
+)
+def test_streaming_decoder_matches_every_architecture(arch: dict) -> None:
+    torch.manual_seed(0)
+    model = VQVAE(in_dim=12, width=24, code_dim=8, nb_code=16, causal=True, **arch).eval()
+    stream = StreamingDecoder(model)
+    tokens = torch.randint(0, 16, (2, 20))
+    with torch.no_grad():
+        full = model.decode(tokens)
+        state, frames = stream.init_state(2), []
+        for t in range(tokens.shape[1]):
+            out, state = stream.step(tokens[:, t], state)
+            frames.append(out)
+    assert stream.frames_per_token == 2 ** arch["down_t"]
+    torch.testing.assert_close(torch.cat(frames, dim=1), full, atol=1e-5, rtol=0)
