@@ -9,6 +9,7 @@ that many inputs per conv and run one token per call. Non-causal mode pads symme
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -123,69 +124,47 @@ def res_stack(width: int, depth: int, growth: int, activation: str, norm: str, c
     return nn.Sequential(*(ResBlock(width, d, activation, norm, causal) for d in dilations))
 
 
-def _check_args(**ints: int) -> None:
-    for name, value in ints.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-        minimum = 0 if name == "down_t" else 1
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+@dataclass(frozen=True)
+class StackSpec:
+    """The encoder's and decoder's shared hyper-parameters, validated once on construction."""
+
+    in_dim: int
+    width: int
+    depth: int
+    down_t: int
+    stride_t: int
+    dilation_growth_rate: int
+    output_emb_width: int
+    activation: str = "relu"
+    norm: str = "none"
+    causal: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self)[:7]:  # the integer sizes
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{f.name} must be an int, got {type(value).__name__} ({value!r})")
+            minimum = 0 if f.name == "down_t" else 1
+            if value < minimum:
+                raise ValueError(f"{f.name} must be >= {minimum}, got {value}")
+
+    def res_stack(self) -> nn.Sequential:
+        return res_stack(
+            self.width, self.depth, self.dilation_growth_rate, self.activation, self.norm, self.causal
+        )
+
+    def conv(self, c_in: int, c_out: int, kernel: int, **kw: int) -> PaddedConv1d:
+        return PaddedConv1d(c_in, c_out, kernel, causal=self.causal, **kw)
 
 
 class _ConvStack(nn.Module):
-    """Shared constructor of the encoder and decoder: validated arguments -> ``self.net``."""
+    """Shared constructor of the encoder and decoder: ``StackSpec`` keywords -> ``self.net``."""
 
-    def __init__(
-        self,
-        *,
-        in_dim: int,
-        width: int,
-        depth: int,
-        down_t: int,
-        stride_t: int,
-        dilation_growth_rate: int,
-        output_emb_width: int,
-        activation: str = "relu",
-        norm: str = "none",
-        causal: bool = False,
-    ) -> None:
+    def __init__(self, **spec: object) -> None:
         super().__init__()
-        _check_args(
-            in_dim=in_dim,
-            width=width,
-            depth=depth,
-            down_t=down_t,
-            stride_t=stride_t,
-            dilation_growth_rate=dilation_growth_rate,
-            output_emb_width=output_emb_width,
-        )
-        layers = self._layers(
-            in_dim,
-            width,
-            depth,
-            down_t,
-            stride_t,
-            dilation_growth_rate,
-            output_emb_width,
-            activation,
-            norm,
-            causal,
-        )
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*self._layers(StackSpec(**spec)))  # type: ignore[arg-type]
 
-    def _layers(
-        self,
-        in_dim: int,
-        width: int,
-        depth: int,
-        down_t: int,
-        stride_t: int,
-        growth: int,
-        emb: int,
-        activation: str,
-        norm: str,
-        causal: bool,
-    ) -> list[nn.Module]:
+    def _layers(self, s: StackSpec) -> list[nn.Module]:
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,56 +174,26 @@ class _ConvStack(nn.Module):
 class Encoder(_ConvStack):
     """(B, in_dim, T) features -> (B, output_emb_width, T / stride_t**down_t) latents."""
 
-    def _layers(
-        self,
-        in_dim: int,
-        width: int,
-        depth: int,
-        down_t: int,
-        stride_t: int,
-        growth: int,
-        emb: int,
-        activation: str,
-        norm: str,
-        causal: bool,
-    ) -> list[nn.Module]:
-        layers: list[nn.Module] = [PaddedConv1d(in_dim, width, 3, causal=causal), make_activation(activation)]
-        for _ in range(down_t):
+    def _layers(self, s: StackSpec) -> list[nn.Module]:
+        layers: list[nn.Module] = [s.conv(s.in_dim, s.width, 3), make_activation(s.activation)]
+        for _ in range(s.down_t):
             # Kernel 2*stride: each output sees its own stride block plus the previous one.
-            layers.append(PaddedConv1d(width, width, 2 * stride_t, stride=stride_t, causal=causal))
-            layers.append(res_stack(width, depth, growth, activation, norm, causal))
-        layers.append(PaddedConv1d(width, emb, 3, causal=causal))
+            layers += [s.conv(s.width, s.width, 2 * s.stride_t, stride=s.stride_t), s.res_stack()]
+        layers.append(s.conv(s.width, s.output_emb_width, 3))
         return layers
 
 
 class Decoder(_ConvStack):
     """(B, output_emb_width, T') latents -> (B, in_dim, T' * stride_t**down_t) features.
 
-    Upsampling is nearest-neighbour (ONNX ``Resize``) followed by a conv, so a causal decoder never
-    lets token k influence frames before k * frames_per_token.
+    Upsampling is nearest-neighbour followed by a conv, so a causal decoder never lets token k influence
+    frames before k * frames_per_token.
     """
 
-    def _layers(
-        self,
-        in_dim: int,
-        width: int,
-        depth: int,
-        down_t: int,
-        stride_t: int,
-        growth: int,
-        emb: int,
-        activation: str,
-        norm: str,
-        causal: bool,
-    ) -> list[nn.Module]:
-        layers: list[nn.Module] = [PaddedConv1d(emb, width, 3, causal=causal), make_activation(activation)]
-        for _ in range(down_t):
-            layers.append(res_stack(width, depth, growth, activation, norm, causal))
-            layers.append(nn.Upsample(scale_factor=stride_t, mode="nearest"))
-            layers.append(PaddedConv1d(width, width, 3, causal=causal))
-        layers += [
-            PaddedConv1d(width, width, 3, causal=causal),
-            make_activation(activation),
-            PaddedConv1d(width, in_dim, 3, causal=causal),
-        ]
+    def _layers(self, s: StackSpec) -> list[nn.Module]:
+        layers: list[nn.Module] = [s.conv(s.output_emb_width, s.width, 3), make_activation(s.activation)]
+        for _ in range(s.down_t):
+            layers += [s.res_stack(), nn.Upsample(scale_factor=s.stride_t, mode="nearest")]
+            layers.append(s.conv(s.width, s.width, 3))
+        layers += [s.conv(s.width, s.width, 3), make_activation(s.activation), s.conv(s.width, s.in_dim, 3)]
         return layers
