@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_vqvae.data import load_motions, sample_motion_path, save_csv, save_npy
+from motion_vqvae.data import MotionFileError, load_motions, sample_motion_path, save_csv, save_npy
 from motion_vqvae.data.joint_names import G1_23DOF_JOINTS, G1_29DOF_JOINTS
 
 
@@ -80,8 +80,10 @@ def test_csv_fps_and_joint_names_fallbacks(tmp_path: Path, kimodo_dir: Path) -> 
         load_motions(tmp_path / "wave.csv")
     assert load_motions(tmp_path / "wave.csv", fps=30)[0].joint_names == list(G1_29DOF_JOINTS)
     (tmp_path / "meta.json").write_text('{"fps": 25, "dof_names": ["j0"]}')
-    back = load_motions(tmp_path / "wave.csv")[0]
-    assert back.fps == 25.0 and back.joint_names == list(G1_29DOF_JOINTS)  # 1 name != 29 columns
+    with pytest.raises(MotionFileError, match=r"wave\.csv: 29 joint columns, but .*meta\.json lists 1"):
+        load_motions(tmp_path / "wave.csv")  # names and columns disagree: refused, not guessed
+    (tmp_path / "meta.json").write_text('{"fps": 25}')
+    assert load_motions(tmp_path / "wave.csv")[0].fps == 25.0
     odd = np.concatenate([np.tile([0, 0, 0.8, 0, 0, 0, 1.0], (5, 1)), np.zeros((5, 4))], axis=1)
     np.savetxt(tmp_path / "odd.csv", odd, delimiter=",")
     with pytest.raises(ValueError, match=r"odd\.csv: 4 joint columns"):

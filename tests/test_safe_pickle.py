@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pytest
 
+from motion_vqvae.data.errors import MotionSizeError
 from motion_vqvae.data.safe_pickle import UnsafePickleError, safe_load
 
 
@@ -86,7 +87,7 @@ def test_joblib_header_with_object_dtype_or_huge_shape_is_refused(tmp_path: Path
     data = buf.getvalue().replace(b"K\x04\x85", b"J" + struct.pack("<i", 10**9) + b"\x85", 1)
     big = tmp_path / "big.joblib"
     big.write_bytes(data)
-    with pytest.raises(UnsafePickleError, match="truncated"):
+    with pytest.raises(MotionSizeError, match="truncated"):
         safe_load(big)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motion_vqvae.data.errors import MotionFileError, reading
 from motion_vqvae.data.meta import META_FILE, meta_fps, resolve_joint_names
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.validation import make_motion
@@ -22,8 +23,8 @@ def read_csv_table(path: Path) -> np.ndarray:
     """The numbers of a headerless comma-separated file as a (rows, columns) float64 array."""
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as err:
-        raise ValueError(
+    except (ValueError, UnicodeDecodeError) as err:
+        raise MotionFileError(
             f"{path}: not a headerless numeric CSV ({err}). Remove any header line and keep only numbers "
             "separated by commas."
         ) from err
@@ -39,22 +40,29 @@ def read_csv(
 ) -> list[Motion]:
     """The one clip in a CSV file, named after the file stem."""
     path = Path(path)
+    with reading(path, "CSV file"):
+        return [_read_csv_clip(path, fps, quat_order, robot_joint_names)]
+
+
+def _read_csv_clip(
+    path: Path, fps: float | None, quat_order: str, robot_joint_names: Sequence[str] | None
+) -> Motion:
     if fps is None:
         fps = meta_fps(path)
     if fps is None:
-        raise ValueError(
+        raise MotionFileError(
             f"{path}: a CSV does not store its frame rate and there is no {META_FILE} with 'fps' beside it; "
             "pass fps= (e.g. load_motions(path, fps=30))"
         )
     table = read_csv_table(path)
     num_dof = table.shape[1] - ROOT_COLUMNS
     if num_dof <= 0:
-        raise ValueError(
+        raise MotionFileError(
             f"{path}: {table.shape[1]} columns, expected root_pos(3), root_quat(4) and at least one "
             "joint column"
         )
     joint_names = resolve_joint_names(path, num_dof, robot_joint_names)
-    motion = make_motion(
+    return make_motion(
         where=str(path),
         name=path.stem,
         fps=fps,
@@ -64,4 +72,3 @@ def read_csv(
         joint_names=joint_names,
         quat_order=quat_order,
     )
-    return [motion]

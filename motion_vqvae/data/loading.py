@@ -7,13 +7,15 @@ drop clips shorter than ``min_frames`` (counted after resampling).
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from motion_vqvae.data.csv_format import read_csv
+from motion_vqvae.data.errors import MotionFileError, MotionFileNotFoundError, reading
 from motion_vqvae.data.jumps import (
     DEFAULT_JUMP_THRESHOLD,
     find_joint_jumps,
@@ -23,6 +25,13 @@ from motion_vqvae.data.jumps import (
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.npy_format import NPY_QUAT_ORDER, read_npy
 from motion_vqvae.data.pkl_format import read_pkl
+from motion_vqvae.data.plausibility import (
+    FPS_RANGE,
+    JOINT_LIMIT_TOLERANCE,
+    check_plausible,
+    check_relax,
+    joint_limits,
+)
 from motion_vqvae.data.resample import resample
 from motion_vqvae.data.validation import check_quat_order
 
@@ -51,24 +60,27 @@ def find_motion_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
     if any(c in text for c in "*?["):
         candidates = sorted(Path(p) for p in glob.glob(text, recursive=True))
         if not candidates:
-            raise FileNotFoundError(f"the glob '{text}' matches no file")
+            raise MotionFileNotFoundError(f"the glob '{text}' matches no file", file=text)
     else:
         root = Path(path)
         if root.is_file():
             if root.suffix.lower() not in FORMAT_SUFFIXES:
-                raise ValueError(
-                    f"{root}: unknown motion file type; supported suffixes: {sorted(FORMAT_SUFFIXES)}"
+                raise MotionFileError(
+                    f"{root}: unknown motion file type; supported suffixes: {sorted(FORMAT_SUFFIXES)}",
+                    file=root,
                 )
             return [root]
         if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such file or folder")
+            raise MotionFileNotFoundError(f"{root}: no such file or folder", file=root)
         candidates = sorted(p for p in root.rglob("*") if p.is_file())
     files = [p for p in candidates if p.is_file() and p.suffix.lower() in FORMAT_SUFFIXES]
     skipped = len(candidates) - len(files)
     if skipped:
         logger.debug("%s: skipped %d file(s) that are not motions (meta.json, licences, ...)", text, skipped)
     if not files:
-        raise ValueError(f"{text}: no motion files found; expected suffixes {sorted(FORMAT_SUFFIXES)}")
+        raise MotionFileNotFoundError(
+            f"{text}: no motion files found; expected suffixes {sorted(FORMAT_SUFFIXES)}", file=text
+        )
     return files
 
 
@@ -96,7 +108,26 @@ def _read_file(
         return read_pkl(path, fps=fps, quat_order=quat_order, robot_joint_names=names)
     if kind == "csv":
         return read_csv(path, fps=fps, quat_order=quat_order, robot_joint_names=names)
-    raise ValueError(f"{path}: unknown motion format {kind!r}; supported: {sorted(_DEFAULT_QUAT_ORDER)}")
+    raise MotionFileError(f"{path}: unknown motion format {kind!r}; supported: {sorted(_DEFAULT_QUAT_ORDER)}")
+
+
+def _prepare(
+    motion: Motion,
+    jump_threshold: float | None,
+    repair_jumps: bool,
+    target_fps: float | None,
+    to_robot: Callable[[Motion], Motion] | None,
+) -> Motion:
+    """Report (and optionally repair) joint jumps at the file's rate, resample, map onto the robot."""
+    if jump_threshold is not None:
+        jumps = find_joint_jumps(motion, jump_threshold)
+        if jumps:
+            log_joint_jumps(jumps, jump_threshold, repaired=repair_jumps)
+            if repair_jumps:
+                motion = repair_joint_jumps(motion, jump_threshold)
+    if target_fps is not None:
+        motion = resample(motion, target_fps)
+    return to_robot(motion) if to_robot is not None else motion
 
 
 def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Motion]]:
@@ -112,7 +143,7 @@ def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Moti
             return motion
         common = set(motion.joint_names) & set(names)
         if not common:
-            raise ValueError(
+            raise MotionFileError(
                 f"clip '{motion.name}': none of its joints {motion.joint_names[:3]}... is a joint of robot "
                 f"'{description.name}' ({names[:3]}...); check the file's dof_names or the robot"
             )
@@ -132,6 +163,32 @@ def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Moti
     return names, to_robot
 
 
+def _check_rate(value: float | None, key: str, source: str) -> None:
+    if value is None:
+        return
+    low, high = FPS_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{source}: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _unique_names(motions: list[Motion], files: list[Path]) -> list[Motion]:
+    """Clips renamed where two share a name (two folders each with ``clip.csv``), with a warning."""
+    seen: set[str] = set()
+    out = []
+    for motion, file in zip(motions, files, strict=True):
+        name = motion.name
+        if name in seen:
+            name = f"{file.parent.name}/{motion.name}"
+            k = 2
+            while name in seen:
+                name, k = f"{file.parent.name}/{motion.name}#{k}", k + 1
+            logger.warning("%s: clip name '%s' is taken; renamed to '%s'", file, motion.name, name)
+            motion = dataclasses.replace(motion, name=name)
+        seen.add(name)
+        out.append(motion)
+    return out
+
+
 def load_motions(
     path: str | Path | Sequence[str | Path],
     *,
@@ -143,6 +200,8 @@ def load_motions(
     keep_transitions: bool = False,
     repair_jumps: bool = False,
     jump_threshold: float | None = DEFAULT_JUMP_THRESHOLD,
+    relax: Collection[str] = (),
+    joint_limit_tolerance: float = JOINT_LIMIT_TOLERANCE,
 ) -> list[Motion]:
     """Read, validate and prepare every clip under ``path`` (file, folder or glob; NPY/PKL/CSV mixed).
 
@@ -152,28 +211,52 @@ def load_motions(
     YAML path, see ``sim2real.robot.load_robot``) maps joint columns onto the robot's simulator order,
     filling missing joints with 0. ``jump_threshold`` (rad/s, None to skip) reports joint jumps, which
     ``repair_jumps`` bridges by interpolation.
+
+    Every clip is checked for physical plausibility (:mod:`motion_vqvae.data.plausibility`): joint angles
+    within the robot's limits +- ``joint_limit_tolerance`` rad, root position and speed, fps, and a tilt
+    that betrays a wrong quaternion order. Each failure raises ``ImplausibleMotionError``; the checks named
+    in ``relax`` (from ``PLAUSIBILITY_CHECKS``) only log a warning. Every file error is a
+    ``MotionFileError`` naming the file (see ``motion_vqvae.data.errors``); two clips with the same name
+    are renamed after their folder, with a warning; a file that yields no clip is refused.
     """
     if quat_order is not None:
         check_quat_order(quat_order, f"load_motions({path!s})")
     if isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 0:
         raise ValueError(f"load_motions({path!s}): min_frames must be a non-negative int, got {min_frames!r}")
+    _check_rate(fps, "fps", f"load_motions({path!s})")
+    _check_rate(target_fps, "target_fps", f"load_motions({path!s})")
+    relaxed = check_relax(relax, f"load_motions({path!s})")
     robot_names, to_robot = _robot_mapper(robot) if robot is not None else (None, None)
     motions: list[Motion] = []
+    sources: list[Path] = []
+    limits: dict[tuple[str, ...], Any] = {}
     for file in find_motion_files(path):
         kind = FORMAT_SUFFIXES[file.suffix.lower()]
         order = quat_order or _DEFAULT_QUAT_ORDER[kind]
-        for motion in _read_file(file, kind, fps, order, keep_transitions, robot_names):
-            if jump_threshold is not None:
-                jumps = find_joint_jumps(motion, jump_threshold)
-                if jumps:
-                    log_joint_jumps(jumps, jump_threshold, repaired=repair_jumps)
-                    if repair_jumps:
-                        motion = repair_joint_jumps(motion, jump_threshold)
-            if target_fps is not None:
-                motion = resample(motion, target_fps)
-            if to_robot is not None:
-                motion = to_robot(motion)
-            motions.append(motion)
+        with reading(file):
+            clips = _read_file(file, kind, fps, order, keep_transitions, robot_names)
+            if not clips:
+                raise MotionFileError(
+                    f"{file}: the file holds no clip (in an NPY, every row is a transition frame?); "
+                    "remove it or fix its transition_flag column",
+                    file=file,
+                )
+            for motion in clips:
+                names = tuple(motion.joint_names)
+                if names not in limits:
+                    limits[names] = joint_limits(names, robot)
+                check_plausible(
+                    motion,
+                    where=f"{file} clip '{motion.name}'",
+                    file=file,
+                    file_quat_order=order,
+                    limits=limits[names],
+                    relax=relaxed,
+                    tolerance=joint_limit_tolerance,
+                )
+                motions.append(_prepare(motion, jump_threshold, repair_jumps, target_fps, to_robot))
+                sources.append(file)
+    motions = _unique_names(motions, sources)
     short = [m for m in motions if m.num_frames < min_frames]
     if short:
         listed = ", ".join(f"{m.name} ({m.num_frames} frames)" for m in short)

@@ -9,11 +9,13 @@ is wxyz.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from motion_vqvae.data.errors import MotionFileError, MotionSizeError, reading
 from motion_vqvae.data.meta import resolve_joint_names
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.validation import check_finite, column_labels, make_motion
@@ -28,12 +30,12 @@ TIME_JITTER_TOLERANCE = 0.01  # relative spread of frame intervals tolerated bef
 def fps_from_time(time: np.ndarray, path: Path) -> float:
     """Frame rate from a strictly increasing time column; integers are snapped to (1/30 s steps -> 30)."""
     if len(time) < 2:
-        raise ValueError(f"{path}: needs at least two rows to read the frame rate from the time column")
+        raise MotionFileError(f"{path}: needs at least two rows to read the frame rate from the time column")
     dt = np.diff(time)
     bad = np.flatnonzero(dt <= 0)
     if bad.size:
         row = int(bad[0]) + 1
-        raise ValueError(
+        raise MotionFileError(
             f"{path}: time column does not increase at row {row} (0-based): {time[row - 1]!r} then "
             f"{time[row]!r} ({bad.size} such row(s)). Column 0 must be the time in seconds, strictly "
             "increasing."
@@ -73,14 +75,61 @@ def read_npy(
 ) -> list[Motion]:
     """The clips of one NPY trajectory, named ``<file stem>_<index>``."""
     path = Path(path)
-    try:
-        table = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(
-            f"{path}: not a plain numeric .npy array ({err}); object arrays are refused"
-        ) from err
+    with reading(path, ".npy file"):
+        return _read_npy_clips(path, quat_order, keep_transitions, robot_joint_names)
+
+
+_read_header_2_0 = np.lib.format.read_array_header_2_0  # versions 2 and 3 share the 4-byte header length
+
+
+def load_npy_table(path: Path) -> np.ndarray:
+    """The array in a ``.npy`` file, its header checked against the file size before any data is read.
+
+    ``np.load`` allocates what the header claims before reading, so a 900-byte file claiming (10^9, 38)
+    float64 would ask for 300 GB; here that claim is refused first, as are ``.npz`` archives and pickles.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        magic = fh.read(6)
+        if magic[:4] == b"PK\x03\x04":
+            raise MotionFileError(
+                f"{path}: this is an .npz archive (a zip of arrays), not an .npy array; rename it to .npz "
+                "and save the table alone with np.save",
+                file=path,
+            )
+        if magic != np.lib.format.MAGIC_PREFIX:
+            raise MotionFileError(
+                f"{path}: not an .npy file ({size} bytes, starting {magic!r}); expected numpy's magic "
+                f"{np.lib.format.MAGIC_PREFIX!r}",
+                file=path,
+            )
+        fh.seek(0)
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else _read_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
+            raise MotionFileError(
+                f"{path}: the array has dtype {dtype}; expected plain numbers (object arrays are refused)",
+                file=path,
+            )
+        claimed = math.prod(shape) * dtype.itemsize
+        available = size - fh.tell()
+        if claimed > available:
+            raise MotionSizeError(
+                f"{path}: the header claims a {dtype} array of shape {shape} ({claimed} bytes) but the file "
+                f"holds {available} bytes of data; the file is truncated or its header corrupted",
+                file=path,
+            )
+        flat = np.fromfile(fh, dtype=dtype, count=math.prod(shape))
+        return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npy_clips(
+    path: Path, quat_order: str, keep_transitions: bool, robot_joint_names: Sequence[str] | None
+) -> list[Motion]:
+    table = load_npy_table(path)
     if table.ndim != 2 or table.dtype.kind not in "fiu" or table.shape[1] <= FIXED_COLUMNS:
-        raise ValueError(
+        raise MotionFileError(
             f"{path}: expected a 2-D numeric array [time, root_pos(3), root_quat(4), dof(N), "
             f"transition_flag] with more than {FIXED_COLUMNS} columns, got {table.dtype} {table.shape}"
         )
@@ -92,7 +141,7 @@ def read_npy(
     not_binary = np.flatnonzero((flags != 0) & (flags != 1))
     if not_binary.size:
         row = int(not_binary[0])
-        raise ValueError(
+        raise MotionFileError(
             f"{path}: transition_flag (last column) must be 0 or 1, got {flags[row]!r} at row {row} "
             f"(0-based); check that the file has the layout [time, root_pos(3), root_quat(4), dof(N), flag]"
         )

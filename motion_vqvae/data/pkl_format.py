@@ -8,12 +8,15 @@ and ``fps``; other keys (``pose_aa``, ``smpl_joints``, ...) are ignored. Files g
 from __future__ import annotations
 
 import logging
+import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from motion_vqvae.data.errors import MotionFileError, reading
 from motion_vqvae.data.meta import resolve_joint_names
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.safe_pickle import safe_load
@@ -23,6 +26,8 @@ ROOT_POS_KEYS = ("root_trans_offset", "root_pos")
 logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("root_rot", "dof")
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
 
 
 def _is_motion_dict(obj: Any) -> bool:
@@ -30,10 +35,17 @@ def _is_motion_dict(obj: Any) -> bool:
 
 
 def _array(clip: Mapping[str, Any], key: str, where: str, width: int | None) -> np.ndarray:
-    value = np.asarray(clip[key])
+    value = clip[key]
+    if not isinstance(value, np.ndarray):  # nested lists: must be a rectangular table of plain numbers
+        try:
+            value = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise MotionFileError(f"{where}: '{key}' is not a rectangular table of numbers ({err})") from err
     if value.dtype.kind not in "fiu" or value.ndim != 2 or (width is not None and value.shape[1] != width):
         want = f"(T, {width})" if width is not None else "(T, N)"
-        raise ValueError(f"{where}: '{key}' must be a numeric {want} array, got {value.dtype} {value.shape}")
+        raise MotionFileError(
+            f"{where}: '{key}' must be a numeric {want} array, got {value.dtype} {value.shape}"
+        )
     return value.astype(np.float64)
 
 
@@ -41,11 +53,14 @@ def _clip_fps(clip: Mapping[str, Any], fps: float | None, where: str) -> float:
     """The clip's own ``fps`` key; ``fps`` only fills in when the key is missing."""
     if "fps" not in clip:
         if fps is None:
-            raise ValueError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
+            raise MotionFileError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
         return float(fps)
-    value = np.asarray(clip["fps"])
-    if value.size != 1 or value.dtype.kind not in "fiu" or not float(value) > 0:
-        raise ValueError(f"{where}: 'fps' must be one positive number, got {clip['fps']!r}")
+    raw = clip["fps"]
+    value = raw.item() if isinstance(raw, (np.generic, np.ndarray)) and np.ndim(raw) == 0 else raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise MotionFileError(
+            f"{where}: 'fps' must be one positive finite number, got {_short.repr(raw)}", column="fps"
+        )
     if fps is not None and float(value) != fps:
         logger.warning(
             "%s: keeping the file's fps %g, not fps=%g (use target_fps= to resample)",
@@ -65,28 +80,36 @@ def read_pkl(
 ) -> list[Motion]:
     """All clips of a motion-lib pickle; ``fps`` is used for clips without an ``fps`` key."""
     path = Path(path)
+    with reading(path, "pickle/joblib file"):
+        return _read_pkl_clips(path, fps, quat_order, robot_joint_names)
+
+
+def _read_pkl_clips(
+    path: Path, fps: float | None, quat_order: str, robot_joint_names: Sequence[str] | None
+) -> list[Motion]:
     obj = safe_load(path)
     if _is_motion_dict(obj):
         clips = {path.stem: obj}
     elif isinstance(obj, Mapping) and obj and all(_is_motion_dict(v) for v in obj.values()):
         clips = dict(obj)
     else:
-        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(
+        found = sorted(map(_short.repr, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise MotionFileError(
             f"{path}: expected one motion dict with keys {REQUIRED_KEYS} and one of {ROOT_POS_KEYS}, or a "
             f"{{name: motion dict}} mapping; found {found}"
         )
     motions = []
-    for name, clip in clips.items():
+    for key, clip in clips.items():
+        name = key if isinstance(key, str) else _short.repr(key)
         where = f"{path} clip '{name}'"
         pos_key = next((k for k in ROOT_POS_KEYS if k in clip), None)
         if pos_key is None:
-            raise ValueError(f"{where}: no root position; expected one of the keys {ROOT_POS_KEYS}")
+            raise MotionFileError(f"{where}: no root position; expected one of the keys {ROOT_POS_KEYS}")
         dof = _array(clip, "dof", where, None)
         motions.append(
             make_motion(
                 where=where,
-                name=str(name),
+                name=name,
                 fps=_clip_fps(clip, fps, where),
                 root_pos=_array(clip, pos_key, where, 3),
                 root_quat=_array(clip, "root_rot", where, 4),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from motion_vqvae.data.errors import MotionFileError
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.rotations import quat_make_continuous, quat_normalize, quat_rotate
 
@@ -65,9 +66,11 @@ def check_finite(table: np.ndarray, where: str, labels: Sequence[str], row_offse
     row, col = np.argwhere(bad)[0]
     count = int(bad.sum())
     label = labels[col] if col < len(labels) else "?"
-    raise ValueError(
+    raise MotionFileError(
         f"{where}: {table[row, col]} at row {row + row_offset} (0-based), column {col} ({label}); "
-        f"{count} non-finite value(s) in total. Fix or cut those frames in the file before loading."
+        f"{count} non-finite value(s) in total. Fix or cut those frames in the file before loading.",
+        row=int(row) + row_offset,
+        column=label,
     )
 
 
@@ -77,11 +80,13 @@ def normalize_root_quat(q: np.ndarray, where: str, row_offset: int = 0) -> np.nd
     off = np.abs(norm - 1.0) > QUAT_NORM_TOLERANCE
     if off.any():
         row = int(np.argmax(off))
-        raise ValueError(
+        raise MotionFileError(
             f"{where}: root quaternion at row {row + row_offset} (0-based) has norm {norm[row]:.4g} "
             f"({int(off.sum())} row(s) off by more than {QUAT_NORM_TOLERANCE}). A zero or far-from-unit "
             "quaternion means the columns are shifted or are not a quaternion: check the column layout "
-            "root_pos(3), root_quat(4), dof(N)."
+            "root_pos(3), root_quat(4), dof(N).",
+            row=row + row_offset,
+            column="root_quat",
         )
     # Rows already unit to rounding are kept bit for bit, so read -> write -> read is exact.
     q = np.where((np.abs(norm - 1.0) > _UNIT_EPS)[:, None], quat_normalize(q), q)
@@ -108,7 +113,7 @@ def check_upright(q_raw: np.ndarray, quat_order: str, where: str) -> None:
         )
     else:
         hint = f"it is upside down as {other} too, so check the root columns and the data itself."
-    raise ValueError(
+    raise MotionFileError(
         f"{where}: the root looks upside down (body z axis points down on {100 * frac:.0f}% of frames) "
         f"when the quaternion is read as {quat_order}; {hint}"
     )
@@ -131,9 +136,9 @@ def make_motion(
     dof = np.asarray(dof, dtype=np.float64)
     q_raw = np.asarray(root_quat, dtype=np.float64)
     if len(root_pos) == 0:
-        raise ValueError(f"{where}: the clip has no frames; remove it from the file")
+        raise MotionFileError(f"{where}: the clip has no frames; remove it from the file")
     if not len(root_pos) == len(q_raw) == len(dof):
-        raise ValueError(
+        raise MotionFileError(
             f"{where}: root_pos, root_quat and dof have {len(root_pos)}, {len(q_raw)} and {len(dof)} frames; "
             "they must have one row per frame each"
         )
