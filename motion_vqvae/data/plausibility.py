@@ -40,9 +40,9 @@ MAX_ROOT_SPEED = 20.0
 """m/s between two frames; a sprinting human peaks near 12 m/s, the real clips at 7.1 m/s."""
 FPS_RANGE = (1.0, 1000.0)
 """Frame rates outside this band are a corrupted header or time column, not motion capture."""
-TILT_MIN_DEG = 20.0
+TILT_MIN_DEG = 15.0
 """A clip's median tilt (body z axis vs world z) above this is examined for a wrong quaternion order."""
-TILT_MARGIN_DEG = 10.0
+TILT_MARGIN_DEG = 5.0
 """... and refused when the other quaternion order would be at least this much more upright."""
 
 
