@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class BenchContext:
     train_rows: tuple[str, ...] = ("default", "original")
     run_root: Path = REPO_ROOT / "runs" / "benchmark"
     checkpoint: Path | None = None
+    fuzz_seconds: float = 600.0
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -144,12 +146,32 @@ def bench_token_rl(ctx: BenchContext) -> dict:
     return run_token_rl(ctx.checkpoint, export_dir if (export_dir / "manifest.json").is_file() else None)
 
 
+def bench_fuzz(ctx: BenchContext) -> dict:
+    """The reader fuzz targets for ``--fuzz-seconds``, single-threaded, in a subprocess limited to 2 GB.
+
+    Figures: executions, accepted/refused inputs and distinct failures (undocumented exception types,
+    implausible clips accepted, messages without the file name, inputs slower than 5 s) per target; a
+    crash or an allocation past the limit ends the subprocess and is reported as such.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "motion_vqvae.data.fuzzing", "--seconds", str(ctx.fuzz_seconds)]
+    proc = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=ctx.fuzz_seconds * 2 + 300
+    )
+    if not proc.stdout.strip():
+        return {"crashed": True, "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+    result = json.loads(proc.stdout)
+    result["returncode"] = proc.returncode
+    return result
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
     "tokenizer": bench_tokenizer,
     "export": bench_export,
     "token_rl": bench_token_rl,
+    "fuzz": bench_fuzz,
 }
 
 
@@ -205,13 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         "--train-rows", default="default,original", help="tokenizer: comma list of default, original"
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="export: the checkpoint to export")
+    parser.add_argument("--fuzz-seconds", type=float, default=600.0, help="fuzz: duration of the run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
     if not rows or any(r not in ("default", "original") for r in rows):
         parser.error(f"--train-rows {args.train_rows!r}: choose from default, original")
     ctx = BenchContext(
-        shared=args.shared, train_minutes=args.train_minutes, train_rows=rows, checkpoint=args.checkpoint
+        shared=args.shared,
+        train_minutes=args.train_minutes,
+        train_rows=rows,
+        checkpoint=args.checkpoint,
+        fuzz_seconds=args.fuzz_seconds,
     )
     results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,7 @@ class Target:
         return load_motions(self.file.parent if self.name == "meta" else self.file, jump_threshold=None)
 
     def check(self, data: bytes) -> None:
-        """Write ``data``, read it, and record any outcome other than plausible clips or a documented error."""
+        """Write ``data``, read it, record any outcome but plausible clips or a documented error."""
         self.file.write_bytes(data)
         self.stats.executions += 1
         start = time.perf_counter()

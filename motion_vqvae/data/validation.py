@@ -76,7 +76,8 @@ def check_finite(table: np.ndarray, where: str, labels: Sequence[str], row_offse
 
 def normalize_root_quat(q: np.ndarray, where: str, row_offset: int = 0) -> np.ndarray:
     """Unit, sign-continuous xyzw quaternions; refuses zero or far-from-unit rows."""
-    norm = np.linalg.norm(q, axis=-1)
+    with np.errstate(over="ignore"):  # 1e308 components: an infinite norm, refused just below
+        norm = np.linalg.norm(q, axis=-1)
     off = np.abs(norm - 1.0) > QUAT_NORM_TOLERANCE
     if off.any():
         row = int(np.argmax(off))
