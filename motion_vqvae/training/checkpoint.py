@@ -3,11 +3,14 @@
 A checkpoint holds everything needed to rebuild and resume: model weights and hyper-parameters, quantizer
 buffers (inside the model state), optimizer and scheduler state, every RNG state, the iteration, the
 resolved config, the feature layout with its normalization, and the joint map. Only tensors and plain
-Python containers go in, so loading never needs to unpickle arbitrary objects.
+Python containers go in, so loading never needs to unpickle arbitrary objects. A sha256 of the content
+travels inside (``sha256``, format 2), so a checkpoint with a flipped byte is refused instead of resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import random
 import tempfile
@@ -17,17 +20,49 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the content's sha256 is stored under "sha256"
+logger = logging.getLogger(__name__)
+
+
+def state_digest(state: Any) -> str:
+    """sha256 over every tensor's bytes, dtype and shape and every plain value, in a fixed order."""
+    digest = hashlib.sha256()
+    todo = [state]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            flat = item.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{flat.dtype}{tuple(item.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy())
+        elif isinstance(item, dict):
+            keys = sorted(item, key=repr)
+            digest.update(f"D{keys!r}".encode())
+            todo.extend(item[k] for k in reversed(keys))
+        elif isinstance(item, (list, tuple)):
+            digest.update(f"{type(item).__name__}{len(item)}".encode())
+            todo.extend(reversed(item))
+        else:
+            digest.update(f"{type(item).__name__}:{item!r}".encode())
+    return digest.hexdigest()
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Temp files of writes that were killed before their rename (never read; only left over)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(path)
+    payload = {"format_version": FORMAT_VERSION, **state}
+    payload["sha256"] = state_digest(payload)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save({"format_version": FORMAT_VERSION, **state}, fh)
+            torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -56,6 +91,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} has format {state['format_version']}, "
             f"newer than this code ({FORMAT_VERSION}); "
             "upgrade motion-vqvae"
+        )
+    stored = state.pop("sha256", None)
+    if stored is None and state["format_version"] >= 2:
+        raise ValueError(f"checkpoint {path} has lost its checksum; it is corrupted, use another one")
+    if stored is None:
+        logger.warning("checkpoint %s predates checksums (format 1); loading it unverified", path)
+    elif stored != state_digest(state):
+        raise ValueError(
+            f"checkpoint {path} is corrupted: its content does not match the sha256 saved with it (a changed "
+            "byte on disk or in a copy). Resume from another checkpoint (best.pt or last.pt) or retrain."
         )
     return state
 
