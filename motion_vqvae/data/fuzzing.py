@@ -190,11 +190,31 @@ def _motion_dicts(clip: dict[str, Any]) -> st.SearchStrategy[bytes]:
 
 
 _OPCODES = [bytes([op.code.encode("latin1")[0]]) for op in __import__("pickletools").opcodes]
+_GLOBALS = [  # what the allow-list admits, so the soup reaches the guarded callables and their states
+    b"cnumpy\ndtype\n",
+    b"cnumpy\nndarray\n",
+    b"cnumpy.core.multiarray\n_reconstruct\n",
+    b"cnumpy._core.multiarray\nscalar\n",
+    b"cnumpy._core.numeric\n_frombuffer\n",
+    b"c__builtin__\nbytearray\n",
+    b"c__builtin__\nbytes\n",
+    b"cbuiltins\nset\n",
+    b"c_codecs\nencode\n",
+    b"ccollections\nOrderedDict\n",
+    b"cjoblib.numpy_pickle\nNumpyArrayWrapper\n",
+    b"X\x02\x00\x00\x00f8",
+    b"(K\x03X\x01\x00\x00\x00<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t",
+]
 
 
 def _opcode_soup() -> st.SearchStrategy[bytes]:
     """Pickle-looking byte strings: a PROTO header, then opcodes interleaved with short arguments."""
-    piece = st.one_of(st.sampled_from(_OPCODES), st.binary(max_size=9), st.sampled_from(_INTERESTING))
+    piece = st.one_of(
+        st.sampled_from(_OPCODES),
+        st.binary(max_size=9),
+        st.sampled_from(_INTERESTING),
+        st.sampled_from(_GLOBALS),
+    )
     return st.builds(
         lambda proto, parts: b"\x80" + bytes([proto]) + b"".join(parts) + b".",
         st.integers(0, 5),

@@ -226,6 +226,10 @@ def load_motions(
     _check_rate(fps, "fps", f"load_motions({path!s})")
     _check_rate(target_fps, "target_fps", f"load_motions({path!s})")
     relaxed = check_relax(relax, f"load_motions({path!s})")
+    if isinstance(joint_limit_tolerance, bool) or not joint_limit_tolerance >= 0:
+        raise ValueError(
+            f"load_motions({path!s}): joint_limit_tolerance must be >= 0 rad, got {joint_limit_tolerance!r}"
+        )
     robot_names, to_robot = _robot_mapper(robot) if robot is not None else (None, None)
     motions: list[Motion] = []
     sources: list[Path] = []

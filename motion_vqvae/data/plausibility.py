@@ -9,8 +9,10 @@ odd, ``load_motions(..., relax=("joint_limits",))`` turns a check into a logged 
 
 Thresholds were set on the real data in ``../shared/data`` (g1_moves, the seed NPY, 52 ASAP clips, kimodo):
 every real clip passes with a wide margin (worst joint 0.02 rad past its limit, root within 5.3 m of the
-origin and 0.31-1.32 m high, at most 7.1 m/s, median tilt at most 55 degrees with the other quaternion order
-never more upright), see ``tests/test_plausibility.py``.
+origin and 0.31-1.32 m high, at most 7.1 m/s, median tilt at most 55 degrees, and the other quaternion order
+never more upright than the right one), see ``tests/test_hostile_files.py``. Read in the wrong order, all
+51 g1_moves clips and 49 of 52 ASAP clips are refused (tilt or upside down); the other three face straight
+ahead, where a misread root is an upright pose turned by 180 degrees and no tilt statistic can tell.
 """
 
 from __future__ import annotations
