@@ -1,4 +1,4 @@
-"""Checkpoints carry a sha256 of their content: a flipped byte is refused, interrupted writes leave no temp."""
+"""Checkpoints carry a sha256 of their content: a flipped byte is refused, killed writes leave no temp."""
 
 from __future__ import annotations
 

@@ -222,6 +222,18 @@ def _opcode_soup() -> st.SearchStrategy[bytes]:
     )
 
 
+def _joblib_files(clip: dict[str, Any]) -> list[bytes]:
+    """The clip as joblib writes it, plain and zlib-compressed (joblib is a dev dependency too)."""
+    import joblib
+
+    files = []
+    for compress in (0, 3):
+        buffer = io.BytesIO()
+        joblib.dump({"clip": clip}, buffer, compress=compress)
+        files.append(buffer.getvalue())
+    return files
+
+
 class Target:
     """One fuzz target: where inputs are written, how they are drawn and read, and the invariants."""
 
@@ -242,8 +254,8 @@ class Target:
         elif name == "pkl":
             self.file = self.folder / "clip.pkl"
             clip = sample_clip()
-            joblib_like = pickle.dumps({"clip": clip}, protocol=2)
-            self.strategy = _motion_dicts(clip) | mutated(joblib_like) | mutated(pickle.dumps(clip, 5))
+            bases = [pickle.dumps({"clip": clip}, protocol=2), pickle.dumps(clip, 5), *_joblib_files(clip)]
+            self.strategy = st.one_of(_motion_dicts(clip), *(mutated(b) for b in bases))
         elif name == "meta":
             (self.folder / "clip.csv").write_bytes(csv_text(table))
             self.file = self.folder / "meta.json"
