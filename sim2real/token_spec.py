@@ -183,7 +183,9 @@ class TokenSpec:
         missing = [k for k in _KEYS if k not in data]
         unknown = sorted(set(data) - set(_KEYS))
         if missing or unknown:
-            raise ValueError(f"{source}: missing keys {missing}, unknown keys {unknown}; valid: {list(_KEYS)}")
+            raise ValueError(
+                f"{source}: missing keys {missing}, unknown keys {unknown}; valid: {list(_KEYS)}"
+            )
         fsq = data["fsq_levels"]
         try:
             return cls(
