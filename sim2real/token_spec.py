@@ -118,7 +118,7 @@ class TokenSpec:
 
     # ------------------------------------------------------------------ FSQ digits
     def fsq_digits(self, index: Any) -> np.ndarray:
-        """Mixed-radix digits ``[..., len(fsq_levels)]`` of FSQ token indices (first digit most significant)."""
+        """Mixed-radix digits ``[..., len(fsq_levels)]`` of FSQ indices (first digit most significant)."""
         if self.fsq_levels is None:
             raise ValueError(f"fsq_digits: a {self.kind!r} tokenizer has no FSQ digits")
         rest = np.asarray(index, np.int64)
@@ -140,7 +140,7 @@ class TokenSpec:
 
     # ------------------------------------------------------------------ validation
     def check_tokens(self, tokens: Any, *, batched: bool = False) -> np.ndarray:
-        """Tokens as int64 ``[..., T, S]`` (``[..., T]`` for one stream), or ValueError saying what is allowed.
+        """Tokens as int64 ``[..., T, S]`` (``[..., T]`` for one stream), or ValueError naming the rule.
 
         One-stream tokens are ``[T]`` (``[B, T]`` with ``batched``); others ``[T, S]`` (``[B, T, S]``).
         """
