@@ -22,6 +22,7 @@ import torch
 
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion, load_motions, sample_motion_path
+from motion_vqvae.data.fingerprint import dataset_fingerprint
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.features import FeatureLayout
@@ -66,6 +67,7 @@ class MVQVAEAgent:
         self.sampler: WindowSampler | None = None
         self.iteration = 0
         self.best_metric = math.inf
+        self.dataset: str | None = None  # fingerprint of the clips given to setup()
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
@@ -80,6 +82,7 @@ class MVQVAEAgent:
     def setup(self, motions: list[Motion]) -> None:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""
         _seed_everything(self.cfg.seed)
+        self.dataset = dataset_fingerprint(motions)
         self.train_motions, self.val_motions = split_clips(motions, self.cfg)
         robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
@@ -204,6 +207,7 @@ class MVQVAEAgent:
             "feature_layout": self.layout.to_dict(),
             "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
             "val_clips": [m.name for m in self.val_motions],
+            "dataset": self.dataset,
         }
 
     def save(self, path: str | Path) -> Path:
