@@ -18,8 +18,8 @@ import functools
 import logging
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 from tqdm import tqdm

@@ -15,7 +15,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
@@ -141,7 +140,8 @@ def _print_summary(agent: Any, summary: dict[str, Any], run: RunDirectory, secon
     data = agent.cfg.motion_file or "motion_vqvae/assets/sample_motion.npy"
     lines += [
         f"run: {run.path} (config.yaml, metrics.jsonl, checkpoints/best.pt, checkpoints/last.pt)",
-        f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data} --out {run.path / 'eval'}",
+        f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data} "
+        f"--out {run.path / 'eval'}",
         f"      python -m motion_vqvae.viewer --checkpoint {best} --motion {data}",
     ]
     print("\n".join(lines))

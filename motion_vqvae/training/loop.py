@@ -49,7 +49,9 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
     return weights
 
 
-def train(agent: MVQVAEAgent, time_budget_s: float | None = None, fit_schedule: bool = True) -> dict[str, Any]:
+def train(
+    agent: MVQVAEAgent, time_budget_s: float | None = None, fit_schedule: bool = True
+) -> dict[str, Any]:
     """Run steps from ``agent.iteration`` to ``total_iter``; returns the last validation summary.
 
     With a time budget and ``fit_schedule``, ``total_iter`` is lowered to what the budget allows (step time

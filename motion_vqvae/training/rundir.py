@@ -97,7 +97,7 @@ class RunDirectory:
                 yield
             except BaseException:
                 if created and not self.existing_files():
-                    shutil.rmtree(self.path, ignore_errors=True)  # nothing of ours was written: leave no trace
+                    shutil.rmtree(self.path, ignore_errors=True)  # nothing of ours written: no trace
                 raise
         finally:
             handle.close()

@@ -68,9 +68,7 @@ def fitted_total_iter(
     return max(iteration + 1, min(cfg.total_iter, iteration + steps_left))
 
 
-def set_total_iter(
-    cfg: AgentConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, total: int
-) -> AgentConfig:
+def set_total_iter(cfg: AgentConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, total: int) -> AgentConfig:
     """A config with ``total_iter=total`` and the scheduler following it from the current step on."""
     cfg = cfg.replace(total_iter=total)
     scheduler.lr_lambdas = [lr_factor_fn(cfg) for _ in scheduler.lr_lambdas]
