@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from motion_vqvae.cli import cli_main, setup_logging
+from motion_vqvae.cli import UserError, cli_main, setup_logging
 
 
 @cli_main
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging()
+    if not Path(args.checkpoint).is_file():
+        raise UserError(
+            f"--checkpoint {args.checkpoint} does not exist; train first (scripts/train_vqvae.py)"
+        )
     from motion_vqvae.evaluate import evaluate_checkpoint
 
     summary = evaluate_checkpoint(

@@ -19,6 +19,7 @@ from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
+from motion_vqvae.training.clips import training_motions
 from motion_vqvae.training.rundir import RunDirectory, resume_config
 
 log = logging.getLogger("train_vqvae")
@@ -85,17 +86,18 @@ def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
 
 
 def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None) -> int:
-    from motion_vqvae.agent import MVQVAEAgent
-    from motion_vqvae.training.signals import TrainingInterrupted
-
     if config.motion_file is None:
         log.info(
             "training on the bundled sample motion; point --motion_file at your data "
             "(a file, folder or glob of NPY/PKL/CSV, e.g. ../shared/data/g1_moves)"
         )
-    agent = MVQVAEAgent(config, run_dir=run.path)
     with WarningDigest() as digest:
-        agent.setup_from_file()
+        motions = training_motions(config)  # before torch is imported: data errors show at once
+    from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.training.signals import TrainingInterrupted
+
+    agent = MVQVAEAgent(config, run_dir=run.path)
+    agent.setup(motions)
     if state is not None and state.get("dataset") and state["dataset"] != agent.dataset:
         raise UserError(
             f"--resume: the clips read from {config.motion_file or 'the bundled sample'} differ from the "

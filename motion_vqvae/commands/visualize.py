@@ -37,15 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from motion_vqvae.data import load_motions
-    from motion_vqvae.envs.render import bodies_gif
-    from motion_vqvae.kinematics import ForwardKinematics
 
-    fk = ForwardKinematics()
     if args.episode is not None:
         if not args.episode.is_file():
             raise UserError(f"--episode {args.episode} does not exist (train_policy.py writes episode.npz)")
         episode = np.load(args.episode)
-        panels, titles, fps = [fk.positions_from_qpos(episode["qpos"])], ["episode"], float(episode["fps"])
+        clip = None
     else:
         if args.checkpoint is not None and args.target_fps != 30.0:
             parser.error("--target-fps is set by the tokenizer when --checkpoint is given")
@@ -54,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.clip < len(clips):
             parser.error(f"--clip {args.clip}: {args.motion} has {len(clips)} clips")
         clip = clips[args.clip]
+    from motion_vqvae.envs.render import bodies_gif
+    from motion_vqvae.kinematics import ForwardKinematics
+
+    fk = ForwardKinematics()
+    if clip is None:
+        panels, titles, fps = [fk.positions_from_qpos(episode["qpos"])], ["episode"], float(episode["fps"])
+    else:
         panels, titles, fps = [fk.body_positions(clip)], [clip.name], clip.fps
         if args.checkpoint is not None:
             from motion_vqvae.agent import MVQVAEAgent
