@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
     viewer = Viewer(server, tracks, fps, **viewer_args)
-    print(
-        f"viewer: http://{'localhost' if args.host in ('0.0.0.0', '127.0.0.1') else args.host}:{server.get_port()}"
-    )
+    host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
+    print(f"viewer: http://{host}:{server.get_port()}  (Ctrl-C to quit)", flush=True)
     try:
         viewer.run(args.seconds)
     except KeyboardInterrupt:
