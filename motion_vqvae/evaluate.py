@@ -17,7 +17,12 @@ from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import save_csv
 from motion_vqvae.data.meta import write_meta
 from motion_vqvae.training.evaluation import evaluate_motions
-from motion_vqvae.training.plots import plot_codebook_usage, plot_error_over_time, plot_worst_joints
+from motion_vqvae.training.plots import (
+    plot_codebook_usage,
+    plot_error_over_time,
+    plot_error_per_clip,
+    plot_worst_joints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ def evaluate_checkpoint(
     _write_json(summary, out / "metrics.json")
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")
+    plot_error_per_clip(results, out / "error_per_clip.png")
     plot_codebook_usage(results, agent.model.quantizer.nb_code, out / "codebook_usage.png")
     if save_reconstructions:
         recon_dir = out / "reconstructions"
