@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -88,12 +89,13 @@ def train(
             if time.monotonic() >= deadline:
                 stopped_by = "time budget"
                 break
+            step_started = time.monotonic()
             stats = _step(agent, weights)
             agent.iteration += 1
             windows_seen += cfg.batch_size
             bar.update(1)
             it = agent.iteration
-            if fitter is not None and fitter.after_step():
+            if fitter is not None and fitter.after_step(time.monotonic() - step_started):
                 bar.total = agent.cfg.total_iter
             if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
                 elapsed = time.monotonic() - window_start
@@ -129,24 +131,34 @@ def train(
 
 
 class _BudgetFitter:
-    """Lowers ``total_iter`` to what a time budget allows, from measured step and validation times."""
+    """Lowers ``total_iter`` to what a time budget allows, from measured step and validation times.
 
-    WARMUP_STEPS = 3  # first steps pay one-off costs (allocation, thread start-up): not timed
-    TIMED_STEPS = 20
+    The first fit comes after ``TIMED_STEPS`` steps or ``TIMED_SECONDS`` of them, whichever is first (a slow
+    machine must not spend its budget measuring); later fits every ``REFIT_EVERY`` steps and after each
+    validation follow a machine that slows down. ``total_iter`` only ever goes down.
+    """
+
+    UNTIMED_STEPS = 3  # first steps pay one-off costs (allocation, thread start-up)
+    TIMED_STEPS, TIMED_SECONDS, REFIT_EVERY = 20, 10.0, 200
 
     def __init__(self, agent: MVQVAEAgent, deadline: float) -> None:
         self.agent, self.deadline = agent, deadline
-        self.first = agent.iteration
-        self.timer_start: float | None = None
+        self.seen = 0
+        self.times: list[float] = []
         self.step_s: float | None = None
         self.val_s = 0.0
 
-    def after_step(self) -> bool:
-        done = self.agent.iteration - self.first
-        if done == self.WARMUP_STEPS:
-            self.timer_start = time.monotonic()
-        elif done == self.WARMUP_STEPS + self.TIMED_STEPS and self.timer_start is not None:
-            self.step_s = (time.monotonic() - self.timer_start) / self.TIMED_STEPS
+    def after_step(self, seconds: float) -> bool:
+        self.seen += 1
+        if self.seen <= self.UNTIMED_STEPS:
+            return False
+        self.times = [*self.times[-self.REFIT_EVERY + 1 :], seconds]
+        first = self.step_s is None and (
+            len(self.times) >= self.TIMED_STEPS
+            or (len(self.times) >= 3 and sum(self.times) >= self.TIMED_SECONDS)
+        )
+        if first or (self.step_s is not None and self.seen % self.REFIT_EVERY == 0):
+            self.step_s = float(np.median(self.times))
             return self._fit()
         return False
 
