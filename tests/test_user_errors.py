@@ -23,24 +23,25 @@ TINY = ["--set", "total_iter=2", "--set", "width=16", "--set", "num_threads=1", 
 
 
 def _cases(tmp: Path) -> dict[str, list[str]]:
-    run, x = str(tmp / "run"), str(tmp / "x")
+    run = str(tmp / "run")
+    outs = (str(tmp / f"x{i}") for i in range(100))  # one --out each: the cases run at once
     train = ["scripts/train_vqvae.py"]
     sample = str(sample_motion_path())
     return {
-        "missing motion path": [*train, "--motion_file", str(tmp / "nowhere"), "--out", x],
-        "empty folder": [*train, "--motion_file", str(tmp / "empty"), "--out", x],
-        "csv without fps": [*train, "--motion_file", str(tmp / "csv"), "--out", x],
-        "glob matching nothing": [*train, "--motion_file", str(tmp / "csv" / "*.npy"), "--out", x],
-        "yaml syntax error": [*train, "--config", str(tmp / "bad.yaml"), "--out", x],
-        "missing config": [*train, "--config", str(tmp / "none.yaml"), "--out", x],
-        "unknown key": [*train, "--set", "nb_codes=64", "--out", x],
-        "untyped value": [*train, "--set", "lr=fast", "--out", x],
-        "set without =": [*train, "--set", "lr", "--out", x],
-        "bad window": [*train, "--set", "window_size=30", "--out", x],
-        "bad device": [*train, "--set", "device=tpu", "--out", x],
-        "negative budget": [*train, "--time-budget", "-1", "--out", x],
+        "missing motion path": [*train, "--motion_file", str(tmp / "nowhere"), "--out", next(outs)],
+        "empty folder": [*train, "--motion_file", str(tmp / "empty"), "--out", next(outs)],
+        "csv without fps": [*train, "--motion_file", str(tmp / "csv"), "--out", next(outs)],
+        "glob matching nothing": [*train, "--motion_file", str(tmp / "csv" / "*.npy"), "--out", next(outs)],
+        "yaml syntax error": [*train, "--config", str(tmp / "bad.yaml"), "--out", next(outs)],
+        "missing config": [*train, "--config", str(tmp / "none.yaml"), "--out", next(outs)],
+        "unknown key": [*train, "--set", "nb_codes=64", "--out", next(outs)],
+        "untyped value": [*train, "--set", "lr=fast", "--out", next(outs)],
+        "set without =": [*train, "--set", "lr", "--out", next(outs)],
+        "bad window": [*train, "--set", "window_size=30", "--out", next(outs)],
+        "bad device": [*train, "--set", "device=tpu", "--out", next(outs)],
+        "negative budget": [*train, "--time-budget", "-1", "--out", next(outs)],
         "existing run": [*train, "--out", run],
-        "resume of nothing": [*train, "--out", x, "--resume"],
+        "resume of nothing": [*train, "--out", next(outs), "--resume"],
         "resume and overwrite": [*train, "--out", run, "--resume", "--overwrite"],
         "resume changes model": [*train, "--out", run, "--resume", "--set", "nb_code=512"],
         "resume with other data": [*train, "--out", run, "--resume", "--motion_file", str(tmp / "other.npy")],
@@ -88,7 +89,7 @@ def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         cases = _cases(tmp)
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = dict(zip(cases, pool.map(run, cases.values()), strict=True))
-    assert not (tmp / "x").exists(), "a refused run leaves no run directory behind"
+    assert not list(tmp.glob("x*")), "a refused run leaves no run directory behind"
     assert sorted(p.name for p in (tmp / "busy").iterdir()) == [".lock"], "nothing written into a busy dir"
     return results
 
