@@ -68,13 +68,18 @@ def test_page_shows_reference_and_reconstruction(checkpoint: Path, tmp_path: Pat
             if line.startswith("viewer: http") or time.monotonic() - started > 90:
                 break
         assert viewer.poll() is None, "the viewer exited before serving"
-        shot = tmp_path / "shot.png"
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
         flags += ["--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,700"]
-        flags += ["--virtual-time-budget=3000", f"--screenshot={shot}"]
-        subprocess.run([CHROMIUM, *flags, f"http://127.0.0.1:{port}"], capture_output=True, timeout=120)
-        assert shot.is_file(), "chromium wrote no screenshot"
-        blue, orange = _robot_pixels(shot)
+        for attempt, budget_ms in enumerate((8000, 20000)):  # a loaded machine may still be fading in
+            shot = tmp_path / f"shot{attempt}.png"
+            screenshot = [f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}"]
+            subprocess.run(
+                [CHROMIUM, *flags, *screenshot, f"http://127.0.0.1:{port}"], capture_output=True, timeout=120
+            )
+            assert shot.is_file(), "chromium wrote no screenshot"
+            blue, orange = _robot_pixels(shot)
+            if blue > 300 and orange > 300:
+                break
         assert blue > 300 and orange > 300, (
             f"robots not drawn: {blue} reference, {orange} reconstruction pixels"
         )

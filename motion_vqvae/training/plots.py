@@ -63,7 +63,7 @@ def plot_error_per_clip(results: Sequence[ClipResult], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, max(3.0, 0.22 * len(ordered) + 1.2)))
     ax.boxplot(
         [_frame_errors(r) for r in ordered],
-        vert=False,
+        orientation="horizontal",
         widths=0.6,
         showfliers=True,
         flierprops={"markersize": 2},
