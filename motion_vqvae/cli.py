@@ -93,7 +93,9 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace console handlers (ours, basicConfig's); keep others such as file or test-capture handlers.
+    root.handlers[:] = [h for h in root.handlers if type(h) not in (logging.StreamHandler, _TqdmHandler)]
+    root.addHandler(handler)
     root.setLevel(level)
 
 
