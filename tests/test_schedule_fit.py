@@ -26,9 +26,9 @@ def test_total_iter_200_needs_no_warmup_setting() -> None:
 
 def test_fitted_total_iter_reserves_validation_and_never_grows() -> None:
     cfg = AgentConfig.from_dict({"total_iter": 12000, "eval_every": 500})
-    assert fitted_total_iter(cfg, 20, seconds_left=100.0, step_s=0.1, val_s=0.0) == 20 + 1000
+    assert fitted_total_iter(cfg, 20, seconds_left=100.0, step_s=0.1, val_s=0.0) == 20 + 950
     with_val = fitted_total_iter(cfg, 20, seconds_left=100.0, step_s=0.1, val_s=5.0)
-    assert with_val == 20 + int((100 - 10) / (0.1 + 5 / 500))
+    assert with_val == 20 + int((95 - 10) / (0.1 + 5 / 500))
     assert fitted_total_iter(cfg, 20, seconds_left=1e6, step_s=0.1, val_s=0.0) == 12000
 
 

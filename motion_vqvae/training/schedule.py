@@ -55,16 +55,22 @@ def build_optimizer(
     return optimizer, scheduler
 
 
+BUDGET_MARGIN = 0.95
+"""Fraction of the remaining budget planned for steps: on a busy machine step times drift upwards."""
+
+
 def fitted_total_iter(
     cfg: AgentConfig, iteration: int, seconds_left: float, step_s: float, val_s: float
 ) -> int:
     """The ``total_iter`` that ends by the deadline, so the cosine schedule anneals within a time budget.
 
     ``step_s`` is the measured time of one step, ``val_s`` of one validation (0 before the first); the last
-    validation and checkpoint are reserved. Never above the configured ``total_iter``: a budget caps a run.
+    validation and checkpoint are reserved, and a margin for step times that vary on a shared machine.
+    Never above the configured ``total_iter``: a budget caps a run.
     """
     per_step = step_s + val_s / cfg.eval_every
-    steps_left = max(1, int((seconds_left - 2 * val_s) / per_step))
+    usable = BUDGET_MARGIN * seconds_left - 2 * val_s
+    steps_left = max(1, int(usable / per_step))
     return max(iteration + 1, min(cfg.total_iter, iteration + steps_left))
 
 
