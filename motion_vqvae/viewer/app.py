@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ class Track:
 
 
 class Stage:
-    """Mesh handles of one robot per track, placed by precomputed geom poses."""
+    """Mesh handles of one robot per track, placed by precomputed geom poses.
+
+    GUI callbacks (a clicked token) run on viser's threads while the play loop runs on the main one: every
+    change and read of the tracks holds ``lock``.
+    """
 
     def __init__(self, server: viser.ViserServer, fk: ForwardKinematics) -> None:
         self.server, self.fk = server, fk
@@ -40,8 +45,17 @@ class Stage:
         self.geom_ids = [gid for gid, _ in self.meshes]
         self.poses: dict[str, GeomPoses] = {}
         self.handles: dict[str, list] = {}
+        self.lock = threading.RLock()
 
     def add(self, track: Track) -> None:
+        with self.lock:
+            self._add(track)
+
+    def names(self, prefix: str = "") -> list[str]:
+        with self.lock:
+            return [name for name in self.poses if name.startswith(prefix)]
+
+    def _add(self, track: Track) -> None:
         poses = geom_poses(self.fk, track.motion, self.geom_ids)
         shift = np.array([0.0, track.lateral, 0.0])
         shift[:2] -= track.motion.root_pos[0, :2]  # every robot starts at its own spot on the grid
@@ -61,12 +75,22 @@ class Stage:
             position=(float(shift[0]), float(shift[1]), float(head[2]) + 0.3),
         )
 
+    def frames(self, name: str) -> int:
+        with self.lock:
+            return self.poses[name].num_frames if name in self.poses else 1
+
     def remove(self, name: str) -> None:
-        for handle in self.handles.pop(name, []):
-            handle.remove()
-        self.poses.pop(name, None)
+        with self.lock:
+            for handle in self.handles.pop(name, []):
+                handle.remove()
+            self.poses.pop(name, None)
 
     def show(self, name: str, frame: int) -> None:
+        with self.lock:
+            if name in self.poses:
+                self._show(name, frame)
+
+    def _show(self, name: str, frame: int) -> None:
         poses = self.poses[name]
         frame = min(frame, poses.num_frames - 1)
         with self.server.atomic():
@@ -138,8 +162,9 @@ class Viewer:
         motion = self.decode_token(token)
         lateral = SPACING * len(self.tracks)
         self.stage.add(Track(f"token {token}", motion, COLORS["token"], lateral))
-        for name in [n for n in self.stage.poses if n.startswith("token ") and n != f"token {token}"]:
-            self.stage.remove(name)
+        for name in self.stage.names("token "):
+            if name != f"token {token}":
+                self.stage.remove(name)
         self.preview_frame = 0
 
     def run(self, seconds: float | None = None) -> None:
@@ -149,8 +174,7 @@ class Viewer:
         while time.monotonic() < end:
             if self.playing.value and self.num_frames > 1:
                 self.slider.value = (int(self.slider.value) + 1) % self.num_frames
-            previews = [n for n in self.stage.poses if n.startswith("token ")]
-            for name in previews:
-                self.preview_frame = (self.preview_frame + 1) % self.stage.poses[name].num_frames
+            for name in self.stage.names("token "):
+                self.preview_frame = (self.preview_frame + 1) % self.stage.frames(name)
                 self.stage.show(name, self.preview_frame)
             time.sleep(period)
