@@ -43,3 +43,27 @@ def test_time_budget_lowers_total_iter_so_the_schedule_anneals(tmp_path: Path) -
     lr = state["optimizer"]["param_groups"][0]["lr"]
     assert lr < 0.3 * cfg["lr"], f"the cosine annealed within the budget (lr {lr} of peak {cfg['lr']})"
     assert "total_iter: " + str(cfg["total_iter"]) in (out / "config.yaml").read_text()
+
+
+def test_budget_fitter_follows_a_machine_whose_load_changes() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from motion_vqvae.training.loop import _BudgetFitter
+
+    cfg = AgentConfig.from_dict({"total_iter": 12000})
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    agent = SimpleNamespace(
+        cfg=cfg, iteration=0, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg))
+    )
+    fitter = _BudgetFitter(agent, deadline=time.monotonic() + 100.0)
+    for _ in range(23):  # a busy machine: 1 s per step
+        agent.iteration += 1
+        fitter.after_step(1.0)
+    slow = agent.cfg.total_iter
+    assert 100 < slow < 120
+    for _ in range(27):  # the load goes away
+        agent.iteration += 1
+        fitter.after_step(0.01)
+    assert agent.cfg.total_iter > 50 * slow, "the schedule grows back when steps get faster"
+    assert agent.scheduler.lr_lambdas[0](agent.cfg.total_iter - 1) == pytest.approx(cfg.gamma, abs=1e-3)

@@ -131,18 +131,20 @@ def train(
 
 
 class _BudgetFitter:
-    """Lowers ``total_iter`` to what a time budget allows, from measured step and validation times.
+    """Sets ``total_iter`` to what a time budget allows, from measured step and validation times.
 
     The first fit comes after ``TIMED_STEPS`` steps or ``TIMED_SECONDS`` of them, whichever is first (a slow
-    machine must not spend its budget measuring); later fits every ``REFIT_EVERY`` steps and after each
-    validation follow a machine that slows down. ``total_iter`` only ever goes down.
+    machine must not spend its budget measuring). Later fits, every ``REFIT_EVERY`` steps (on the median of
+    the latest ones) and after each validation, follow a machine whose load changes, up or down (never above
+    the configured ``total_iter``); a change under ``TOLERANCE`` is ignored so the schedule stays smooth.
     """
 
     UNTIMED_STEPS = 3  # first steps pay one-off costs (allocation, thread start-up)
-    TIMED_STEPS, TIMED_SECONDS, REFIT_EVERY = 20, 10.0, 200
+    TIMED_STEPS, TIMED_SECONDS, REFIT_EVERY, TOLERANCE = 20, 10.0, 25, 0.05
 
     def __init__(self, agent: MVQVAEAgent, deadline: float) -> None:
         self.agent, self.deadline = agent, deadline
+        self.cap = agent.cfg.total_iter
         self.seen = 0
         self.times: list[float] = []
         self.step_s: float | None = None
@@ -152,7 +154,7 @@ class _BudgetFitter:
         self.seen += 1
         if self.seen <= self.UNTIMED_STEPS:
             return False
-        self.times = [*self.times[-self.REFIT_EVERY + 1 :], seconds]
+        self.times = [*self.times[-2 * self.REFIT_EVERY + 1 :], seconds]
         first = self.step_s is None and (
             len(self.times) >= self.TIMED_STEPS
             or (len(self.times) >= 3 and sum(self.times) >= self.TIMED_SECONDS)
@@ -170,10 +172,9 @@ class _BudgetFitter:
         agent = self.agent
         assert self.step_s is not None
         before = agent.cfg.total_iter
-        total = fitted_total_iter(
-            agent.cfg, agent.iteration, self.deadline - time.monotonic(), self.step_s, self.val_s
-        )
-        if total >= before:
+        seconds_left = self.deadline - time.monotonic()
+        total = fitted_total_iter(agent.cfg, agent.iteration, seconds_left, self.step_s, self.val_s, self.cap)
+        if abs(total - before) <= self.TOLERANCE * (before - agent.iteration):
             return False
         agent.cfg = set_total_iter(agent.cfg, agent.scheduler, total)
         log.info(

@@ -60,18 +60,23 @@ BUDGET_MARGIN = 0.95
 
 
 def fitted_total_iter(
-    cfg: AgentConfig, iteration: int, seconds_left: float, step_s: float, val_s: float
+    cfg: AgentConfig,
+    iteration: int,
+    seconds_left: float,
+    step_s: float,
+    val_s: float,
+    cap: int | None = None,
 ) -> int:
     """The ``total_iter`` that ends by the deadline, so the cosine schedule anneals within a time budget.
 
     ``step_s`` is the measured time of one step, ``val_s`` of one validation (0 before the first); the last
     validation and checkpoint are reserved, and a margin for step times that vary on a shared machine.
-    Never above the configured ``total_iter``: a budget caps a run.
+    Never above ``cap`` (default: the config's ``total_iter``): a budget caps a run, it never lengthens it.
     """
     per_step = step_s + val_s / cfg.eval_every
     usable = BUDGET_MARGIN * seconds_left - 2 * val_s
     steps_left = max(1, int(usable / per_step))
-    return max(iteration + 1, min(cfg.total_iter, iteration + steps_left))
+    return max(iteration + 1, min(cap or cfg.total_iter, iteration + steps_left))
 
 
 def set_total_iter(cfg: AgentConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, total: int) -> AgentConfig:
