@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from motion_vqvae.config_loader import AgentConfig
-from motion_vqvae.data import Motion, load_motions, sample_motion_path
+from motion_vqvae.data import Motion
+from motion_vqvae.data.fingerprint import dataset_fingerprint
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.features import FeatureLayout
@@ -32,6 +33,7 @@ from motion_vqvae.training.checkpoint import (
     restore_rng_states,
     save_checkpoint,
 )
+from motion_vqvae.training.clips import load_config_motions, training_motions
 from motion_vqvae.training.evaluation import (
     decode_tokens,
     encode_motion,
@@ -43,6 +45,8 @@ from motion_vqvae.training.windows import WindowSampler
 from sim2real import JointMap, load_robot
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MVQVAEAgent", "load_config_motions", "model_hparams", "split_clips", "augmented"]
 
 StartPose = tuple[np.ndarray, float] | Motion | None
 
@@ -66,20 +70,17 @@ class MVQVAEAgent:
         self.sampler: WindowSampler | None = None
         self.iteration = 0
         self.best_metric = math.inf
+        self.dataset: str | None = None  # fingerprint of the clips given to setup()
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
         """Load motions (file, directory or glob; default: config's motion_file, else the bundled sample)."""
-        cfg = self.cfg
-        source = path if path is not None else (cfg.motion_file or sample_motion_path())
-        motions = load_config_motions(cfg, source, min_frames=cfg.window_size)
-        if not motions:
-            raise ValueError(f"{source}: no clip of at least window_size={cfg.window_size} frames was found")
-        self.setup(motions)
+        self.setup(training_motions(self.cfg, path))
 
     def setup(self, motions: list[Motion]) -> None:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""
         _seed_everything(self.cfg.seed)
+        self.dataset = dataset_fingerprint(motions)
         self.train_motions, self.val_motions = split_clips(motions, self.cfg)
         robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
@@ -204,6 +205,7 @@ class MVQVAEAgent:
             "feature_layout": self.layout.to_dict(),
             "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
             "val_clips": [m.name for m in self.val_motions],
+            "dataset": self.dataset,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -245,20 +247,6 @@ class MVQVAEAgent:
     def _require_model(self) -> None:
         if self.model is None or self.layout is None:
             raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
-
-
-def load_config_motions(cfg: AgentConfig, source: str | Path, *, min_frames: int) -> list[Motion]:
-    """Clips read as the config says: fps, quaternion order, resampling, robot joints, glitch repair."""
-    return load_motions(
-        source,
-        fps=cfg.fps,
-        quat_order=cfg.quat_order,
-        target_fps=cfg.target_fps,
-        robot=cfg.robot,
-        min_frames=min_frames,
-        keep_transitions=cfg.keep_transitions,
-        repair_jumps=cfg.repair_jumps,
-    )
 
 
 def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:

@@ -51,7 +51,9 @@ class AgentConfig:
     batch_size: int = _opt(64, "windows per step", min=1)
     window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)
     total_iter: int = _opt(12000, "optimizer steps", min=1)
-    warmup_iter: int = _opt(300, "linear learning-rate warmup steps", min=0)
+    warmup_iter: int = _opt(
+        300, "linear learning-rate warmup steps (at most a quarter of total_iter is used)", min=0
+    )
     lr: float = _opt(2e-3, "peak learning rate (AdamW)", min=0.0)
     lr_scheduler: str = _opt("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = _opt([], "multistep: steps at which the rate is multiplied by gamma")
@@ -124,8 +126,6 @@ class AgentConfig:
                 )
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
             raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
-        if self.warmup_iter >= self.total_iter and self.total_iter > 1:
-            raise ValueError(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
 
     @property
     def frames_per_token(self) -> int:
@@ -218,12 +218,23 @@ def _scalar(value: Any, hint: type, where: str) -> Any:
 class ConfigLoader:
     """Reads `agent: config: {...}` YAML files, as the original tool's README showed."""
 
-    def __init__(self, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        overrides: list[str] | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        """``overrides`` are ``key=value`` texts (``--set``); ``values`` are taken as they are (paths)."""
         self.path = Path(path) if path is not None else default_config_path()
         if not self.path.is_file():
             raise FileNotFoundError(f"config file {self.path} does not exist; see configs/agent.yaml")
-        with self.path.open() as fh:
-            doc = yaml.safe_load(fh) or {}
+        try:
+            doc = yaml.safe_load(self.path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or err
+            raise ValueError(f"{self.path}: YAML syntax error{where}: {problem}; fix the file") from None
         try:
             raw = doc["agent"]["config"]
         except (KeyError, TypeError):
@@ -231,15 +242,42 @@ class ConfigLoader:
                 f"{self.path}: expected the layout 'agent: config: {{...}}' (as configs/agent.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"--set expects key=value, got {item!r}")
-            self.raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        self.raw.update(parse_overrides(overrides or []))
+        self.raw.update(values or {})
         self.config = AgentConfig.from_dict(self.raw, source=str(self.path))
 
     def to_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` texts as config values: text keys (paths, names) verbatim, others read as YAML.
+
+    A path or glob such as ``motion_file=data/*.csv`` is never YAML-parsed (``*`` would be an alias), and a
+    value that is not valid YAML is passed on as text for the typed conversion to judge.
+    """
+    text_keys = {
+        f.name for f in dataclasses.fields(AgentConfig) if typing.get_type_hints(AgentConfig)[f.name] in _TEXT
+    }
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        if not value.strip():
+            parsed[key] = None
+        elif key in text_keys:
+            parsed[key] = value
+        else:
+            try:
+                parsed[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                parsed[key] = value
+    return parsed
+
+
+_TEXT = (str, str | None)
 
 
 def default_config_path() -> Path:

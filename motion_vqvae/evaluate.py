@@ -1,4 +1,8 @@
-"""Checkpoint evaluation on motion files: metrics.json, plots and optional reconstructions as CSV."""
+"""Checkpoint evaluation on motion files: metrics.json, plots and optional reconstructions as CSV.
+
+Reconstructions get a ``meta.json`` (fps, joint names) beside them, so every tool reads them back as they
+are (``visualize.py --motion OUT/reconstructions/clip.csv``, the viewer) without an ``--fps``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,14 @@ from typing import Any
 
 from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import save_csv
+from motion_vqvae.data.meta import write_meta
 from motion_vqvae.training.evaluation import evaluate_motions
-from motion_vqvae.training.plots import plot_codebook_usage, plot_error_over_time, plot_worst_joints
+from motion_vqvae.training.plots import (
+    plot_codebook_usage,
+    plot_error_over_time,
+    plot_error_per_clip,
+    plot_worst_joints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +51,12 @@ def evaluate_checkpoint(
     _write_json(summary, out / "metrics.json")
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")
+    plot_error_per_clip(results, out / "error_per_clip.png")
     plot_codebook_usage(results, agent.model.quantizer.nb_code, out / "codebook_usage.png")
     if save_reconstructions:
         recon_dir = out / "reconstructions"
-        recon_dir.mkdir(exist_ok=True)
+        first = results[0].reconstruction
+        write_meta(recon_dir, first.fps, first.joint_names, quat_order="xyzw", source=str(checkpoint))
         for r in results:
             save_csv(r.reconstruction, recon_dir / f"{_safe_name(r.reference.name)}.csv", quat_order="xyzw")
     log.info("wrote %s", out / "metrics.json")

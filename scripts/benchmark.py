@@ -1,6 +1,6 @@
 """The project's benchmark runner: each section measures one thing and returns a dict of figures.
 
-    python scripts/benchmark.py                      # all sections -> benchmarks/results.json
+    python scripts/benchmark.py                      # all sections -> runs/benchmark/results.json
     python scripts/benchmark.py --sections fk --out /tmp/fk.json
 
 Add a section by writing ``def bench_x(ctx: BenchContext) -> dict`` and registering it in ``SECTIONS``.
@@ -43,7 +43,7 @@ class BenchContext:
     shared: Path
     train_minutes: float = 15.0
     train_rows: tuple[str, ...] = ("default", "original")
-    run_root: Path = REPO_ROOT / "runs" / "benchmark"
+    run_root: Path = Path("runs") / "benchmark"  # under the working directory, never inside the package
     checkpoint: Path | None = None
     fuzz_seconds: float = 600.0
 
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sections", type=_parse_sections, default=list(SECTIONS), help=f"comma list of {sorted(SECTIONS)}"
     )
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "benchmark" / "results.json")
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared", help="shared data folder")
     parser.add_argument("--train-minutes", type=float, default=15.0, help="tokenizer: wall-clock per row")
     parser.add_argument(

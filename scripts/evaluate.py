@@ -1,52 +1,7 @@
-"""Evaluate a tokenizer checkpoint on whole clips.
+"""Evaluate a tokenizer checkpoint on whole clips (see motion_vqvae/commands/evaluate.py, or --help)."""
 
-    python scripts/evaluate.py --checkpoint runs/g1/checkpoints/best.pt \
-        --motion_file ../shared/data/g1_moves --out runs/g1/eval
-
-Writes OUT/metrics.json (means over clips and a per-clip list), PNG plots (worst joints, error over time,
-codebook usage) and, with --save-reconstructions, each reconstructed clip as CSV (root_pos, root_quat xyzw,
-dof; no header) at the evaluation fps.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import logging
-import sys
-from pathlib import Path
-
-from motion_vqvae.evaluate import evaluate_checkpoint
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--checkpoint", required=True, help="a .pt file written by train_vqvae.py")
-    parser.add_argument(
-        "--motion_file", "--motion-file", required=True, help="motion file, directory or glob"
-    )
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--save-reconstructions", action="store_true", help="write each reconstruction as CSV"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    summary = evaluate_checkpoint(
-        args.checkpoint,
-        args.motion_file,
-        Path(args.out),
-        fps=args.fps,
-        quat_order=args.quat_order,
-        save_reconstructions=args.save_reconstructions,
-    )
-    brief = {k: v for k, v in summary.items() if k != "per_clip"}
-    print(json.dumps(brief, indent=2))
-    return 0
-
+from motion_vqvae.cli import run
+from motion_vqvae.commands.evaluate import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -41,10 +41,39 @@ def test_every_script_in_the_readme_exists_and_parses_help(script: str, capsys) 
         sys.path.remove(str(REPO / "scripts"))
 
 
-def test_reading_motion_snippet_runs(shared_data: Path, monkeypatch) -> None:
-    snippet = next(block for block in _code_blocks("python") if "load_motions(" in block)
-    monkeypatch.chdir(REPO)
-    namespace: dict = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own README
-    clips = namespace["clips"]
-    assert clips and all(c.root_quat.shape[1] == 4 for c in clips)
+def test_ci_runs_the_readme_main_job_in_a_copy_without_shared() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 're.findall(r"```bash' in ci and "splitlines()[1]" in ci, "CI reads the main job from README.md"
+    assert "test ! -e ../shared" in ci and "--time-budget" in ci
+
+
+@pytest.fixture(scope="module")
+def readme_workdir(tmp_path_factory) -> Path:
+    """A working directory with what the README's snippets name: configs, runs/g1 and exports/g1."""
+    from _tiny_tokenizer import train_tiny_tokenizer
+
+    from motion_vqvae.data import sample_motion_path
+    from motion_vqvae.export import export_checkpoint
+
+    root = tmp_path_factory.mktemp("readme")
+    work = root / "work"
+    work.mkdir()
+    (work / "configs").symlink_to(REPO / "configs")
+    if (REPO.parent / "shared").exists():
+        (root / "shared").symlink_to(REPO.parent / "shared")  # "../shared" as seen from the snippets
+    last = train_tiny_tokenizer(work / "runs" / "g1", str(sample_motion_path()), iters=30, nb_code=64)
+    (last.parent / "best.pt").write_bytes(last.read_bytes())
+    export_checkpoint(last.parent / "best.pt", work / "exports" / "g1")
+    return work
+
+
+@pytest.mark.parametrize("index", range(len(_code_blocks("python"))))
+def test_every_python_snippet_runs(index: int, readme_workdir: Path, monkeypatch) -> None:
+    snippet = _code_blocks("python")[index]
+    if "../shared" in snippet and not (readme_workdir.parent / "shared").exists():
+        pytest.skip("the snippet reads ../shared, which is absent")
+    monkeypatch.chdir(readme_workdir)
+    namespace: dict = {"__name__": "readme"}
+    exec(compile(snippet, f"README.md python block {index}", "exec"), namespace)  # noqa: S102 - our README
+    if "load_motions(" in snippet:
+        assert namespace["clips"] and all(c.root_quat.shape[1] == 4 for c in namespace["clips"])

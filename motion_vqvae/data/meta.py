@@ -91,3 +91,19 @@ def resolve_joint_names(path: Path, count: int, robot_joint_names: Sequence[str]
         "joints.",
         file=path,
     )
+
+
+def write_meta(folder: Path, fps: float, dof_names: Sequence[str] | None = None, **extra: Any) -> Path:
+    """Write ``meta.json`` into ``folder``, so every reader finds the fps of the motion files written there.
+
+    Headerless CSVs do not carry their rate; tools that write motions (reconstructions, generated motion)
+    put this beside them and every tool that reads motion picks it up without an ``--fps``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {"fps": float(fps), **extra}
+    if dof_names:
+        meta["dof_names"] = list(dof_names)
+    path = folder / META_FILE
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path

@@ -1,7 +1,8 @@
 """The optimisation loop: progress bar, metrics.jsonl, wandb, periodic validation and checkpoints.
 
-Nothing is lost when a run stops early: Ctrl-C, a time budget or an exception in a step all end with
-``last.pt`` written (atomically), and ``best.pt`` tracks the best validation ``mpjpe_local_mm``.
+Nothing is lost when a run stops early: Ctrl-C, SIGTERM, SIGHUP and a time budget all end at a step
+boundary with ``last.pt`` written (atomically); an exception inside a step leaves the last checkpoint as
+it was rather than saving a half-done step. ``best.pt`` tracks the best validation ``mpjpe_local_mm``.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
+from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
+from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
 if TYPE_CHECKING:
     from motion_vqvae.agent import MVQVAEAgent
@@ -44,8 +50,16 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
     return weights
 
 
-def train(agent: MVQVAEAgent, time_budget_s: float | None = None) -> dict[str, Any]:
-    """Run steps from ``agent.iteration`` to ``total_iter``; returns the last validation summary."""
+def train(
+    agent: MVQVAEAgent, time_budget_s: float | None = None, fit_schedule: bool = True
+) -> dict[str, Any]:
+    """Run steps from ``agent.iteration`` to ``total_iter``; returns the last validation summary.
+
+    With a time budget and ``fit_schedule``, ``total_iter`` is lowered to what the budget allows (step time
+    measured over the first steps, validation time at each validation), so the schedule anneals by the
+    deadline; the fitted value is in the checkpoint's config. Ctrl-C, SIGTERM and SIGHUP stop at a step
+    boundary: ``last.pt`` is written and :class:`TrainingInterrupted` raised.
+    """
     cfg, model = agent.cfg, agent.model
     assert model is not None and agent.sampler is not None and agent.optimizer is not None
     ckpt_dir = agent.run_dir / "checkpoints"
@@ -54,22 +68,36 @@ def train(agent: MVQVAEAgent, time_budget_s: float | None = None) -> dict[str, A
     wandb_run = _start_wandb(agent) if cfg.use_wandb else None
     weights = loss_weights(agent)
     deadline = time.monotonic() + time_budget_s if time_budget_s else math.inf
+    fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule else None
     summary: dict[str, Any] = {}
     model.train()
-    bar = tqdm(total=cfg.total_iter, initial=agent.iteration, desc="train", unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=agent.cfg.total_iter,
+        initial=agent.iteration,
+        desc="train",
+        unit="it",
+        dynamic_ncols=True,
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10 per s
+    )
     window_start, windows_seen = time.monotonic(), 0
     stopped_by = "total_iter"
-    try:
-        while agent.iteration < cfg.total_iter:
+    with StopRequests() as stop:
+        while agent.iteration < agent.cfg.total_iter:
+            if stop.signum is not None:
+                stopped_by = signal.Signals(stop.signum).name
+                break
             if time.monotonic() >= deadline:
                 stopped_by = "time budget"
                 break
+            step_started = time.monotonic()
             stats = _step(agent, weights)
             agent.iteration += 1
             windows_seen += cfg.batch_size
             bar.update(1)
             it = agent.iteration
-            if it % cfg.print_iter == 0 or it == cfg.total_iter:
+            if fitter is not None and fitter.after_step(time.monotonic() - step_started):
+                bar.total = agent.cfg.total_iter
+            if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
                 elapsed = time.monotonic() - window_start
                 stats["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
                 window_start, windows_seen = time.monotonic(), 0
@@ -81,25 +109,84 @@ def train(agent: MVQVAEAgent, time_budget_s: float | None = None) -> dict[str, A
                 )
                 _log_metrics(metrics_path, wandb_run, {"iteration": it, "split": "train", **stats})
             if agent.val_motions and it % cfg.eval_every == 0:
+                started = time.monotonic()
                 summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
+                if fitter is not None and fitter.after_validation(time.monotonic() - started):
+                    bar.total = agent.cfg.total_iter
             if it % cfg.save_every == 0:
                 agent.save(ckpt_dir / "last.pt")
-    except KeyboardInterrupt:
-        stopped_by = "Ctrl-C"
-        log.warning("interrupted at iteration %d: saving %s", agent.iteration, ckpt_dir / "last.pt")
-    finally:
         bar.close()
-        agent.save(ckpt_dir / "last.pt")
-    if stopped_by != "Ctrl-C" and agent.val_motions and (not summary or agent.iteration % cfg.eval_every):
-        summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
-    if not (ckpt_dir / "best.pt").exists():
-        agent.save(ckpt_dir / "best.pt")
+        agent.save(ckpt_dir / "last.pt")  # at a step boundary, whatever stopped the loop
+        interrupted = stop.signum is not None and stopped_by != "total_iter"
+        if not interrupted and agent.val_motions and (not summary or agent.iteration % cfg.eval_every):
+            summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
+        if not (ckpt_dir / "best.pt").exists():
+            agent.save(ckpt_dir / "best.pt")
     log.info("stopped by %s at iteration %d; checkpoints in %s", stopped_by, agent.iteration, ckpt_dir)
     if wandb_run is not None:
         wandb_run.finish()
-    if stopped_by == "Ctrl-C":
-        raise KeyboardInterrupt
+    if interrupted:
+        raise TrainingInterrupted(stop.signum, agent.iteration)
     return summary
+
+
+class _BudgetFitter:
+    """Sets ``total_iter`` to what a time budget allows, from measured step and validation times.
+
+    The first fit comes after ``TIMED_STEPS`` steps or ``TIMED_SECONDS`` of them, whichever is first (a slow
+    machine must not spend its budget measuring). Later fits, every ``REFIT_EVERY`` steps (on the median of
+    the latest ones) and after each validation, follow a machine whose load changes, up or down (never above
+    the configured ``total_iter``); a change under ``TOLERANCE`` is ignored so the schedule stays smooth.
+    """
+
+    UNTIMED_STEPS = 3  # first steps pay one-off costs (allocation, thread start-up)
+    TIMED_STEPS, TIMED_SECONDS, REFIT_EVERY, TOLERANCE = 20, 10.0, 25, 0.05
+
+    def __init__(self, agent: MVQVAEAgent, deadline: float) -> None:
+        self.agent, self.deadline = agent, deadline
+        self.cap = agent.cfg.total_iter
+        self.seen = 0
+        self.times: list[float] = []
+        self.step_s: float | None = None
+        self.val_s = 0.0
+
+    def after_step(self, seconds: float) -> bool:
+        self.seen += 1
+        if self.seen <= self.UNTIMED_STEPS:
+            return False
+        self.times = [*self.times[-2 * self.REFIT_EVERY + 1 :], seconds]
+        first = self.step_s is None and (
+            len(self.times) >= self.TIMED_STEPS
+            or (len(self.times) >= 3 and sum(self.times) >= self.TIMED_SECONDS)
+        )
+        if first or (self.step_s is not None and self.seen % self.REFIT_EVERY == 0):
+            self.step_s = float(np.median(self.times))
+            return self._fit()
+        return False
+
+    def after_validation(self, seconds: float) -> bool:
+        self.val_s = max(self.val_s, seconds)
+        return self.step_s is not None and self._fit()
+
+    def _fit(self) -> bool:
+        agent = self.agent
+        assert self.step_s is not None
+        before = agent.cfg.total_iter
+        seconds_left = self.deadline - time.monotonic()
+        total = fitted_total_iter(agent.cfg, agent.iteration, seconds_left, self.step_s, self.val_s, self.cap)
+        if abs(total - before) <= self.TOLERANCE * (before - agent.iteration):
+            return False
+        agent.cfg = set_total_iter(agent.cfg, agent.scheduler, total)
+        log.info(
+            "time budget: %.1f ms/step, %.1f s/validation -> total_iter %d (was %d), warmup %d, "
+            "so the schedule anneals by the deadline",
+            self.step_s * 1e3,
+            self.val_s,
+            total,
+            before,
+            effective_warmup(agent.cfg),
+        )
+        return True
 
 
 def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:

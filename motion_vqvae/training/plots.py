@@ -34,17 +34,43 @@ def plot_worst_joints(results: Sequence[ClipResult], path: Path, count: int = 6)
     return _save(fig, path)
 
 
-def plot_error_over_time(results: Sequence[ClipResult], path: Path) -> Path:
-    """Per-frame joint error of every clip, so drift or bad passages stand out."""
+def _frame_errors(result: ClipResult) -> np.ndarray:
+    """Joint RMSE per frame (rad) of one clip."""
+    return np.sqrt(np.mean((result.reference.dof - result.reconstruction.dof) ** 2, axis=1))
+
+
+def plot_error_over_time(results: Sequence[ClipResult], path: Path, shown: int = 5) -> Path:
+    """Per-frame joint error of the ``shown`` worst clips (by mean), so bad passages stand out."""
+    worst = sorted(results, key=lambda r: float(_frame_errors(r).mean()), reverse=True)[:shown]
     fig, ax = plt.subplots(figsize=(10, 4))
-    for r in results:
-        err = np.sqrt(np.mean((r.reference.dof - r.reconstruction.dof) ** 2, axis=1))
-        ax.plot(np.arange(len(err)) / r.reference.fps, err, lw=0.8, label=r.reference.name)
+    for r in worst:
+        err = _frame_errors(r)
+        ax.plot(np.arange(len(err)) / r.reference.fps, err, lw=0.9, label=r.reference.name)
     ax.set_xlabel("time [s]")
     ax.set_ylabel("joint RMSE per frame [rad]")
-    ax.set_title("Reconstruction error over time")
-    if len(results) <= 12:
-        ax.legend(fontsize=7, ncol=2)
+    scope = f"the {len(worst)} worst of {len(results)} clips" if len(results) > len(worst) else "every clip"
+    ax.set_title(f"Reconstruction error over time: {scope}")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_error_per_clip(results: Sequence[ClipResult], path: Path) -> Path:
+    """Distribution of the per-frame error of every clip, one box per clip, worst at the top.
+
+    Readable with 50 clips where 50 overlaid lines are not: median, spread and outliers at a glance.
+    """
+    ordered = sorted(results, key=lambda r: float(np.median(_frame_errors(r))))
+    fig, ax = plt.subplots(figsize=(9, max(3.0, 0.22 * len(ordered) + 1.2)))
+    ax.boxplot(
+        [_frame_errors(r) for r in ordered],
+        orientation="horizontal",
+        widths=0.6,
+        showfliers=True,
+        flierprops={"markersize": 2},
+    )
+    ax.set_yticks(np.arange(1, len(ordered) + 1), [r.reference.name for r in ordered], fontsize=7)
+    ax.set_xlabel("joint RMSE per frame [rad]")
+    ax.set_title(f"Reconstruction error per clip ({len(ordered)} clips, worst at the top)")
     return _save(fig, path)
 
 

@@ -1,0 +1,139 @@
+"""What every command shares: user errors as one ``error:`` line (exit 2), logging that keeps tqdm intact.
+
+A user who passes a wrong path, an empty folder or a bad ``--set`` needs the message, not a traceback. The
+readers and the config loader already raise ``ValueError``/``KeyError``/``FileNotFoundError`` (and the
+commands raise :class:`UserError`) with messages that name the file, the field and the fix; :func:`cli_main`
+turns exactly those into ``error: <message>`` on stderr and exit code 2. Anything else is a bug and keeps
+its traceback. ``MOTION_VQVAE_DEBUG=1`` shows the traceback of a user error too.
+
+Adopting it in a script is one line::
+
+    @cli_main
+    def main(argv: list[str] | None = None) -> int: ...
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+USER_ERROR_EXIT = 2
+INTERRUPT_EXIT = 130
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad flag combination, run directory in use, ...): one line, exit 2."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+    TypeError,
+    yaml.YAMLError,
+)
+"""Exception types whose message is meant for the user (the documented errors of readers and config)."""
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line text of a user error (``KeyError`` quotes its argument; this does not)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
+    return text
+
+
+def cli_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Wrap a command's ``main``: user errors -> ``error: ...`` + exit 2, Ctrl-C -> one line + exit 130."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except USER_ERRORS as exc:
+            if os.environ.get("MOTION_VQVAE_DEBUG"):
+                raise
+            print(f"error: {error_message(exc)}", file=sys.stderr)
+            return USER_ERROR_EXIT
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return INTERRUPT_EXIT
+
+    return wrapper
+
+
+def run(main: Callable[[list[str] | None], int]) -> None:
+    """``sys.exit(main())`` for scripts and console entry points."""
+    sys.exit(main(None))
+
+
+class _TqdmHandler(logging.Handler):
+    """Writes log lines above an active progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never kill the run
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Root logging through tqdm.write, so validation lines print above the bar rather than inside it."""
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    # Replace console handlers (ours, basicConfig's); keep others such as file or test-capture handlers.
+    root.handlers[:] = [h for h in root.handlers if type(h) not in (logging.StreamHandler, _TqdmHandler)]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class WarningDigest(logging.Handler):
+    """Collects the warnings of one logger (e.g. the data readers) instead of printing each one.
+
+    A dataset with a glitch in every clip produced one long warning per clip; a person needs one line per
+    kind of problem and where to read the rest. Use as a context manager, then :meth:`report`.
+    """
+
+    def __init__(self, logger: str = "motion_vqvae.data") -> None:
+        super().__init__(logging.WARNING)
+        self.logger = logging.getLogger(logger)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> WarningDigest:
+        self.logger.addHandler(self)
+        self._propagate, self.logger.propagate = self.logger.propagate, False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.propagate = self._propagate
+
+    def report(self, details: Path | None, log: logging.Logger, width: int = 160) -> None:
+        """Log one line per kind of warning (with its count); write every message to ``details``."""
+        if not self.records:
+            return
+        kinds: dict[tuple[str, str], list[logging.LogRecord]] = {}
+        for record in self.records:
+            kinds.setdefault((record.name, str(record.msg)), []).append(record)
+        for group in kinds.values():
+            text = group[0].getMessage()
+            text = text if len(text) <= width else text[: width - 3] + "..."
+            log.warning("%s", text if len(group) == 1 else f"{len(group)} warnings like: {text}")
+        if details is not None:
+            details.write_text("".join(r.getMessage() + "\n" for r in self.records))
+            log.warning("all %d data warnings are in %s", len(self.records), details)

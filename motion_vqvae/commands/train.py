@@ -1,0 +1,149 @@
+"""Train a VQ-VAE motion tokenizer.
+
+    python scripts/train_vqvae.py --motion_file motion_vqvae/assets/sample_motion.npy --out runs/sample \
+        --time-budget 4
+    python scripts/train_vqvae.py --motion_file ../shared/data/g1_moves --out runs/g1 --time-budget 15
+
+Writes OUT/checkpoints/{last,best}.pt, OUT/metrics.jsonl and OUT/config.yaml. Without --motion_file it
+trains on the bundled sample motion. Ctrl-C, SIGTERM and SIGHUP stop at a step boundary and save last.pt;
+--resume continues from it exactly, with the checkpoint's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
+from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
+from motion_vqvae.training.clips import training_motions
+from motion_vqvae.training.rundir import RunDirectory, resume_config
+
+log = logging.getLogger("train_vqvae")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="train_vqvae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--motion_file", "--motion-file", help="motion file, directory or glob (NPY/PKL/CSV), taken as a path"
+    )
+    parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
+    parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
+    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
+    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="fit total_iter to this wall-clock budget (measured step time) and stop by then",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue OUT/checkpoints/last.pt with its own config"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run in OUT (config, metrics, checkpoints)"
+    )
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.time_budget is not None and not args.time_budget > 0:
+        parser.error(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
+    paths: dict[str, Any] = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
+    paths = {k: v for k, v in paths.items() if v is not None}
+    run = RunDirectory(args.out)
+    run.check(args.resume, args.overwrite)
+    state = _resume_state(run, args.config) if args.resume else None
+    if state is not None:
+        config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
+    else:
+        config = ConfigLoader(args.config, overrides=args.set, values=paths).config
+    with run.locked():
+        return _train(run, config, state, args.time_budget)
+
+
+def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
+    from motion_vqvae.training.checkpoint import load_checkpoint
+
+    if config_path is not None:
+        raise UserError(
+            "--config cannot be combined with --resume: the checkpoint's config is used; "
+            "change schedule keys with --set"
+        )
+    return load_checkpoint(run.last)
+
+
+def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None) -> int:
+    if config.motion_file is None:
+        log.info(
+            "training on the bundled sample motion; point --motion_file at your data "
+            "(a file, folder or glob of NPY/PKL/CSV, e.g. ../shared/data/g1_moves)"
+        )
+    with WarningDigest() as digest:
+        motions = training_motions(config)  # before torch is imported: data errors show at once
+    from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.training.signals import TrainingInterrupted
+
+    agent = MVQVAEAgent(config, run_dir=run.path)
+    agent.setup(motions)
+    if state is not None and state.get("dataset") and state["dataset"] != agent.dataset:
+        raise UserError(
+            f"--resume: the clips read from {config.motion_file or 'the bundled sample'} differ from the "
+            f"ones {run.last} was trained on (dataset {agent.dataset} vs {state['dataset']}); resume with "
+            "the original data, or start a new run with another --out"
+        )
+    if state is None and run.existing_files():
+        run.clear()  # --overwrite (check() refused everything else)
+    digest.report(run.path / "data_warnings.log", log)
+    save_config(config, run.path / "config.yaml")
+    if state is not None:
+        agent.load(run.last, resume=True)
+        run.truncate_metrics(agent.iteration)
+        log.info("resumed from %s at iteration %d", run.last, agent.iteration)
+    started = time.monotonic()
+    try:
+        summary = agent.fit(time_budget_s=budget * 60 if budget else None)
+    except TrainingInterrupted as stop:
+        print(
+            f"{stop}: {run.last} holds it; continue with the same command plus --resume",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+    save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
+    _print_summary(agent, summary, run, time.monotonic() - started)
+    return 0
+
+
+def _print_summary(agent: Any, summary: dict[str, Any], run: RunDirectory, seconds: float) -> None:
+    """The few lines a person reads at the end: what ran, how good it is, where it is, what next."""
+    best = run.path / "checkpoints" / "best.pt"
+    lines = [
+        f"done: {agent.iteration}/{agent.cfg.total_iter} iterations in {seconds / 60:.1f} min",
+    ]
+    if summary:
+        clips = ", ".join(m.name for m in agent.val_motions)
+        lines.append(
+            f"held-out clips ({clips}): mpjpe_local {summary['mpjpe_local_mm']:.1f} mm, "
+            f"pa_mpjpe {summary['pa_mpjpe_mm']:.1f} mm, dof_rmse {summary['dof_rmse_rad']:.3f} rad, "
+            f"accel {summary['accel_error_mm']:.2f} mm, codebook usage {summary['codebook_usage']:.0%}"
+        )
+    data = agent.cfg.motion_file or "motion_vqvae/assets/sample_motion.npy"
+    lines += [
+        f"run: {run.path} (config.yaml, metrics.jsonl, checkpoints/best.pt, checkpoints/last.pt)",
+        f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data} "
+        f"--out {run.path / 'eval'}",
+        f"      python -m motion_vqvae.viewer --checkpoint {best} --motion {data}",
+    ]
+    print("\n".join(lines))

@@ -1,0 +1,131 @@
+"""python -m motion_vqvae.viewer: a motion, a reference beside its reconstruction, or a token stream in 3D.
+
+    python -m motion_vqvae.viewer --motion ../shared/data/g1_moves/B_CrazyChopsKarate.csv
+    python -m motion_vqvae.viewer --motion clip.csv --checkpoint runs/g1/checkpoints/best.pt
+    python -m motion_vqvae.viewer --tokens 3,17,17,40 --checkpoint runs/g1/checkpoints/best.pt
+
+Open the printed address in a browser (over SSH: ssh -L 8080:localhost:8080 HOST).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from motion_vqvae.cli import UserError, cli_main, setup_logging
+
+log = logging.getLogger("viewer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="viewer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--motion", help="motion file, folder or glob (NPY/PKL/CSV), taken as a path")
+    parser.add_argument("--clip", default="0", help="clip index or name within --motion (default 0)")
+    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
+    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    parser.add_argument("--checkpoint", type=Path, help="tokenizer: reconstruction, tokens, token preview")
+    parser.add_argument("--tokens", help="ids '3,17,40' or a .txt/.npy file of them (needs --checkpoint)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--seconds", type=float, help="serve this long, then exit (default: until Ctrl-C)")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.motion is None and args.tokens is None:
+        parser.error("give --motion FILE, or --tokens with --checkpoint")
+    if args.tokens is not None and args.checkpoint is None:
+        parser.error("--tokens needs --checkpoint (the tokenizer that decodes them)")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one (train_vqvae.py)")
+    clip = _load_clip(args) if args.motion is not None else None
+    tokens = _parse_tokens(args.tokens) if args.tokens is not None else None
+    from motion_vqvae.viewer.app import COLORS, Track, Viewer
+
+    viewer_args: dict = {}
+    if args.checkpoint is None:
+        assert clip is not None
+        tracks, fps = [Track(clip.name, clip, COLORS["reference"])], clip.fps
+    else:
+        from motion_vqvae.agent import MVQVAEAgent
+
+        agent = MVQVAEAgent.from_checkpoint(args.checkpoint, device="cpu")
+        if clip is not None:
+            clip = agent.prepare(clip)
+            tokens = agent.encode(clip)
+            recon = agent.reconstruct(clip)
+            tracks = [
+                Track("reference", clip, COLORS["reference"]),
+                Track("reconstruction", recon, COLORS["reconstruction"], 1.2),
+            ]
+        else:
+            tracks = [Track("tokens", agent.decode(tokens), COLORS["reconstruction"])]
+        fps = tracks[0].motion.fps
+        fpt = agent.model.frames_per_token
+        viewer_args = {
+            "tokens": tokens,
+            "frames_per_token": fpt,
+            "decode_token": lambda t: agent.decode([t] * 4),
+        }
+    import viser
+
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    server = viser.ViserServer(host=args.host, port=args.port, verbose=False)
+    viewer = Viewer(server, tracks, fps, **viewer_args)
+    host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
+    print(f"viewer: http://{host}:{server.get_port()}  (Ctrl-C to quit)", flush=True)
+    try:
+        viewer.run(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _load_clip(args: argparse.Namespace):
+    from motion_vqvae.data import load_motions
+
+    kwargs = {"quat_order": args.quat_order} if args.quat_order else {}
+    clips = load_motions(args.motion, fps=args.fps, **kwargs)
+    if args.clip.isdigit():
+        index = int(args.clip)
+        if index >= len(clips):
+            raise UserError(f"--clip {index}: {args.motion} has {len(clips)} clips (0-{len(clips) - 1})")
+        return clips[index]
+    named = [c for c in clips if c.name == args.clip]
+    if not named:
+        raise UserError(f"--clip {args.clip!r} is not in {args.motion}: {[c.name for c in clips][:10]}")
+    return named[0]
+
+
+def _parse_tokens(text: str) -> np.ndarray:
+    path = Path(text)
+    if path.suffix in (".txt", ".npy", ".csv"):
+        if not path.is_file():
+            raise UserError(f"--tokens {path} does not exist")
+        values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=1)
+    else:
+        try:
+            values = np.array([int(v) for v in text.replace(" ", "").split(",") if v])
+        except ValueError:
+            raise UserError(f"--tokens {text!r}: expected comma-separated integers such as 3,17,40") from None
+    values = np.asarray(values).reshape(-1)
+    if not len(values):
+        raise UserError("--tokens is empty")
+    return values.astype(np.int64)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
