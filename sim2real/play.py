@@ -1,6 +1,9 @@
 """Decode token ids from an export into joint targets (real robot order) and print or save them.
 
-python -m sim2real.play exports/g1 --tokens 3,17,17,40 [--csv out.csv] [--step]
+python -m sim2real.play exports/g1 --tokens 3,17,17,40 [--csv out.csv] [--step [--current q0,q1,...]]
+
+``--step`` streams the tokens as a robot does, starting from a measured pose (``--current``, real order,
+rad); without one it starts from the first frame of the offline decode, as if the robot stood there.
 """
 
 from __future__ import annotations
@@ -12,6 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from sim2real.runtime import TokenDecoder
+
+
+def _floats(text: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in text.split(",") if v.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--current must be comma-separated numbers, got {text!r}") from exc
 
 
 def _tokens(text: str) -> list[int]:
@@ -27,10 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=_tokens, required=True, help="comma-separated token ids")
     parser.add_argument("--csv", type=Path, default=None, help="write frame,time,<joints> rows here")
     parser.add_argument("--step", action="store_true", help="decode token by token (decoder_step.onnx)")
+    parser.add_argument(
+        "--current",
+        type=_floats,
+        default=None,
+        help="--step: the robot's joint positions now (real order, rad); default: the offline decode's first frame",
+    )
     args = parser.parse_args(argv)
     try:
         decoder = TokenDecoder(args.export_dir)
         if args.step:
+            current = decoder.decode(args.tokens)[0] if args.current is None else args.current
+            if current.shape != (len(decoder.real_joint_names),):
+                raise ValueError(
+                    f"--current needs {len(decoder.real_joint_names)} joint positions (real order), "
+                    f"got {current.shape[0]}"
+                )
+            decoder.reset(current=current)
             targets = np.concatenate([decoder.step(t) for t in args.tokens])
         else:
             targets = decoder.decode(args.tokens)

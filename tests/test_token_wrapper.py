@@ -1,4 +1,7 @@
-"""TokenActionWrapper over both G1 envs, from a checkpoint and from an ONNX export; the PPO script."""
+"""TokenActionWrapper over both G1 envs, from a checkpoint and from an ONNX export; the PPO script.
+
+Runs on a tiny tokenizer trained from the bundled sample motion (no ../shared needed).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from gymnasium.utils.env_checker import check_env
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.envs import TokenActionWrapper, load_token_source
 from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
+from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
+from motion_vqvae.export.targets import JointTargetHead
+from sim2real import JointMap
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -23,9 +29,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 import export_onnx  # noqa: E402
 
 
+SAMPLE = REPO / "motion_vqvae" / "assets" / "sample_motion.npy"
+
+
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, g1_moves_dir: Path) -> Path:
-    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(g1_moves_dir / "B_*Karate.csv"))
+def checkpoint(tmp_path_factory) -> Path:
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(SAMPLE))
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +58,31 @@ def test_wrapped_envs_pass_api_checks(checkpoint: Path) -> None:
         sb3_check_env(TokenActionWrapper(gym.make(env_id), checkpoint), warn=False, skip_render_check=True)
 
 
-def test_pd_targets_are_the_streamed_decode(checkpoint: Path) -> None:
+def test_pd_targets_are_the_streamed_decode_ramped_from_the_measured_pose(checkpoint: Path) -> None:
     agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
     tokens = _tokens(6)
+    limits = sim_joint_limits(agent.cfg.robot)
+    head = JointTargetHead(agent.layout, JointMap.identity(29), limits.lower, limits.upper)
     with torch.no_grad():
-        whole = agent.model.decode(torch.as_tensor(tokens)[None])[0].numpy()  # (24, F) normalized
-    dof = agent.layout.denormalize(whole)[:, agent.layout.slices["dof_pos"]]
-    env = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
-    lower, upper = env.env.action_space.low, env.env.action_space.high
+        whole = head(agent.model.decode(torch.as_tensor(tokens)[None]))[0]  # (1, 24, 29) clamped targets
+    env = TokenActionWrapper(
+        gym.make("motion_vqvae/G1PD-v0", root_support=3000.0, reset_noise=0.3), checkpoint
+    )
     for episode in range(2):  # the second episode checks the decoder state is reset with the env
         env.reset(seed=episode)
+        start = env.unwrapped.joint_positions()
+        expected = TorchSafetyFilter(limits, 30.0, 1, "cpu")
+        expected.reset(torch.tensor([0]), torch.as_tensor(start[None], dtype=torch.float32))
         fed = []
         for token in tokens:
             _, reward, terminated, truncated, info = env.step(token)
             assert info["token"] == token and info["inner_steps"] == 4 and 0 < reward <= 4
             fed.append(info["targets"])
-        np.testing.assert_allclose(np.concatenate(fed), np.clip(dof, lower, upper), atol=2e-5)
+        fed = np.concatenate(fed)
+        np.testing.assert_allclose(fed, expected(whole)[0].numpy(), atol=2e-5)
+        first_step = np.abs(fed[0] - start)  # the robot stands still at reset: one frame of max acceleration
+        assert np.all(first_step <= limits.acceleration / 30.0**2 + 1e-5), first_step.max()
+        assert np.abs(fed[-1] - np.clip(whole[0, -1].numpy(), limits.lower, limits.upper)).max() < 0.1
 
 
 def test_kinematic_env_travels_as_the_tokens_say(checkpoint: Path) -> None:
@@ -82,16 +100,30 @@ def test_kinematic_env_travels_as_the_tokens_say(checkpoint: Path) -> None:
     np.testing.assert_allclose(body.data.qpos[:2], decoded.root_pos[-1, :2], atol=1e-4)
 
 
-def test_export_dir_and_decoder_object_match_the_checkpoint(checkpoint: Path, export_dir: Path) -> None:
+def test_export_dir_and_decoder_object_decode_alike(export_dir: Path) -> None:
     from sim2real import TokenDecoder
 
     outputs = []
-    for tokenizer in (checkpoint, export_dir, TokenDecoder(export_dir)):
+    for tokenizer in (export_dir, TokenDecoder(export_dir)):
         env = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), tokenizer)
         env.reset(seed=0)
         outputs.append(np.concatenate([env.step(t)[4]["targets"] for t in _tokens(5)]))
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)  # the safety filter only clamps
-    np.testing.assert_array_equal(outputs[2], outputs[1])
+    np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
+def test_play_step_ramps_from_the_given_pose(export_dir: Path, capsys) -> None:
+    from sim2real import TokenDecoder
+    from sim2real import play as play_cli
+
+    decoder = TokenDecoder(export_dir)
+    pose = np.clip(0.4, decoder.lower, decoder.upper)
+    args = [str(export_dir), "--tokens", "3,17,17,30", "--step", "--current", ",".join(map(str, pose))]
+    assert play_cli.main(args) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    first = np.array([float(v) for v in rows[0][2:]])
+    assert len(rows) == 16 and np.all(np.abs(first - pose) <= decoder.velocity / decoder.fps + 1e-4)
+    assert play_cli.main([*args[:-1], "0.1,0.2"]) == 2
+    assert "--current needs 29 joint positions" in capsys.readouterr().err
 
 
 def test_interpolation_for_another_control_rate(checkpoint: Path) -> None:
@@ -124,7 +156,7 @@ def test_latent_actions_snap_to_the_nearest_code(checkpoint: Path) -> None:
     assert info["token"] == 7
     with pytest.raises(ValueError, match="must be one of"):
         TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint, action_mode="joints")
-    with pytest.raises(ValueError, match=r"token must lie in \[0, 31\]"):
+    with pytest.raises(ValueError, match=r"token must lie in \[0, 31\] for each of the 1 streams"):
         TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint).step(NB_CODE)
 
 

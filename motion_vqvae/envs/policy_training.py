@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from motion_vqvae.envs.decoders import load_token_source
+from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.render import G1Renderer, write_gif
 from motion_vqvae.envs.wrapper import TokenActionWrapper
 
@@ -53,15 +54,19 @@ class PolicyConfig:
 
 
 def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
-    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times.
+    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times from a stand.
+
+    A multi-stream tokenizer's token ``c`` is code ``c`` in every stream.
 
     Commands drawn from these rows are all within the vocabulary's reach (repeating one token tracks
     each), whatever motions the tokenizer was trained on; random tokens rarely match them.
     """
     source = load_token_source(tokenizer)
+    stand = G1Body().stand_pose()
     rows = []
-    for token in range(source.nb_code):
-        source.reset()
+    for code in range(source.spec.nb_code):
+        token = code if source.spec.is_single else np.full(source.spec.num_streams, code)
+        source.reset(stand)
         for _ in range(repeats):
             root, _ = source.step(token)
         rows.append([*root[:, _LIN_VEL_XY].mean(axis=0), root[:, _YAW_RATE].mean()])
@@ -151,16 +156,17 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     train_seconds = time.perf_counter() - start
     venv.training = False
 
-    def policy(obs: np.ndarray) -> int:
+    def policy(obs: np.ndarray) -> np.ndarray:
         action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-        return int(action[0])
+        return action[0]
 
-    rng = np.random.default_rng(cfg.seed + 1)
     eval_env = make_env(tokenizer, task)
-    nb_code = int(eval_env.action_space.n)
+    eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy, cfg.eval_episodes, eval_seed)
-    random_returns = evaluate(eval_env, lambda _: int(rng.integers(nb_code)), cfg.eval_episodes, eval_seed)
+    random_returns = evaluate(
+        eval_env, lambda _: eval_env.action_space.sample(), cfg.eval_episodes, eval_seed
+    )
     results = {
         "mean_return": float(np.mean(returns)),
         "random_token_mean_return": float(np.mean(random_returns)),
