@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "--current",
         type=_floats,
         default=None,
-        help="--step: the robot's joint positions now (real order, rad); default: the offline decode's first frame",
+        help="--step: the robot's joint positions now (real order, rad); default: the first decoded frame",
     )
     args = parser.parse_args(argv)
     try:

@@ -34,7 +34,7 @@ def _random_poses(limits: JointLimits, n: int, rng: np.random.Generator) -> np.n
 
 
 def _assert_within(out: np.ndarray, start: np.ndarray, limits: JointLimits, fps: float = FPS) -> None:
-    """Positions inside limits; velocity and acceleration (robot standing still at ``start``) within limits."""
+    """Positions inside limits; velocity and acceleration (standing still at ``start``) within limits."""
     path = np.concatenate([start[:, None], start[:, None], out], axis=1)  # (N, 2 + T, dof): v = 0 at start
     vel = np.diff(path, axis=1) * fps
     acc = np.diff(path, n=2, axis=1) * fps**2

@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import export_onnx  # noqa: E402
 
-
 SAMPLE = REPO / "motion_vqvae" / "assets" / "sample_motion.npy"
 
 

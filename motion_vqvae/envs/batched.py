@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 class BatchedTokenDecoder:
-    """``step(tokens[num_envs(, S)]) -> targets[num_envs, frames_per_token, dof]``; ``reset(env_ids, current)``."""
+    """``step(tokens[num_envs(, S)]) -> targets[num_envs, fpt, dof]``; ``reset(env_ids, current)``."""
 
     def __init__(
         self,

@@ -57,7 +57,7 @@ class IsaacGymTokenDriver:
         return self._next >= self.decoder.frames_per_token
 
     def set_tokens(self, tokens: torch.Tensor) -> None:
-        """Decode one token per env (``[num_envs]`` or ``[num_envs, S]`` ids); its frames are applied by the next calls."""
+        """Decode one token per env (``[num_envs]`` or ``[num_envs, S]``); the next calls apply its frames."""
         self._frames = self.decoder.step(tokens)  # (N, fpt, dof)
         self._next = 0
 

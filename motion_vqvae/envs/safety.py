@@ -89,8 +89,8 @@ class TorchSafetyFilter:
         if not bool(self.known.all()):
             rows = torch.nonzero(~self.known).flatten().tolist()
             raise RuntimeError(
-                f"safety filter: rows {rows[:8]} have no measured pose; call reset(env_ids, current=q) with the "
-                "simulator's joint positions before the first step"
+                f"safety filter: rows {rows[:8]} have no measured pose; call reset(env_ids, current=q) "
+                "with the simulator's joint positions before the first step"
             )
         out = torch.empty_like(frames)
         for t in range(frames.shape[1]):

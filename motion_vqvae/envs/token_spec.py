@@ -13,7 +13,7 @@ from sim2real.token_spec import TokenSpec
 
 
 def stored_token_spec(data: dict[str, Any], source: str) -> TokenSpec:
-    """The TokenSpec a checkpoint state or a manifest stores under ``token_spec``; ``source`` names the file."""
+    """The TokenSpec a checkpoint state or a manifest stores (``token_spec``); ``source`` names the file."""
     if "token_spec" in data:
         return TokenSpec.from_dict(data["token_spec"], source=f"{source}: token_spec")
     return _one_level_spec(data, source)

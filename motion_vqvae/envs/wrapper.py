@@ -41,7 +41,7 @@ ACTION_MODES = ("token", "latent")
 
 
 class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Token actions (Discrete or MultiDiscrete, or snapped code-space actions) over a joint-target or frame env."""
+    """Token actions (Discrete, MultiDiscrete or snapped code vectors) over a joint-target or frame env."""
 
     def __init__(
         self,
@@ -160,8 +160,8 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         measure = getattr(self.env.unwrapped, "joint_positions", None)
         if measure is None:
             raise TypeError(
-                f"TokenActionWrapper: {type(self.env.unwrapped).__name__} has no joint_positions() method; the "
-                "decoder must start from the simulator's joint positions (in the env's action order)"
+                f"TokenActionWrapper: {type(self.env.unwrapped).__name__} has no joint_positions() method; "
+                "the decoder must start from the simulator's joint positions (in the env's action order)"
             )
         q = np.asarray(measure(), dtype=np.float64)
         return self.source.joint_map.real_to_sim(q) if self.action_format == "joint_targets_real" else q
