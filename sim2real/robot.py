@@ -7,7 +7,7 @@ A description is a small YAML file (see ``configs/robots/g1_29dof.yaml``)::
     sim_joint_names: [...]                           # simulator (MJCF / training data) order
     real_joint_names: [...]                          # optional, the real robot's motor order
     joints:                                          # every joint of either order
-      left_hip_pitch_joint: {lower: -2.53, upper: 2.88, velocity: 32.0, sign: 1, offset: 0.0}
+      left_hip_pitch_joint: {lower: -2.53, upper: 2.88, velocity: 32.0, sign: 1, offset: 0.0, kp: 100, kd: 2}
 
 Limits are in the simulator's convention; ``real = sign * sim + offset`` (sign and offset only for joints
 the simulator drives). Real slots the simulator does not drive are left to the joint map's fill value.
@@ -28,7 +28,7 @@ from sim2real.joint_map import JointMap
 ROBOTS_DIR = Path(__file__).resolve().parents[1] / "configs" / "robots"
 
 _TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "joints")
-_JOINT_KEYS = ("lower", "upper", "velocity", "sign", "offset")
+_JOINT_KEYS = ("lower", "upper", "velocity", "sign", "offset", "kp", "kd")
 _REQUIRED_JOINT_KEYS = ("lower", "upper", "velocity")
 
 
@@ -41,6 +41,8 @@ class JointSpec:
     velocity: float  # rad/s, > 0
     sign: float = 1.0  # +1 or -1
     offset: float = 0.0  # rad
+    kp: float | None = None  # N m/rad, the motor driver's position gain (None: not stated)
+    kd: float | None = None  # N m s/rad, its damping gain
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ class RobotDescription:
         a = np.array([s.sign * s.lower + s.offset for s in specs])
         b = np.array([s.sign * s.upper + s.offset for s in specs])
         return np.minimum(a, b), np.maximum(a, b), np.array([s.velocity for s in specs])
+
+    def real_gains(self, names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(kp, kd)`` PD gains of ``names`` (default: the real order); a joint without gains is an error."""
+        names = list(self.real_joint_names) if names is None else list(names)
+        unknown = [n for n in names if n not in self.joints]
+        missing = [n for n in names if n in self.joints and self.joints[n].kp is None]
+        if unknown or missing:
+            raise KeyError(
+                f"{self.source}: no PD gains for joints {unknown + missing}; add kp (N m/rad) and kd "
+                "(N m s/rad) to each under 'joints'"
+            )
+        return (
+            np.array([self.joints[n].kp for n in names], np.float64),
+            np.array([self.joints[n].kd for n in names], np.float64),
+        )
 
     def joint_map(self) -> JointMap:
         """The map this description defines: each sim joint goes to the real slot of the same name."""
@@ -190,6 +207,8 @@ def _joint(raw: Any, path: Path, name: str, in_sim: bool) -> JointSpec:
         raise ValueError(f"{where}: velocity limit must be positive, got {spec.velocity}")
     if spec.sign not in (1.0, -1.0):
         raise ValueError(f"{where}: sign must be 1 or -1, got {spec.sign}")
+    if (spec.kp is None) != (spec.kd is None) or (spec.kp is not None and not (spec.kp > 0 and spec.kd >= 0)):
+        raise ValueError(f"{where}: give kp > 0 and kd >= 0 together, got kp={spec.kp}, kd={spec.kd}")
     if not in_sim and (spec.sign != 1.0 or spec.offset != 0.0):
         raise ValueError(f"{where}: sign/offset only apply to joints in sim_joint_names; remove them here")
     return spec

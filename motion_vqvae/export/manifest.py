@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim2real.manifest import FORMAT_VERSION
+from sim2real.robot import load_robot
 
 if TYPE_CHECKING:
     from motion_vqvae.export.onnx_export import ExportModules
@@ -69,6 +70,7 @@ def build_manifest(
         "position_limits": {"lower": modules.lower.tolist(), "upper": modules.upper.tolist()},
         "velocity_limits": modules.velocity.tolist(),
         "opset": opset,
+        **pd_gains(agent.cfg.robot, jmap.real_joint_names),
         "roles": {name: ROLES[name] for name in files if name in ROLES},
         "parity": parity,
     }
@@ -78,6 +80,13 @@ def build_manifest(
             for i, (k, c) in enumerate(modules.step.streaming.state_shapes)
         ]
     return manifest
+
+
+def pd_gains(robot: str, real_joint_names: list[str] | None) -> dict[str, list[float]]:
+    """``kp``/``kd`` per real joint from the robot YAML, for the robot's PD control loop."""
+    desc = load_robot(robot)
+    kp, kd = desc.real_gains(real_joint_names or list(desc.real_joint_names))
+    return {"kp": kp.tolist(), "kd": kd.tolist()}
 
 
 def onnx_metadata(manifest: dict[str, Any], name: str) -> dict[str, str]:
