@@ -50,6 +50,8 @@ class PolicyConfig:
     eval_episodes: int = 8
     seed: int = 0
     time_budget_s: float | None = None
+    levels: int | None = None
+    """Act on the first ``levels`` quantizer levels of a multi-level tokenizer only (None: all)."""
     """Stop training (at a rollout boundary) after this many seconds."""
 
 
@@ -83,12 +85,14 @@ def task_kwargs(commands: np.ndarray) -> dict[str, Any]:
     }
 
 
-def make_env(tokenizer: Any, task: dict[str, Any], render_mode: str | None = None) -> gym.Env:
-    """``G1Kinematic-v0`` in token space, with episode statistics for the learning curve."""
+def make_env(
+    tokenizer: Any, task: dict[str, Any], render_mode: str | None = None, levels: int | None = None
+) -> gym.Env:
+    """``G1Kinematic-v0`` in token space (the first ``levels`` levels), with episode statistics."""
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
     return gym.wrappers.RecordEpisodeStatistics(
-        TokenActionWrapper(gym.make(ENV_ID, render_mode=render_mode, **task), tokenizer)
+        TokenActionWrapper(gym.make(ENV_ID, render_mode=render_mode, **task), tokenizer, levels=levels)
     )
 
 
@@ -119,7 +123,8 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     torch.set_num_threads(1)
     task = task_kwargs(reachable_commands(tokenizer))
     venv = VecNormalize(
-        DummyVecEnv([lambda: make_env(tokenizer, task) for _ in range(cfg.num_envs)]), norm_reward=False
+        DummyVecEnv([lambda: make_env(tokenizer, task, levels=cfg.levels) for _ in range(cfg.num_envs)]),
+        norm_reward=False,
     )
     venv.seed(cfg.seed)
     model = PPO(
@@ -160,7 +165,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
         action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
         return action[0]
 
-    eval_env = make_env(tokenizer, task)
+    eval_env = make_env(tokenizer, task, levels=cfg.levels)
     eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy, cfg.eval_episodes, eval_seed)
@@ -183,7 +188,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    _record_episode(make_env(tokenizer, task), policy, eval_seed, out)
+    _record_episode(make_env(tokenizer, task, levels=cfg.levels), policy, eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))
     log.info(
