@@ -1,6 +1,6 @@
 """Deployment example: an export drives the MuJoCo G1 (standing in for the robot) with 500 Hz PD commands.
 
-python scripts/deploy_example.py --export exports/g1 --out runs/deploy [--seconds 6] [--late-every 7]
+python scripts/deploy_example.py --export exports/g1 --out runs/deploy [--motion_file CLIP] [--seconds 6]
 
 The control loop is ``sim2real.deploy.ControlLoop`` (numpy + onnxruntime: what runs on the robot); replace
 ``MujocoRobot`` with your hardware interface (read / send / wait) and the token feed with your policy.
@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from motion_vqvae.envs.standin import run_deploy_example
+from motion_vqvae.envs.standin import SAMPLE_MOTION, run_deploy_example
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--late-every", type=int, default=7, help="every n-th token misses its deadline (0: none)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random tokens")
+    parser.add_argument(
+        "--motion_file",
+        type=Path,
+        default=SAMPLE_MOTION,
+        help="clip whose tokens to play (default: bundled sample)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     summary = run_deploy_example(
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         rate_hz=args.rate,
         late_every=args.late_every,
-        seed=args.seed,
+        motion_file=args.motion_file,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -4,8 +4,9 @@
 command as a motor driver would, ``wait`` runs the physics for one control period with the drivers' law
 ``tau = kp (q* - q) - kd dq`` (clipped to the model's torque limits) at every physics step. The robot hangs
 from a gantry (a spring-damper on pelvis height and uprightness), as a real G1 does during a first
-deployment. :func:`run_deploy_example` streams tokens through an export into it, holds on the token
-deadlines a feed misses, and writes a plot of commanded against measured joints and a summary.
+deployment. :func:`run_deploy_example` encodes a motion clip with the export's ``encoder.onnx``, streams its
+tokens through the decoder into the robot, holds on the token deadlines a feed misses, and writes a plot of
+commanded against measured joints and a summary.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from motion_vqvae.data import Motion, load_motions
 from motion_vqvae.envs.pd import G1PDEnv
-from sim2real import JointMap, TokenDecoder
+from motion_vqvae.features import FeatureLayout
+from sim2real import JointMap, TokenDecoder, remap_columns
 from sim2real.deploy import ControlLoop, LoopLog
+from sim2real.runtime import make_session
+
+SAMPLE_MOTION = Path(__file__).resolve().parents[1] / "assets" / "sample_motion.npy"
 
 PLOT_JOINTS = (
     "left_hip_pitch_joint",
@@ -73,24 +79,40 @@ class ScheduledFeed:
         return self.tokens[self._next - 1]
 
 
+def clip_tokens(decoder: TokenDecoder, motion_file: str | Path, clip: int = 0) -> list[Any]:
+    """Tokens of one clip of ``motion_file``, encoded by the export's ``encoder.onnx`` (ints or tuples)."""
+    layout = FeatureLayout.from_dict(decoder.manifest["feature_layout"])
+    motions = load_motions(motion_file, target_fps=decoder.fps)
+    if not 0 <= clip < len(motions):
+        raise ValueError(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")
+    motion = motions[clip]
+    names = list(layout.joint_names or [])
+    if names and motion.joint_names and list(motion.joint_names) != names:
+        dof = remap_columns(motion.dof, list(motion.joint_names), names)
+        motion = Motion(motion.name, motion.fps, motion.root_pos, motion.root_quat, dof, names)
+    features = layout.normalize(layout.from_motion(motion)).astype(np.float32)  # (T, F)
+    usable = len(features) // decoder.frames_per_token * decoder.frames_per_token
+    encoder = make_session(Path(decoder.export_dir) / "encoder.onnx")
+    tokens = encoder.run(None, {"features": features[None, :usable]})[0][0]  # (T',) or (T', S)
+    return [int(t) for t in tokens] if tokens.ndim == 1 else [tuple(int(v) for v in t) for t in tokens]
+
+
 def run_deploy_example(
     export_dir: str | Path,
     out: str | Path,
     *,
+    motion_file: str | Path = SAMPLE_MOTION,
     seconds: float = 6.0,
     rate_hz: float = 500.0,
     late_every: int = 7,
-    seed: int = 0,
 ) -> dict[str, Any]:
-    """Random tokens through ``export_dir`` into the MuJoCo G1 at ``rate_hz``; PNG and JSON into ``out``."""
+    """A clip's tokens through ``export_dir`` into the MuJoCo G1 at ``rate_hz``; PNG and JSON into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     decoder = TokenDecoder(export_dir)
     robot = MujocoRobot(JointMap.from_dict(decoder.manifest["joint_map"]), rate_hz=rate_hz)
-    rng = np.random.default_rng(seed)
-    count = int(np.ceil(seconds * decoder.fps / decoder.frames_per_token)) + 1
-    tokens = [int(t) for t in rng.integers(0, int(decoder.manifest["nb_code"]), count)]
-    log = ControlLoop(decoder, robot, rate_hz).run(ScheduledFeed(tokens, late_every), seconds)
+    feed = ScheduledFeed(clip_tokens(decoder, motion_file), late_every)
+    log = ControlLoop(decoder, robot, rate_hz).run(feed, seconds)
     summary = _summary(log, decoder, rate_hz)
     _plot(log, decoder, out / "deploy_tracking.png")
     (out / "deploy_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
