@@ -1,6 +1,6 @@
 """MVQVAEAgent: the tokenizer's public face, with the original tool's API.
 
-    agent = MVQVAEAgent(config=ConfigLoader("configs/agent.yaml").to_dict())
+    agent = MVQVAEAgent(config=ConfigLoader().to_dict())
     agent.setup_from_file("motions.npy")
     agent.fit()
     tokens = agent.encode(motion); motion = agent.decode(tokens, start_pose)
@@ -59,6 +59,7 @@ class MVQVAEAgent:
         self.model: VQVAE | None = None
         self.layout: FeatureLayout | None = None
         self.joint_map: JointMap | None = None
+        self.fps: float | None = None  # frames per second of the training clips: a fact of the checkpoint
         self.train_motions: list[Motion] = []
         self.val_motions: list[Motion] = []
         self.optimizer: torch.optim.Optimizer | None = None
@@ -80,6 +81,7 @@ class MVQVAEAgent:
     def setup(self, motions: list[Motion]) -> None:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""
         _seed_everything(self.cfg.seed)
+        self.fps = single_fps(motions)
         self.train_motions, self.val_motions = split_clips(motions, self.cfg)
         robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
@@ -160,7 +162,7 @@ class MVQVAEAgent:
             self.model,
             self.layout,
             np.asarray(tokens),
-            fps=fps or self.cfg.target_fps or 30.0,
+            fps=fps or self.require_fps(),
             start_pos=start_pos,
             start_yaw=start_yaw,
             device=self.device,
@@ -185,6 +187,11 @@ class MVQVAEAgent:
             from motion_vqvae.data import resample
 
             motion = resample(motion, target)
+        elif self.fps is not None and abs(motion.fps - self.fps) > 1e-9:
+            raise ValueError(
+                f"clip '{motion.name}' is at {motion.fps} fps, the model at {self.fps} fps (target_fps: null "
+                "means no resampling); resample it (motion_vqvae.data.resample) first"
+            )
         return motion
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -203,6 +210,7 @@ class MVQVAEAgent:
             "config": self.cfg.to_dict(),
             "feature_layout": self.layout.to_dict(),
             "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
+            "fps": self.fps,
             "val_clips": [m.name for m in self.val_motions],
         }
 
@@ -215,6 +223,8 @@ class MVQVAEAgent:
         state = load_checkpoint(path, map_location=self.device)
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
+        # Checkpoints from before "fps" was stored: their clips were resampled to target_fps, if set.
+        self.fps = float(state["fps"]) if state.get("fps") else self.cfg.target_fps
         self._build(hparams=state["model_hparams"])
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
@@ -238,6 +248,15 @@ class MVQVAEAgent:
         agent.model.eval()
         return agent
 
+    def require_fps(self) -> float:
+        """The training fps, or a ValueError for a checkpoint that does not know it."""
+        if self.fps is None:
+            raise ValueError(
+                "this checkpoint does not record its training fps (an old checkpoint trained with "
+                "target_fps: null); retrain, or set target_fps when training so clips share one rate"
+            )
+        return float(self.fps)
+
     def _require_setup(self) -> None:
         if self.model is None or self.sampler is None:
             raise RuntimeError("call setup_from_file(path) (or setup(motions)) before fit()")
@@ -259,6 +278,18 @@ def load_config_motions(cfg: AgentConfig, source: str | Path, *, min_frames: int
         keep_transitions=cfg.keep_transitions,
         repair_jumps=cfg.repair_jumps,
     )
+
+
+def single_fps(motions: list[Motion]) -> float:
+    """The one frame rate of ``motions``; clips at mixed rates are refused, never silently mixed."""
+    rates = sorted({float(m.fps) for m in motions})
+    if len(rates) != 1:
+        names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
+        raise ValueError(
+            f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
+            "--set target_fps=30) to resample every clip to one rate"
+        )
+    return rates[0]
 
 
 def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from importlib import resources
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class AgentConfig:
 
     # --- data ---
     motion_file: str | None = _opt(None, "motion file, directory or glob; null trains on the bundled sample")
-    robot: str = _opt("g1_29dof", "robot description: a name in configs/robots or a YAML path")
+    robot: str = _opt("g1_29dof", "robot description: a name in sim2real/robots or a YAML path")
     mjcf: str | None = _opt(None, "MJCF used for kinematic metrics; null = the robot's, else the bundled G1")
     fps: float | None = _opt(
         None, "source fps for files without a time column (CSV); null = meta.json", min=1
@@ -221,14 +222,14 @@ class ConfigLoader:
     def __init__(self, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_config_path()
         if not self.path.is_file():
-            raise FileNotFoundError(f"config file {self.path} does not exist; see configs/agent.yaml")
+            raise FileNotFoundError(f"config file {self.path} does not exist; see motion_vqvae/configs/agent.yaml")
         with self.path.open() as fh:
             doc = yaml.safe_load(fh) or {}
         try:
             raw = doc["agent"]["config"]
         except (KeyError, TypeError):
             raise KeyError(
-                f"{self.path}: expected the layout 'agent: config: {{...}}' (as configs/agent.yaml)"
+                f"{self.path}: expected the layout 'agent: config: {{...}}' (as motion_vqvae/configs/agent.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
         for item in overrides or []:
@@ -243,7 +244,8 @@ class ConfigLoader:
 
 
 def default_config_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+    """The shipped ``agent.yaml``: package data, so a wheel install finds it as a source checkout does."""
+    return Path(str(resources.files("motion_vqvae") / "configs" / "agent.yaml"))
 
 
 def save_config(config: AgentConfig, path: str | Path) -> None:

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--motion_file", "--motion-file", help="motion file, directory or glob (NPY/PKL/CSV)")
-    parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
+    parser.add_argument("--config", help="agent YAML (default: motion_vqvae/configs/agent.yaml)")
     parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
     parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
     parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")

@@ -1,11 +1,13 @@
 """Robot descriptions: joint names in simulator and real-robot order, limits, and the sim-to-real convention.
 
-A description is a small YAML file (see ``configs/robots/g1_29dof.yaml``)::
+A description is a small YAML file (see ``sim2real/robots/g1_29dof.yaml``, package data read through
+``importlib.resources`` so a wheel install finds it)::
 
     name: g1_29dof
     mjcf: ../../motion_vqvae/assets/g1_29dof.xml   # optional, relative to the YAML
     sim_joint_names: [...]                           # simulator (MJCF / training data) order
     real_joint_names: [...]                          # optional, the real robot's motor order
+    safety: {position_margin: 0.05, velocity_scale: 0.5, acceleration: 400.0, max_acceleration: 1000.0}
     joints:                                          # every joint of either order
       left_hip_pitch_joint: {lower: -2.53, upper: 2.88, velocity: 32.0, sign: 1, offset: 0.0, kp: 100, kd: 2}
 
@@ -16,7 +18,8 @@ the simulator drives). Real slots the simulator does not drive are left to the j
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +28,9 @@ import yaml
 
 from sim2real.joint_map import JointMap
 
-ROBOTS_DIR = Path(__file__).resolve().parents[1] / "configs" / "robots"
+ROBOTS_DIR = Path(str(resources.files("sim2real") / "robots"))
 
-_TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "joints")
+_TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "safety", "joints")
 _JOINT_KEYS = ("lower", "upper", "velocity", "sign", "offset", "kp", "kd")
 _REQUIRED_JOINT_KEYS = ("lower", "upper", "velocity")
 
@@ -46,6 +49,31 @@ class JointSpec:
 
 
 @dataclass(frozen=True)
+class SafetySpec:
+    """The safety filter's defaults for one robot (the YAML's ``safety`` section); see the G1 YAMLs."""
+
+    position_margin: float = 0.05
+    """rad kept free inside each joint's [lower, upper] (a range narrower than twice this is pinned mid-way)."""
+    velocity_scale: float = 0.5
+    """Fraction of each joint's velocity limit the filter allows, in (0, 1]."""
+    acceleration: float = 400.0
+    """rad/s², every joint."""
+    max_acceleration: float = 1000.0
+    """rad/s²: the hardware ceiling; a manifest or a loosened ``acceleration`` above it is refused."""
+
+    def __post_init__(self) -> None:
+        if not self.position_margin >= 0:
+            raise ValueError(f"safety.position_margin must be >= 0 rad, got {self.position_margin}")
+        if not 0 < self.velocity_scale <= 1:
+            raise ValueError(f"safety.velocity_scale must be in (0, 1], got {self.velocity_scale}")
+        if not 0 < self.acceleration <= self.max_acceleration:
+            raise ValueError(
+                f"safety.acceleration must be in (0, max_acceleration={self.max_acceleration}] rad/s², "
+                f"got {self.acceleration}"
+            )
+
+
+@dataclass(frozen=True)
 class RobotDescription:
     """Joint orders and per-joint limits of one robot, as loaded by :func:`load_robot`."""
 
@@ -55,6 +83,7 @@ class RobotDescription:
     joints: dict[str, JointSpec]
     mjcf: Path | None = None
     source: Path | None = None
+    safety: SafetySpec = field(default_factory=SafetySpec)
 
     @property
     def num_sim(self) -> int:
@@ -114,7 +143,7 @@ def available_robots() -> list[str]:
 
 
 def load_robot(name_or_path: str | Path) -> RobotDescription:
-    """Load ``configs/robots/<name>.yaml`` for a bare name like ``"g1_29dof"``, else the YAML at the path."""
+    """Load ``sim2real/robots/<name>.yaml`` for a bare name like ``"g1_29dof"``, else the YAML at the path."""
     text = str(name_or_path)
     is_path = (
         isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
@@ -165,6 +194,7 @@ def _parse(data: Any, path: Path) -> RobotDescription:
     mjcf = data.get("mjcf")
     if mjcf is not None and not isinstance(mjcf, str):
         raise TypeError(f"{path}: 'mjcf' must be a path string relative to the YAML, got {mjcf!r}")
+    safety = _safety(data.get("safety", {}), path)
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{path}: 'name' must be a non-empty string, got {name!r}")
@@ -175,7 +205,22 @@ def _parse(data: Any, path: Path) -> RobotDescription:
         joints=joints,
         mjcf=(path.parent / mjcf).resolve() if mjcf else None,
         source=path,
+        safety=safety,
     )
+
+
+def _safety(raw: Any, path: Path) -> SafetySpec:
+    valid = [f.name for f in fields(SafetySpec)]
+    if not isinstance(raw, dict):
+        raise TypeError(f"{path}: 'safety' must be a mapping with keys {valid}, got {raw!r}")
+    unknown = sorted(set(raw) - set(valid))
+    if unknown:
+        raise KeyError(f"{path}: safety: unknown keys {unknown}; valid keys: {valid}")
+    values = {k: _float(v, f"{path}: safety.{k}") for k, v in raw.items()}
+    try:
+        return SafetySpec(**values)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _names(value: Any, path: Path, key: str) -> list[str]:

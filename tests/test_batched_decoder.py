@@ -17,7 +17,8 @@ from _tiny_tokenizer import NB_CODE, train_tiny_tokenizer
 
 from motion_vqvae.envs import CheckpointTokenSource
 from motion_vqvae.envs.batched import BatchedTokenDecoder
-from motion_vqvae.envs.safety import JointLimits, TorchSafetyFilter, sim_joint_limits
+from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
+from sim2real import SafetyLimits
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "motion_vqvae" / "assets" / "sample_motion.npy"
@@ -29,15 +30,15 @@ def checkpoint(tmp_path_factory) -> Path:
     return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(SAMPLE))
 
 
-def _random_poses(limits: JointLimits, n: int, rng: np.random.Generator) -> np.ndarray:
+def _random_poses(limits: SafetyLimits, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(limits.lower, limits.upper, (n, len(limits.lower)))
 
 
-def _assert_within(out: np.ndarray, start: np.ndarray, limits: JointLimits, fps: float = FPS) -> None:
+def _assert_within(out: np.ndarray, start: np.ndarray, limits: SafetyLimits) -> None:
     """Positions inside limits; velocity and acceleration (standing still at ``start``) within limits."""
     path = np.concatenate([start[:, None], start[:, None], out], axis=1)  # (N, 2 + T, dof): v = 0 at start
-    vel = np.diff(path, axis=1) * fps
-    acc = np.diff(path, n=2, axis=1) * fps**2
+    vel = np.diff(path, axis=1) * limits.fps
+    acc = np.diff(path, n=2, axis=1) * limits.fps**2
     tol = 1e-4
     assert np.all(out >= limits.lower - 1e-6) and np.all(out <= limits.upper + 1e-6)
     assert np.all(np.abs(vel) <= limits.velocity * (1 + tol) + 1e-3), np.abs(vel).max()
@@ -50,7 +51,7 @@ def test_batched_rows_equal_single_env_decoding_with_resets(checkpoint: Path) ->
     num_envs, steps = 3, 6
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, NB_CODE, (steps, num_envs))
-    poses = _random_poses(sim_joint_limits("g1_29dof"), 2 * num_envs, rng).astype(np.float32)
+    poses = _random_poses(sim_joint_limits("g1_29dof", FPS), 2 * num_envs, rng).astype(np.float32)
     resets = {2: [1], 4: [0, 2]}  # step -> envs starting a new episode before that step
     start_pose = {(0, e): poses[e] for e in range(num_envs)}
     start_pose.update({(t, e): poses[num_envs + e] for t, envs in resets.items() for e in envs})
@@ -75,7 +76,7 @@ def test_decoded_tokens_stay_within_limits_from_random_poses(checkpoint: Path) -
     rng = np.random.default_rng(1)
     num_envs, steps = 64, 60
     batched = BatchedTokenDecoder.from_checkpoint(checkpoint, num_envs)
-    limits = sim_joint_limits("g1_29dof")
+    limits = sim_joint_limits("g1_29dof", FPS)
     start = _random_poses(limits, num_envs, rng)
     batched.reset(current=start)
     alternating = np.where(np.arange(steps)[:, None] % 2 == 0, 0, NB_CODE - 1) * np.ones(num_envs, int)
@@ -89,9 +90,9 @@ def test_decoded_tokens_stay_within_limits_from_random_poses(checkpoint: Path) -
 def test_filter_holds_limits_against_adversarial_targets() -> None:
     rng = np.random.default_rng(2)
     dof, rows = 29, 16
-    full = sim_joint_limits("g1_29dof")
-    limits = JointLimits(full.lower, full.upper, np.full(dof, 3.0), np.full(dof, 40.0))
-    filt = TorchSafetyFilter(limits, FPS, rows, "cpu")
+    full = sim_joint_limits("g1_29dof", FPS)
+    limits = SafetyLimits(full.lower, full.upper, np.full(dof, 3.0), np.full(dof, 40.0), FPS)
+    filt = TorchSafetyFilter(limits, rows, "cpu")
     start = _random_poses(limits, rows, rng)
     filt.reset(torch.arange(rows), torch.as_tensor(start, dtype=torch.float32))
     chunks = []

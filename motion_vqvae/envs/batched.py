@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from motion_vqvae.envs.safety import JointLimits, TorchSafetyFilter, sim_joint_limits
+from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
 from motion_vqvae.envs.token_spec import checkpoint_token_spec
 from motion_vqvae.export.streaming import State, StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
-from sim2real import JointMap
+from sim2real import JointMap, SafetyLimits
 from sim2real.token_spec import TokenSpec
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class BatchedTokenDecoder:
         layout: FeatureLayout,
         spec: TokenSpec,
         num_envs: int,
-        limits: JointLimits,
+        limits: SafetyLimits,
         device: str | torch.device = "cpu",
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -55,7 +55,7 @@ class BatchedTokenDecoder:
         self.frames_per_token = spec.frames_per_token
         self.num_dof = layout.num_dof
         self.state: State = self.streaming.init_state(num_envs, self.device)
-        self.filter = TorchSafetyFilter(limits, spec.fps, num_envs, self.device)
+        self.filter = TorchSafetyFilter(limits, num_envs, self.device)
         # De-normalized root features (height, tilt, local velocity, yaw rate) of the latest step.
         self.last_root = torch.zeros(num_envs, self.frames_per_token, self.head.root_dim, device=self.device)
 
@@ -83,7 +83,9 @@ class BatchedTokenDecoder:
                 f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
                 f"sim order {robot_names[:3]}...; retrain in simulator order"
             )
-        return cls(agent.model, agent.layout, spec, num_envs, sim_joint_limits(agent.cfg.robot), device)
+        return cls(
+            agent.model, agent.layout, spec, num_envs, sim_joint_limits(agent.cfg.robot, spec.fps), device
+        )
 
     @property
     def interventions(self) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """The joint-target safety filter in torch, batched over environments: what a simulator feeds its PD loops.
 
-Same contract as the robot runtime's filter (``sim2real``): every emitted frame lies inside the position
-limits, and neither its velocity nor its acceleration (first and second differences at the motion fps)
-exceed the per-joint limits, the first frame included: a sequence starts from the measured pose with the
-robot standing still (``reset(rows, current=q)``), and stepping a row whose pose is unknown is an error.
+Same contract and limits as the robot runtime's filter (:mod:`sim2real.safety`): every emitted frame lies
+inside the position limits, and neither its velocity nor its acceleration (first and second differences at
+the motion fps) exceed the per-joint limits, the first frame included: a sequence starts from the measured
+pose with the robot standing still (``reset(rows, current=q)``); stepping a row with no pose is an error.
 
 Braking keeps it inside the position limits: a joint may only move at a speed from which it can still stop
 before a limit at its acceleration limit (``v + v^2 / (2a) <= room``, a bound the discrete stop never
@@ -12,42 +12,17 @@ exceeds), so position, velocity and acceleration hold together whatever the netw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from sim2real import load_robot
-
-# Until the robot runtime states acceleration limits, the filter's conservative default (rad/s^2).
-DEFAULT_ACCELERATION = 500.0
+from sim2real import SafetyLimits, load_robot
+from sim2real.safety import limits_for_robot
 
 
-@dataclass(frozen=True)
-class JointLimits:
-    """Per-joint limits the filter enforces, one order (the decoder's): rad, rad/s, rad/s^2."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    velocity: np.ndarray
-    acceleration: np.ndarray
-
-    def __post_init__(self) -> None:
-        arrays = [
-            np.asarray(a, np.float64) for a in (self.lower, self.upper, self.velocity, self.acceleration)
-        ]
-        if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
-            raise ValueError(
-                f"JointLimits: four 1-D arrays of one length expected, got {[a.shape for a in arrays]}"
-            )
-        if not all(np.isfinite(a).all() for a in arrays):
-            raise ValueError("JointLimits: every limit must be finite")
-        if np.any(arrays[0] > arrays[1]):
-            raise ValueError(
-                f"JointLimits: lower > upper at joints {np.flatnonzero(arrays[0] > arrays[1]).tolist()}"
-            )
-        if np.any(arrays[2] <= 0) or np.any(arrays[3] <= 0):
-            raise ValueError("JointLimits: velocity and acceleration limits must be > 0")
+def sim_joint_limits(robot: str, fps: float) -> SafetyLimits:
+    """The limits the robot runtime enforces (the robot YAML's ``safety`` defaults), in simulator order."""
+    description = load_robot(robot)
+    return limits_for_robot(description.sim_limits(), description.safety, fps)
 
 
 class TorchSafetyFilter:
@@ -56,13 +31,13 @@ class TorchSafetyFilter:
     ``interventions[N]`` counts, per row, the frames the filter changed (by more than 1e-6 rad).
     """
 
-    def __init__(self, limits: JointLimits, fps: float, num_rows: int, device: torch.device | str) -> None:
+    def __init__(self, limits: SafetyLimits, num_rows: int, device: torch.device | str) -> None:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(a, np.float64), dtype=torch.float32, device=device)
 
         self.lower, self.upper = tensor(limits.lower), tensor(limits.upper)
-        self.max_vel = tensor(limits.velocity / fps)  # rad per frame
-        self.max_acc = tensor(limits.acceleration / fps**2)  # rad per frame^2
+        self.max_vel = tensor(limits.velocity / limits.fps)  # rad per frame
+        self.max_acc = tensor(limits.acceleration / limits.fps**2)  # rad per frame^2
         num_dof = len(self.lower)
         self.last = torch.zeros(num_rows, num_dof, device=device)  # (N, dof) last emitted frame
         self.vel = torch.zeros(num_rows, num_dof, device=device)  # (N, dof) its velocity, rad per frame
@@ -70,7 +45,11 @@ class TorchSafetyFilter:
         self.interventions = torch.zeros(num_rows, dtype=torch.long, device=device)
 
     def reset(self, rows: torch.Tensor, current: torch.Tensor | None) -> None:
-        """Rows start over standing still at ``current[len(rows), dof]``; ``None``: pose unknown."""
+        """Rows start over standing still at ``current[len(rows), dof]``; ``None``: pose unknown.
+
+        A pose outside the position limits is allowed (a robot may stand in the margin); the filter then
+        only ever moves those joints back inward, as the runtime's does.
+        """
         if current is None:
             self.known[rows] = False
             return
@@ -81,7 +60,7 @@ class TorchSafetyFilter:
                 f"reset: current must be finite joint positions of shape ({count}, {self.last.shape[1]}), "
                 f"got {tuple(current.shape)}"
             )
-        self.last[rows] = torch.minimum(torch.maximum(current, self.lower), self.upper)
+        self.last[rows] = current  # a pose outside the limits is kept: the filter only moves it back inward
         self.vel[rows] = 0.0
         self.known[rows] = True
 
@@ -103,14 +82,12 @@ class TorchSafetyFilter:
             hi = torch.minimum(torch.minimum(self.vel + a, self.max_vel), brake_hi)
             lo = torch.maximum(torch.maximum(self.vel - a, -self.max_vel), brake_lo)
             vel = torch.minimum(torch.maximum(desired - self.last, lo), hi)
-            frame = torch.minimum(torch.maximum(self.last + vel, self.lower), self.upper)
+            brake = torch.sign(self.vel) * (self.vel.abs() - a).clamp_min(0.0)  # lo > hi only by rounding
+            vel = torch.where(lo > hi, brake, vel)
+            inside_lo = torch.minimum(self.lower, self.last)  # never outward, never a jump inward
+            inside_hi = torch.maximum(self.upper, self.last)
+            frame = torch.minimum(torch.maximum(self.last + vel, inside_lo), inside_hi)
             self.interventions += ((frame - frames[:, t]).abs() > 1e-6).any(dim=1).long()
             self.vel, self.last = frame - self.last, frame
             out[:, t] = frame
         return out
-
-
-def sim_joint_limits(robot: str) -> JointLimits:
-    """The limits the robot runtime enforces, in simulator order, from the robot description ``robot``."""
-    lower, upper, velocity = load_robot(robot).sim_limits()
-    return JointLimits(lower, upper, velocity, np.full_like(velocity, DEFAULT_ACCELERATION))

@@ -129,7 +129,7 @@ def _summary(log: LoopLog, decoder: TokenDecoder, rate_hz: float) -> dict[str, A
         "held_token_slots": int(sum(log.held)),
         "tracking_rms_rad": float(np.sqrt(np.mean(error**2))),
         "tracking_max_abs_rad": float(np.abs(error).max()),
-        "commanded_velocity_over_limit": float((cmd_vel / decoder.velocity).max()),
+        "commanded_velocity_over_limit": float((cmd_vel / decoder.limits.velocity).max()),
         "tick_compute_p50_us": float(np.percentile(log.compute_s, 50) * 1e6),
         "tick_compute_p99_us": float(np.percentile(log.compute_s, 99) * 1e6),
         "interventions": dict(decoder.interventions),

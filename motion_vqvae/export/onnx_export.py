@@ -2,7 +2,14 @@
 ``codebook.npy`` and ``manifest.json``, checked against torch before it appears under its final name.
 
 Everything is written into a temp directory beside the target and renamed at the end, so a failed parity
-check or a crash never leaves a partial export where a robot could pick it up.
+check or a crash never leaves a partial export where a robot could pick it up. Every ONNX file passes
+``onnx.checker.check_model(full_check=True)``; the manifest is checked against the robot YAML as the
+runtime will check it, so an export the robot would refuse is never written.
+
+Exporter: the TorchScript exporter (``torch.onnx.export(dynamo=False)``). It needs no extra dependency and
+its graphs meet the parity bars with margin (tiny and default models: joint targets within ~1e-6 rad of
+torch, identical token ids, 200 streaming steps equal to the sequence decoder within ~1e-6). The dynamo
+exporter needs ``onnxscript`` (not a dependency) and is not used.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from motion_vqvae.export.parity import ParityError, check_parity
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
-from sim2real import JointMap, load_robot
-from sim2real.manifest import MANIFEST, file_entry
+from sim2real import JointMap, SafetyLimits, TokenSpec, load_robot
+from sim2real.manifest import MANIFEST, file_entry, validate_manifest
+from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +88,38 @@ class ExportModules:
 
     agent: MVQVAEAgent
     joint_map: JointMap
-    lower: np.ndarray  # (real_dof,) rad
-    upper: np.ndarray  # (real_dof,) rad
-    velocity: np.ndarray  # (real_dof,) rad/s
+    token_spec: TokenSpec
+    limits: SafetyLimits  # what the robot's safety filter enforces (real order), after safety_scale
+    safety_scale: float
     head: JointTargetHead
     decoder: SequenceDecoder
     encoder: TokenEncoder
     step: StepDecoder | None  # None for a non-causal model
 
     @classmethod
-    def from_agent(cls, agent: MVQVAEAgent) -> ExportModules:
+    def from_agent(cls, agent: MVQVAEAgent, safety_scale: float = 1.0) -> ExportModules:
+        """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
         model, layout = agent.model.cpu().eval(), agent.layout
         joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
-        lower, upper, velocity = real_limits(load_robot(agent.cfg.robot), joint_map)
-        head = JointTargetHead(layout, joint_map, lower, upper).eval()
+        robot = load_robot(agent.cfg.robot)
+        spec = TokenSpec(
+            kind="vq",
+            num_levels=1,
+            nb_code=model.quantizer.nb_code,
+            fsq_levels=None,
+            parts=("body",),
+            frames_per_token=model.frames_per_token,
+            fps=agent.require_fps(),
+        )
+        limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
+        head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
         return cls(
             agent,
             joint_map,
-            lower,
-            upper,
-            velocity,
+            spec,
+            limits,
+            safety_scale,
             head,
             SequenceDecoder(model, head),
             TokenEncoder(model),
@@ -114,8 +133,12 @@ def export_checkpoint(
     *,
     motion_file: str | Path | None = None,
     overwrite: bool = False,
+    safety_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` to the directory ``out``; returns the manifest.
+
+    ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
+    them, edit the YAML's ``safety`` section instead).
 
     ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
     else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
@@ -127,13 +150,14 @@ def export_checkpoint(
             f"{out} already exists; pass overwrite=True (--overwrite) or choose another --out"
         )
     agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-    modules = ExportModules.from_agent(agent)
+    modules = ExportModules.from_agent(agent, safety_scale)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         files = _write_files(modules, tmp)
         parity = check_parity(modules, tmp, motion_file)
         manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
+        validate_manifest(manifest, load_robot(agent.cfg.robot), str(out / MANIFEST))
         for name in files:
             if name.endswith(".onnx"):
                 _add_metadata(tmp / name, onnx_metadata(manifest, name))
@@ -216,6 +240,7 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, props)
     model.doc_string = props.get("description", "")
+    onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
 
