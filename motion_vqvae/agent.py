@@ -309,7 +309,8 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
     partitions = robot.body_parts or {}
     if cfg.body_parts not in partitions:
         raise ValueError(
-            f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; available: {sorted(partitions)} "
+            f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; "
+            f"available: {sorted(partitions)} "
             "(add it under body_parts: in the robot YAML)"
         )
     names = layout.joint_names or list(robot.sim_joint_names)

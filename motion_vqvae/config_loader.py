@@ -88,7 +88,9 @@ class AgentConfig:
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
     quantizer: str = _opt(
-        "ema_reset", "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)", choices=_QUANTIZERS
+        "ema_reset",
+        "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)",
+        choices=_QUANTIZERS,
     )
     num_quantizers: int = _opt(1, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
     quantize_dropout: float = _opt(
@@ -142,7 +144,9 @@ class AgentConfig:
                     f"got {self.sim_to_real_idx}"
                 )
         if self.burn_in % fpt:
-            raise ValueError(f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)")
+            raise ValueError(
+                f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)"
+            )
         if self.quantizer != "rvq" and (self.num_quantizers != 1 or self.quantize_dropout > 0):
             raise ValueError(
                 f"num_quantizers={self.num_quantizers} / quantize_dropout={self.quantize_dropout} need "
@@ -152,7 +156,9 @@ class AgentConfig:
         if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ValueError(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
         if self.quantizer in ("rvq", "fsq") and self.l2_normalize_codes:
-            raise ValueError(f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}")
+            raise ValueError(
+                f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}"
+            )
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
             raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
         if self.warmup_iter >= self.total_iter and self.total_iter > 1:

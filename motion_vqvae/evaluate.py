@@ -45,7 +45,13 @@ def evaluate_checkpoint(
     motions, scored = select_split(motions, agent.val_clip_names, split, str(checkpoint))
     prepared = [agent.prepare(m) for m in motions]
     summary, results = evaluate_motions(
-        agent.model, agent.layout, prepared, mjcf=agent.mjcf, device=agent.device, progress=True, levels=levels
+        agent.model,
+        agent.layout,
+        prepared,
+        mjcf=agent.mjcf,
+        device=agent.device,
+        progress=True,
+        levels=levels,
     )
     summary["checkpoint"] = str(checkpoint)
     summary["split"] = scored
@@ -65,7 +71,9 @@ def evaluate_checkpoint(
     return summary
 
 
-def select_split(motions: list[Motion], val_names: list[str], split: str, source: str) -> tuple[list[Motion], str]:
+def select_split(
+    motions: list[Motion], val_names: list[str], split: str, source: str
+) -> tuple[list[Motion], str]:
     """The clips of ``split`` and the split actually scored (``auto`` resolves to ``val`` or ``all``)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

@@ -191,11 +191,15 @@ def _body_parts(raw: Any, path: Path, sim_names: list[str]) -> dict[str, dict[st
         built = {}
         for part, spec in parts.items():
             if not isinstance(spec, dict) or set(spec) - set(_PART_KEYS) or "joints" not in spec:
-                raise KeyError(f"{where}.{part}: expected keys {list(_PART_KEYS)} ('joints' required), got {spec!r}")
+                raise KeyError(
+                    f"{where}.{part}: expected keys {list(_PART_KEYS)} ('joints' required), got {spec!r}"
+                )
             root = spec.get("root") or []
             if not isinstance(root, list) or not all(isinstance(r, str) for r in root):
                 raise TypeError(f"{where}.{part}.root must be a list of root-feature names, got {root!r}")
-            built[str(part)] = BodyPart(tuple(_names(spec["joints"], path, f"body_parts.{partition}.{part}.joints")), tuple(root))
+            built[str(part)] = BodyPart(
+                tuple(_names(spec["joints"], path, f"body_parts.{partition}.{part}.joints")), tuple(root)
+            )
         owned = [j for p in built.values() for j in p.joints]
         unknown = sorted(set(owned) - set(sim_names))
         missing = [j for j in sim_names if j not in owned]
@@ -204,7 +208,8 @@ def _body_parts(raw: Any, path: Path, sim_names: list[str]) -> dict[str, dict[st
         root_twice = sorted(r for r, count in Counter(roots).items() if count > 1)
         if unknown or missing or twice or root_twice:
             raise ValueError(
-                f"{where} must partition sim_joint_names: unknown joints {unknown}, joints in no part {missing}, "
+                f"{where} must partition sim_joint_names: unknown joints {unknown}, "
+                f"joints in no part {missing}, "
                 f"joints in two parts {twice}, root features in two parts {root_twice}"
             )
         out[str(partition)] = built

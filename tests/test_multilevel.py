@@ -99,8 +99,10 @@ def test_model_token_shapes_follow_the_token_spec(name: str) -> None:
         coarse = model.decode(tokens, levels=1)
         assert not torch.allclose(coarse, model.decode(tokens))
         zeroed = tokens.clone()
-        zeroed[..., 1:spec.num_levels] = 0  # part 0's finer levels: ignored at levels=1
-        torch.testing.assert_close(model.decode(zeroed, levels=1)[..., PARTS["upper"]], coarse[..., PARTS["upper"]])
+        zeroed[..., 1 : spec.num_levels] = 0  # part 0's finer levels: ignored at levels=1
+        torch.testing.assert_close(
+            model.decode(zeroed, levels=1)[..., PARTS["upper"]], coarse[..., PARTS["upper"]]
+        )
     with pytest.raises(ValueError, match="shape"):
         model.decode(tokens[..., 0] if not spec.is_single else tokens[..., None].repeat(1, 1, 2))
 

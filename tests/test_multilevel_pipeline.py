@@ -1,4 +1,4 @@
-"""Each new quantizer end to end on real clips: exact resume, ONNX export with parity, levels in evaluation."""
+"""Each new quantizer end to end on real clips: exact resume, ONNX export parity, levels in evaluation."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ class StepDecoder(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]`` or ``[B, T, S]``."""
+    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``/``[B, T, S]``."""
 
     def __init__(self, model: VQVAE) -> None:
         super().__init__()

@@ -122,9 +122,15 @@ class StreamingDecoder(nn.Module):
         """Decode one token per row: ``tokens`` int64 ``[B]`` (one stream) or ``[B, S]`` -> normalized
         frames ``[B, fpt, F]``."""
         spec = self.token_spec
-        if tokens.dim() != (1 if spec.is_single else 2) or (not spec.is_single and tokens.shape[1] != spec.num_streams):
-            expected = "[B]" if spec.is_single else f"[B, {spec.num_streams}] (streams {list(spec.stream_names)})"
-            raise ValueError(f"StreamingDecoder.step: tokens must be {expected}, got shape {tuple(tokens.shape)}")
+        if tokens.dim() != (1 if spec.is_single else 2) or (
+            not spec.is_single and tokens.shape[1] != spec.num_streams
+        ):
+            expected = (
+                "[B]" if spec.is_single else f"[B, {spec.num_streams}] (streams {list(spec.stream_names)})"
+            )
+            raise ValueError(
+                f"StreamingDecoder.step: tokens must be {expected}, got shape {tuple(tokens.shape)}"
+            )
         if len(state) != len(self._shapes):
             raise ValueError(
                 f"StreamingDecoder.step: expected {len(self._shapes)} state tensors, got {len(state)}"

@@ -45,7 +45,12 @@ class ResidualVQ(Quantizer):
             raise ValueError(f"quantize_dropout must be a probability in [0, 1], got {quantize_dropout!r}")
         self.levels = nn.ModuleList(
             VectorQuantizer(
-                nb_code=nb_code, code_dim=code_dim, ema=True, reset=True, mu=mu, reset_threshold=reset_threshold
+                nb_code=nb_code,
+                code_dim=code_dim,
+                ema=True,
+                reset=True,
+                mu=mu,
+                reset_threshold=reset_threshold,
             )
             for _ in range(num_levels)
         )
@@ -117,7 +122,8 @@ class ResidualVQ(Quantizer):
     def dequantize_levels(self, indices: torch.Tensor, levels: int | None = None) -> torch.Tensor:
         if indices.dim() != 3 or indices.shape[-1] != self.num_levels:
             raise ValueError(
-                f"expected indices of shape (B, T', {self.num_levels}) (one per level), got {tuple(indices.shape)}"
+                f"expected indices of shape (B, T', {self.num_levels}) (one per level), "
+                f"got {tuple(indices.shape)}"
             )
         used = self.num_levels if levels is None else levels
         if not 1 <= used <= self.num_levels:

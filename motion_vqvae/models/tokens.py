@@ -34,7 +34,9 @@ def build_part_quantizer(
     """One part's quantizer from the model's quantizer keywords (each name uses the ones it understands)."""
     if name == "rvq":
         if l2_normalize:
-            raise ValueError("l2_normalize_codes applies to one-level VQ only; set it false with quantizer: rvq")
+            raise ValueError(
+                "l2_normalize_codes applies to one-level VQ only; set it false with quantizer: rvq"
+            )
         return ResidualVQ(
             nb_code=nb_code,
             code_dim=code_dim,
@@ -48,7 +50,12 @@ def build_part_quantizer(
             raise ValueError("quantizer: fsq needs fsq_levels, e.g. [8, 5, 5, 5]")
         return FSQ(code_dim=code_dim, fsq_levels=fsq_levels)
     return build_quantizer(
-        name, nb_code=nb_code, code_dim=code_dim, mu=mu, reset_threshold=reset_threshold, l2_normalize=l2_normalize
+        name,
+        nb_code=nb_code,
+        code_dim=code_dim,
+        mu=mu,
+        reset_threshold=reset_threshold,
+        l2_normalize=l2_normalize,
     )
 
 

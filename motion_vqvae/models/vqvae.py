@@ -96,10 +96,13 @@ class VQVAE(nn.Module):
             fps=float(fps),
         )
         if quantizer not in (*QUANTIZERS, *MULTI_LEVEL):
-            raise ValueError(f"Unknown quantizer {quantizer!r}. Allowed: {sorted([*QUANTIZERS, *MULTI_LEVEL])}")
+            raise ValueError(
+                f"Unknown quantizer {quantizer!r}. Allowed: {sorted([*QUANTIZERS, *MULTI_LEVEL])}"
+            )
         if quantizer != "rvq" and (num_quantizers != 1 or quantize_dropout):
             raise ValueError(
-                f"num_quantizers={num_quantizers} and quantize_dropout={quantize_dropout} need quantizer: rvq "
+                f"num_quantizers={num_quantizers} and quantize_dropout={quantize_dropout} "
+                "need quantizer: rvq "
                 f"(got {quantizer!r}); set num_quantizers=1 and quantize_dropout=0 for other quantizers"
             )
         part_names = tuple(self._hparams["parts"] or ("body",))
@@ -165,7 +168,7 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features -> int64 tokens ``(B, T')`` (one stream) or ``(B, T', S)``; never moves codes."""
+        """(B, T, F) features -> int64 tokens ``(B, T')`` (one stream) or ``(B, T', S)``; no state change."""
         self._check_motion(x)
         return self.quantizer.lookup(self.encoder(x.transpose(1, 2)))
 
@@ -180,4 +183,3 @@ class VQVAE(nn.Module):
     def check_indices(self, indices: torch.Tensor) -> None:
         """ValueError naming the allowed shape and range, as :meth:`TokenSpec.check_tokens` does."""
         self.token_spec.check_tokens(indices.detach().cpu().numpy(), batched=True)
-
