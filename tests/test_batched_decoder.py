@@ -132,6 +132,32 @@ def test_bad_tokens_and_env_ids_raise(checkpoint: Path) -> None:
         batched.reset(torch.tensor([2]), np.zeros((1, 29)))
 
 
+def test_multi_level_tokens_and_first_levels_only(tmp_path: Path) -> None:
+    checkpoint = train_tiny_tokenizer(tmp_path, str(SAMPLE), quantizer="rvq", num_quantizers=2)
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(0, NB_CODE, (5, 3, 2))  # (steps, num_envs, streams)
+    start = _random_poses(sim_joint_limits("g1_29dof", FPS), 3, rng)
+    outputs = {}
+    for levels in (None, 1):
+        batched = BatchedTokenDecoder.from_checkpoint(checkpoint, 3, levels=levels)
+        batched.reset(current=start)
+        outputs[levels] = torch.cat([batched.step(tokens[t]) for t in range(5)], dim=1).numpy()
+        single = CheckpointTokenSource(checkpoint, levels=levels)
+        single.reset(start[1])
+        row = np.concatenate([single.step(tokens[t, 1])[1] for t in range(5)])
+        np.testing.assert_allclose(outputs[levels][1], row, atol=1e-5)
+    coarse = BatchedTokenDecoder.from_checkpoint(checkpoint, 3, levels=1)
+    coarse.reset(current=start)
+    other_fine = tokens.copy()
+    other_fine[..., 1] = rng.integers(0, NB_CODE, (5, 3))
+    np.testing.assert_array_equal(  # with levels=1 the second level is not decoded at all
+        torch.cat([coarse.step(other_fine[t]) for t in range(5)], dim=1).numpy(), outputs[1]
+    )
+    assert np.abs(outputs[None] - outputs[1]).max() > 1e-3
+    with pytest.raises(ValueError, match=r"shape \(3, 2\) \(streams \['body/L0', 'body/L1'\]\)"):
+        coarse.step(np.zeros(3, int))
+
+
 def test_isaacgym_adapter_type_checks_against_the_stubs(tmp_path: Path) -> None:
     adapter = REPO / "motion_vqvae" / "envs" / "isaacgym_adapter.py"
     bad = tmp_path / "bad_adapter.py"  # proves the stubs are really read: a wrong argument type is caught

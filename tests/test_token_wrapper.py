@@ -130,9 +130,9 @@ def test_play_step_ramps_from_the_given_pose(export_dir: Path, capsys) -> None:
 
 
 def test_interpolation_for_another_control_rate(checkpoint: Path) -> None:
-    plain = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint)
+    plain = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
     fast = TokenActionWrapper(
-        gym.make("motion_vqvae/G1PD-v0", control_fps=60), checkpoint, observe_token=True
+        gym.make("motion_vqvae/G1PD-v0", control_fps=60, root_support=3000.0), checkpoint, observe_token=True
     )
     plain.reset(seed=0)
     fast.reset(seed=0)
@@ -144,7 +144,9 @@ def test_interpolation_for_another_control_rate(checkpoint: Path) -> None:
         phases.append(obs[-1])
         np.testing.assert_allclose(info["targets"][1::2], a, atol=1e-6)  # every second one is a frame
     assert steps == [8, 8, 8, 8] and phases == [0.5] * 4
-    slow = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", control_fps=50), checkpoint)
+    slow = TokenActionWrapper(
+        gym.make("motion_vqvae/G1PD-v0", control_fps=50, root_support=3000.0), checkpoint
+    )
     slow.reset(seed=0)
     counts = [slow.step(t)[4]["inner_steps"] for t in _tokens(6)]
     assert sum(counts) == 40 and set(counts) == {6, 7}  # 4 frames at 30 fps = 6.67 steps at 50 Hz
@@ -190,3 +192,78 @@ def test_train_policy_writes_results_curve_and_gif(checkpoint: Path, tmp_path: P
     assert 0 < saved["random_token_mean_return"] <= 300
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000
     assert (tmp_path / "policy.gif").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def rvq_checkpoint(tmp_path_factory) -> Path:
+    return train_tiny_tokenizer(
+        tmp_path_factory.mktemp("rvq"), str(SAMPLE), quantizer="rvq", num_quantizers=2
+    )
+
+
+def _whole_decode_filtered(
+    checkpoint: Path, tokens: np.ndarray, start: np.ndarray, levels: int | None
+) -> np.ndarray:
+    """The whole-sequence torch decode of ``tokens`` ([T, S]), through the safety filter from ``start``."""
+    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+    limits = sim_joint_limits(agent.cfg.robot, 30.0)
+    head = JointTargetHead(agent.layout, JointMap.identity(29), limits.lower, limits.upper)
+    with torch.no_grad():
+        whole = head(agent.model.decode(torch.as_tensor(tokens)[None], levels=levels))[0]
+    expected = TorchSafetyFilter(limits, 1, "cpu")
+    expected.reset(torch.tensor([0]), torch.as_tensor(start[None], dtype=torch.float32))
+    return expected(whole)[0].numpy()
+
+
+def test_multi_level_tokens_are_multidiscrete_and_decode_as_the_model(
+    rvq_checkpoint: Path, tmp_path: Path
+) -> None:
+    env = TokenActionWrapper(
+        gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), rvq_checkpoint, observe_token=True
+    )
+    assert env.action_space == gym.spaces.MultiDiscrete([NB_CODE, NB_CODE])
+    assert env.observation_space.shape[0] == env.env.observation_space.shape[0] + 2 * NB_CODE + 1
+    check_env(env, skip_render_check=True)
+    tokens = np.random.default_rng(3).integers(0, NB_CODE, (5, 2))
+    for levels, space in ((None, env.action_space), (1, gym.spaces.Discrete(NB_CODE))):
+        wrapped = TokenActionWrapper(
+            gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), rvq_checkpoint, levels=levels
+        )
+        assert wrapped.action_space == space
+        wrapped.reset(seed=1)
+        start = wrapped.unwrapped.joint_positions()
+        actions = tokens if levels is None else tokens[:, 0]
+        fed = np.concatenate([wrapped.step(a)[4]["targets"] for a in actions])
+        used = tokens if levels is None else np.stack([tokens[:, 0], np.zeros(5, int)], axis=1)
+        np.testing.assert_allclose(
+            fed, _whole_decode_filtered(rvq_checkpoint, used, start, levels), atol=2e-5
+        )
+    coarse_fine = np.abs(fed - _whole_decode_filtered(rvq_checkpoint, tokens, start, None)).max()
+    assert coarse_fine > 1e-3  # the second level changes the motion: levels=1 really leaves it out
+    out = tmp_path / "rvq_export"
+    assert export_onnx.main(["--checkpoint", str(rvq_checkpoint), "--out", str(out)]) == 0
+    exported = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), out)
+    assert exported.action_space == env.action_space
+    exported.reset(seed=1)
+    onnx_fed = np.concatenate([exported.step(a)[4]["targets"] for a in tokens])
+    np.testing.assert_allclose(
+        onnx_fed, _whole_decode_filtered(rvq_checkpoint, tokens, start, None), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="decodes 2 of 2 levels, asked for 1"):
+        TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), out, levels=1)
+    with pytest.raises(ValueError, match=r"token must lie in \[0, 31\] for each of the 2 streams"):
+        env.step(np.array([0, NB_CODE]))
+
+
+def test_sb3_ppo_trains_on_multidiscrete_tokens(rvq_checkpoint: Path) -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    def make() -> gym.Env:
+        return TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), rvq_checkpoint)
+
+    venv = DummyVecEnv([make, make])
+    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=64)
+    action, _ = model.predict(venv.reset(), deterministic=True)
+    assert model.num_timesteps == 64 and action.shape == (2, 2) and np.all((0 <= action) & (action < NB_CODE))

@@ -43,13 +43,15 @@ class BatchedTokenDecoder:
         num_envs: int,
         limits: SafetyLimits,
         device: str | torch.device = "cpu",
+        levels: int | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"BatchedTokenDecoder: num_envs must be a positive int, got {num_envs!r}")
         self.device = torch.device(device)
         self.num_envs = num_envs
         self.spec = spec
-        self.streaming = StreamingDecoder(model).to(self.device).eval()
+        self.streaming = StreamingDecoder(model, levels).to(self.device).eval()
+        self.levels = spec.num_levels if levels is None else spec.check_levels(levels)
         identity = JointMap.identity(layout.num_dof, layout.joint_names)
         self.head = JointTargetHead(layout, identity, limits.lower, limits.upper).to(self.device).eval()
         self.frames_per_token = spec.frames_per_token
@@ -61,21 +63,33 @@ class BatchedTokenDecoder:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, num_envs: int, device: str | torch.device = "cpu"
+        cls, path: str | Path, num_envs: int, device: str | torch.device = "cpu", levels: int | None = None
     ) -> BatchedTokenDecoder:
-        """Decoder of a trained checkpoint; limits are the robot runtime's for its robot (simulator order)."""
+        """Decoder of a trained checkpoint; limits are the robot runtime's for its robot (simulator order).
+
+        ``levels=K`` decodes the first K quantizer levels of every part only (finer levels add zero).
+        """
         from motion_vqvae.agent import MVQVAEAgent
 
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        return cls.from_agent(agent, checkpoint_token_spec(path), num_envs, device)
+        return cls.from_agent(agent, checkpoint_token_spec(path), num_envs, device, levels)
 
     @classmethod
     def from_agent(
-        cls, agent: MVQVAEAgent, spec: TokenSpec, num_envs: int, device: str | torch.device = "cpu"
+        cls,
+        agent: MVQVAEAgent,
+        spec: TokenSpec,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        levels: int | None = None,
     ) -> BatchedTokenDecoder:
         """Decoder of a loaded agent whose checkpoint stores ``spec``."""
         from sim2real import load_robot
 
+        if spec != agent.model.token_spec:
+            raise ValueError(
+                f"the stored token_spec {spec} disagrees with the model's {agent.model.token_spec}"
+            )
         names = agent.layout.joint_names
         robot_names = list(load_robot(agent.cfg.robot).sim_joint_names)
         if names and names != robot_names:
@@ -83,9 +97,8 @@ class BatchedTokenDecoder:
                 f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
                 f"sim order {robot_names[:3]}...; retrain in simulator order"
             )
-        return cls(
-            agent.model, agent.layout, spec, num_envs, sim_joint_limits(agent.cfg.robot, spec.fps), device
-        )
+        limits = sim_joint_limits(agent.cfg.robot, spec.fps)
+        return cls(agent.model, agent.layout, spec, num_envs, limits, device, levels)
 
     @property
     def interventions(self) -> torch.Tensor:

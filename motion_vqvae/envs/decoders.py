@@ -31,6 +31,7 @@ class TokenSource(Protocol):
     """What :class:`~motion_vqvae.envs.wrapper.TokenActionWrapper` needs from a decoder."""
 
     spec: TokenSpec  # the token structure, as the checkpoint or the manifest stores it
+    levels: int  # quantizer levels per part it decodes (spec.num_levels: all)
     frames_per_token: int
     fps: float
     codebook: np.ndarray | None  # (nb_code, code_dim) of a one-stream tokenizer, for action_mode="latent"
@@ -44,7 +45,7 @@ class TokenSource(Protocol):
 class CheckpointTokenSource:
     """Streaming torch decoding of a checkpoint (``torch.load(weights_only=True)``), one environment."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, levels: int | None = None) -> None:
         import torch
 
         from motion_vqvae.agent import MVQVAEAgent
@@ -53,7 +54,8 @@ class CheckpointTokenSource:
         self.path = Path(path)
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
         self.spec = checkpoint_token_spec(path)
-        self._decoder = BatchedTokenDecoder.from_agent(agent, self.spec, 1)
+        self._decoder = BatchedTokenDecoder.from_agent(agent, self.spec, 1, levels=levels)
+        self.levels = self._decoder.levels
         self.frames_per_token = self.spec.frames_per_token
         self.fps = self.spec.fps
         self.codebook = None
@@ -79,6 +81,7 @@ class ExportTokenSource:
         self.path = Path(decoder.export_dir)
         manifest = decoder.manifest
         self.spec = stored_token_spec(manifest, str(self.path / "manifest.json"))
+        self.levels = self.spec.num_levels  # decoder_step.onnx decodes every level
         self.frames_per_token = self.spec.frames_per_token
         self.fps = self.spec.fps
         self.codebook = np.load(self.path / "codebook.npy") if self.spec.is_single else None
@@ -105,25 +108,27 @@ def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) ->
 
     ``levels``: decode only the first ``levels`` quantizer levels of every part (all: None).
     """
+    if isinstance(tokenizer, (str, Path)) and Path(tokenizer).is_file():
+        return CheckpointTokenSource(tokenizer, levels)
     if isinstance(tokenizer, TokenSource):
         source = tokenizer
     elif hasattr(tokenizer, "manifest") and hasattr(tokenizer, "step") and hasattr(tokenizer, "reset"):
         source = ExportTokenSource(tokenizer)
     elif isinstance(tokenizer, (str, Path)):
-        path = Path(tokenizer)
-        if path.is_dir():
-            source = ExportTokenSource.from_dir(path)
-        elif path.is_file():
-            source = CheckpointTokenSource(path)
-        else:
+        if not Path(tokenizer).is_dir():
             raise FileNotFoundError(
-                f"tokenizer {path} does not exist; pass a checkpoint .pt or an export directory"
+                f"tokenizer {tokenizer} does not exist; pass a checkpoint .pt or an export directory"
             )
+        source = ExportTokenSource.from_dir(tokenizer)
     else:
         raise TypeError(
             "tokenizer must be a checkpoint path, an export directory, a sim2real.TokenDecoder or a "
             f"TokenSource, got {type(tokenizer).__name__}"
         )
-    if levels is not None and source.spec.check_levels(levels) < source.spec.num_levels:
-        source.set_levels(levels)
+    if levels is not None and source.spec.check_levels(levels) != source.levels:
+        raise ValueError(
+            f"{type(source).__name__} decodes {source.levels} of {source.spec.num_levels} levels, asked for "
+            f"{levels}; decode the first K levels from a checkpoint (an export's decoder_step.onnx decodes "
+            "every level)"
+        )
     return source

@@ -14,22 +14,9 @@ from sim2real.token_spec import TokenSpec
 
 def stored_token_spec(data: dict[str, Any], source: str) -> TokenSpec:
     """The TokenSpec a checkpoint state or a manifest stores (``token_spec``); ``source`` names the file."""
-    if "token_spec" in data:
-        return TokenSpec.from_dict(data["token_spec"], source=f"{source}: token_spec")
-    return _one_level_spec(data, source)
-
-
-def _one_level_spec(data: dict[str, Any], source: str) -> TokenSpec:
-    """Files written before ``token_spec`` existed hold one-level VQ tokenizers (transitional)."""
-    if "frames_per_token" in data:  # an export manifest
-        nb_code, fpt, fps = data["nb_code"], data["frames_per_token"], data["fps"]
-    elif "model_hparams" in data:  # a checkpoint state
-        hp = data["model_hparams"]
-        nb_code, fpt = hp["nb_code"], hp["stride_t"] ** hp["down_t"]
-        fps = data["config"].get("target_fps") or 30.0
-    else:
+    if "token_spec" not in data:
         raise KeyError(f"{source}: no 'token_spec'; re-train or re-export with this version of motion-vqvae")
-    return TokenSpec("vq", 1, int(nb_code), None, ("body",), int(fpt), float(fps))
+    return TokenSpec.from_dict(data["token_spec"], source=f"{source}: token_spec")
 
 
 def checkpoint_token_spec(path: str | Path) -> TokenSpec:

@@ -75,7 +75,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         self.source: TokenSource = load_token_source(tokenizer, levels=levels)
         self.token_spec = self.source.spec
-        self.levels = self.token_spec.num_levels if levels is None else self.token_spec.check_levels(levels)
+        self.levels = self.source.levels
         # Streams the policy chooses (part-major, the first ``levels`` of each part); the rest stay 0.
         self._streams = np.array(
             [self.token_spec.stream_index(p, lv) for p in self.token_spec.parts for lv in range(self.levels)]
