@@ -133,6 +133,8 @@ class BatchedTokenDecoder:
         """
         rows = self._rows(env_ids)
         self.state = self.streaming.reset_rows(self.state, rows)
+        if isinstance(current, np.ndarray):
+            current = np.array(current, np.float32)  # a writable copy (the caller's may be a broadcast view)
         pose = None if current is None else torch.as_tensor(current, dtype=torch.float32, device=self.device)
         self.filter.reset(rows, pose)
 
