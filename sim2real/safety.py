@@ -44,7 +44,10 @@ class SafetyLimits:
     fps: float  # frames per second of the targets
 
     def __post_init__(self) -> None:
-        arrays = {k: np.asarray(getattr(self, k), np.float64) for k in ("lower", "upper", "velocity", "acceleration")}
+        arrays = {
+            k: np.asarray(getattr(self, k), np.float64)
+            for k in ("lower", "upper", "velocity", "acceleration")
+        }
         dof = arrays["lower"].shape
         for key, value in arrays.items():
             if value.ndim != 1 or value.shape != dof or not np.all(np.isfinite(value)):
@@ -169,7 +172,8 @@ class SafetyFilter:
         if np.any(bad):
             self.interventions["nonfinite"] += int(np.sum(bad))
             log.warning(
-                "non-finite joint targets replaced by a stop (%d frame(s) so far)", self.interventions["nonfinite"]
+                "non-finite joint targets replaced by a stop (%d frame(s) so far)",
+                self.interventions["nonfinite"],
             )
         out = np.empty(np.broadcast_shapes(frames.shape, (*start_p.shape[:-1], 1, 1)))
         for t in range(frames.shape[-2]):
@@ -228,9 +232,13 @@ class SafetyFilter:
         """Count each changed joint-frame under every limit that bound it (one frame may count twice)."""
         if np.array_equal(wanted, out):
             return
-        before = np.concatenate([np.broadcast_to(p[..., None, :], out[..., :1, :].shape), out[..., :-1, :]], axis=-2)
+        before = np.concatenate(
+            [np.broadcast_to(p[..., None, :], out[..., :1, :].shape), out[..., :-1, :]], axis=-2
+        )
         emitted = out - before
-        prev = np.concatenate([np.broadcast_to(d[..., None, :], out[..., :1, :].shape), emitted[..., :-1, :]], axis=-2)
+        prev = np.concatenate(
+            [np.broadcast_to(d[..., None, :], out[..., :1, :].shape), emitted[..., :-1, :]], axis=-2
+        )
         desired = wanted - before
         counts, vm, a = self.interventions, self._max_step, self._max_change
         tol = 1e-12  # emitted steps are differences of positions: ignore rounding
@@ -265,9 +273,7 @@ def limits_for_robot(
     )
 
 
-def check_within_robot(
-    limits: SafetyLimits, names: list[str], robot: RobotDescription, source: str
-) -> None:
+def check_within_robot(limits: SafetyLimits, names: list[str], robot: RobotDescription, source: str) -> None:
     """Refuse limits wider than the robot's hardware (YAML) or for another joint order, naming the joints."""
     if list(names) != list(robot.real_joint_names):
         raise ValueError(

@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 import pytest
 
-from motion_vqvae.data import sample_motion_path
+from motion_vqvae.agent import single_fps
+from motion_vqvae.data import load_motions, resample, sample_motion_path
 from motion_vqvae.export import export_checkpoint
+from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 from sim2real import TokenDecoder, load_robot
 from sim2real import play as play_cli
 from sim2real.bench import bench_export, limit_excess
@@ -214,7 +216,10 @@ def test_play_cli_prints_and_writes_csv(export_dir: Path, tmp_path: Path, capsys
     assert lines[0].split()[:3] == ["frame", "time", "left_hip_pitch_joint"] and len(lines) == 17
     out = tmp_path / "targets.csv"
     pose = ",".join(["0.0"] * 29)
-    assert play_cli.main([str(export_dir), "--tokens", "3,17", "--csv", str(out), "--step", "--current", pose]) == 0
+    assert (
+        play_cli.main([str(export_dir), "--tokens", "3,17", "--csv", str(out), "--step", "--current", pose])
+        == 0
+    )
     rows = np.loadtxt(out, delimiter=",", skiprows=1)
     assert rows.shape == (8, 31)
     assert play_cli.main([str(export_dir), "--tokens", f"3,{NB_CODE}"]) == 2
@@ -244,6 +249,23 @@ def test_runtime_never_imports_torch_and_jointmap_skips_onnxruntime(export_dir: 
         print(decoder.decode([3, 17, 17, 30]).shape, decoder.step(3).shape)
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "(16, 29) (4, 29)" in done.stdout
+
+
+def test_fps_is_a_required_fact(checkpoint: Path, tmp_path: Path) -> None:
+    clip = load_motions(sample_motion_path())[0]
+    assert single_fps([clip, clip]) == clip.fps
+    with pytest.raises(ValueError, match="target_fps"):
+        single_fps([clip, resample(clip, clip.fps * 2)])
+    state = load_checkpoint(checkpoint)
+    assert state["fps"] == 30.0
+    del state["fps"]
+    state["config"]["target_fps"] = None
+    save_checkpoint(state, tmp_path / "no_fps.pt")
+    with pytest.raises(ValueError, match="training fps"):
+        export_checkpoint(tmp_path / "no_fps.pt", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
