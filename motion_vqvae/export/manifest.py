@@ -19,12 +19,12 @@ if TYPE_CHECKING:
     from motion_vqvae.export.onnx_export import ExportModules
 
 ROLES = {
-    "decoder.onnx": "tokens int64 [B, T] (one stream) or [B, T, S] -> joint_targets [B, T*fpt, real_dof] "
-    "(real order, rad, clamped), root_features [B, T*fpt, R] (de-normalized)",
+    "decoder.onnx": "tokens int64 [B, T] (one stream) or [B, T, S] (token_spec streams) -> joint_targets "
+    "[B, T*fpt, real_dof] (real order, rad, clamped), root_features [B, T*fpt, R] (de-normalized)",
     "decoder_step.onnx": "token int64 [B] (one stream) or [B, S] + state_in_* -> joint_targets "
     "[B, fpt, real_dof], root_features [B, fpt, R], state_out_* (feed back as state_in_*; zeros = start "
     "of a sequence)",
-    "encoder.onnx": "features float32 [B, T*fpt, F] (normalized) -> tokens int64 [B, T]",
+    "encoder.onnx": "features float32 [B, T*fpt, F] (normalized) -> tokens int64 [B, T] or [B, T, S]",
 }
 
 # Keys copied into each ONNX file's metadata_props (values JSON-encoded unless already strings).

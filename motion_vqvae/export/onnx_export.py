@@ -48,7 +48,8 @@ OPSET = 17
 
 
 class SequenceDecoder(nn.Module):
-    """``decoder.onnx``: tokens int64 ``[B, T]`` -> (targets ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
+    """``decoder.onnx``: tokens int64 ``[B, T]`` (one stream) or ``[B, T, S]`` -> (targets
+    ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
 
     def __init__(self, model: VQVAE, head: JointTargetHead) -> None:
         super().__init__()
@@ -63,7 +64,8 @@ class SequenceDecoder(nn.Module):
 
 
 class StepDecoder(nn.Module):
-    """``decoder_step.onnx``: (tokens ``[B]``, *state) -> (targets ``[B, fpt, dof]``, root, *new_state)."""
+    """``decoder_step.onnx``: (tokens ``[B]`` or ``[B, S]``, *state) -> (targets ``[B, fpt, dof]``, root,
+    *new_state)."""
 
     def __init__(self, streaming: StreamingDecoder, head: JointTargetHead) -> None:
         super().__init__()
@@ -75,7 +77,7 @@ class StepDecoder(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``."""
+    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``/``[B, T, S]``."""
 
     def __init__(self, model: VQVAE) -> None:
         super().__init__()
@@ -105,15 +107,7 @@ class ExportModules:
         model, layout = agent.model.cpu().eval(), agent.layout
         joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
         robot = load_robot(agent.cfg.robot)
-        spec = TokenSpec(
-            kind="vq",
-            num_levels=1,
-            nb_code=model.quantizer.nb_code,
-            fsq_levels=None,
-            parts=("body",),
-            frames_per_token=model.frames_per_token,
-            fps=agent.require_fps(),
-        )
+        spec = model.token_spec  # the checkpoint's token structure, fps included
         limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
         head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
@@ -177,7 +171,8 @@ def export_checkpoint(
 def _write_files(modules: ExportModules, root: Path) -> list[str]:
     model = modules.agent.model
     fpt, dim = model.frames_per_token, model.in_dim
-    tokens = torch.zeros(1, 3, dtype=torch.long)
+    streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
+    tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
     _export(
         modules.decoder,
         (tokens,),
@@ -206,7 +201,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
         state_out = [f"state_out_{i}" for i in range(len(state))]
         _export(
             modules.step,
-            (torch.zeros(1, dtype=torch.long), *state),
+            (torch.zeros(1, *streams, dtype=torch.long), *state),
             root / "decoder_step.onnx",
             ["token", *state_in],
             ["joint_targets", "root_features", *state_out],
