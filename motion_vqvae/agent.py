@@ -60,7 +60,7 @@ class MVQVAEAgent:
         self.model: VQVAE | None = None
         self.layout: FeatureLayout | None = None
         self.joint_map: JointMap | None = None
-        self.fps: float | None = None  # frames per second of the training clips: a fact of the checkpoint
+        self.fps: float | None = None  # of the training clips; stored in the checkpoint's token_spec
         self.train_motions: list[Motion] = []
         self.val_motions: list[Motion] = []
         self.optimizer: torch.optim.Optimizer | None = None
@@ -114,7 +114,7 @@ class MVQVAEAgent:
     def _build(self, hparams: dict[str, Any] | None) -> None:
         assert self.layout is not None
         cfg = self.cfg
-        hparams = hparams or model_hparams(cfg, self.layout, self.require_fps())
+        hparams = hparams or model_hparams(cfg, self.layout, self.fps)
         self.model = VQVAE(**hparams).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
 
@@ -164,7 +164,7 @@ class MVQVAEAgent:
             self.model,
             self.layout,
             np.asarray(tokens),
-            fps=fps or self.require_fps(),
+            fps=fps or self.model.token_spec.fps,
             start_pos=start_pos,
             start_yaw=start_yaw,
             device=self.device,
@@ -213,7 +213,6 @@ class MVQVAEAgent:
             "config": self.cfg.to_dict(),
             "feature_layout": self.layout.to_dict(),
             "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
-            "fps": self.fps,
             "val_clips": [m.name for m in self.val_motions],
         }
 
@@ -226,9 +225,16 @@ class MVQVAEAgent:
         state = load_checkpoint(path, map_location=self.device)
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
-        # Checkpoints from before "fps" was stored: their clips were resampled to target_fps, if set.
-        self.fps = float(state["fps"]) if state.get("fps") else self.cfg.target_fps
-        self._build(hparams=state["model_hparams"])
+        hparams = dict(state["model_hparams"])
+        if "fps" not in hparams:  # checkpoints from before the token structure: clips were at target_fps
+            if self.cfg.target_fps is None:
+                raise ValueError(
+                    f"{path} does not record its training fps (trained with target_fps: null before the "
+                    "fps was stored); retrain it"
+                )
+            hparams["fps"] = self.cfg.target_fps
+        self._build(hparams=hparams)
+        self.fps = self.model.token_spec.fps
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
@@ -251,15 +257,6 @@ class MVQVAEAgent:
         agent.load(path, resume=False)
         agent.model.eval()
         return agent
-
-    def require_fps(self) -> float:
-        """The training fps, or a ValueError for a checkpoint that does not know it."""
-        if self.fps is None:
-            raise ValueError(
-                "this checkpoint does not record its training fps (an old checkpoint trained with "
-                "target_fps: null); retrain, or set target_fps when training so clips share one rate"
-            )
-        return float(self.fps)
 
     @property
     def token_spec(self) -> TokenSpec:
@@ -303,7 +300,7 @@ def single_fps(motions: list[Motion]) -> float:
 
 
 def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
-    """Model constructor arguments from the config and the training fps (checkpoints store the result)."""
+    """Model constructor arguments from the config and the training fps (checkpoints store them)."""
     return {
         "in_dim": layout.dim,
         "width": cfg.width,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from importlib import resources
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -259,14 +259,17 @@ class ConfigLoader:
     def __init__(self, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_config_path()
         if not self.path.is_file():
-            raise FileNotFoundError(f"config file {self.path} does not exist; see motion_vqvae/configs/agent.yaml")
+            raise FileNotFoundError(
+                f"config file {self.path} does not exist; see motion_vqvae/configs/agent.yaml"
+            )
         with self.path.open() as fh:
             doc = yaml.safe_load(fh) or {}
         try:
             raw = doc["agent"]["config"]
         except (KeyError, TypeError):
             raise KeyError(
-                f"{self.path}: expected the layout 'agent: config: {{...}}' (as motion_vqvae/configs/agent.yaml)"
+                f"{self.path}: expected the layout 'agent: config: {{...}}' "
+                "(as motion_vqvae/configs/agent.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
         for item in overrides or []:

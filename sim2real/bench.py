@@ -97,7 +97,9 @@ def stress(decoder: TokenDecoder, count: int, seed: int = 0) -> dict[str, Any]:
         "stress_tokens": streamed,
         "stress_worst_excess": worst,
         "stress_within_limits": bool(
-            worst["position_rad"] <= 1e-12 and worst["velocity_rel"] <= TOL and worst["acceleration_rel"] <= TOL
+            worst["position_rad"] <= 1e-12
+            and worst["velocity_rel"] <= TOL
+            and worst["acceleration_rel"] <= TOL
         ),
         "stress_interventions": {k: v - before[k] for k, v in decoder.interventions.items()},
     }
@@ -121,7 +123,7 @@ def bench_export(
         runtime.reset(current=pose)
         if runtime.manifest["streaming"]:
             items = [t if t.ndim else int(t) for t in tokens]
-            p50, p99 = latency_ms(lambda i, r=runtime: r.step(items[i]), steps)
+            p50, p99 = latency_ms(lambda i, r=runtime, items=items: r.step(items[i]), steps)
         else:
             p50 = p99 = None
         results[f"step_p50_ms_{threads}t"], results[f"step_p99_ms_{threads}t"] = p50, p99

@@ -61,7 +61,9 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
-        raise ValueError(f"{MANIFEST}: non-finite number ({exc}); the manifest was edited, re-export") from exc
+        raise ValueError(
+            f"{MANIFEST}: non-finite number ({exc}); the manifest was edited, re-export"
+        ) from exc
     return hashlib.sha256(text.encode()).hexdigest()
 
 

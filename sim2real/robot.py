@@ -58,7 +58,7 @@ class SafetySpec:
     """The safety filter's defaults for one robot (the YAML's ``safety`` section); see the G1 YAMLs."""
 
     position_margin: float = 0.05
-    """rad kept free inside each joint's [lower, upper] (a range narrower than twice this is pinned mid-way)."""
+    """rad kept free inside each joint's [lower, upper] (a narrower range is pinned at its middle)."""
     velocity_scale: float = 0.5
     """Fraction of each joint's velocity limit the filter allows, in (0, 1]."""
     acceleration: float = 400.0

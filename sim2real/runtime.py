@@ -73,7 +73,7 @@ class BoundStepSession:
             buffer.fill(0.0)
 
     def run(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One token (an id, or ``S`` ids) -> views ``(targets [fpt, dof], root [fpt, R])``, overwritten next call."""
+        """One token (an id, or ``S`` ids) -> views ``(targets [fpt, dof], root [fpt, R])`` (reused)."""
         self._token[0] = token
         self.session.run_with_iobinding(self._bindings[self._current])
         self._current ^= 1
@@ -117,7 +117,7 @@ class TokenDecoder:
 
     @property
     def interventions(self) -> dict[str, int]:
-        """Joint-frames changed by each limit (position, velocity, acceleration), non-finite and held frames."""
+        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames."""
         return self._filter.interventions
 
     @property
@@ -163,7 +163,7 @@ class TokenDecoder:
         return out[0] if single else out
 
     def step(self, token: Any) -> np.ndarray:
-        """One token (an int, or ``S`` ints) -> ``[frames_per_token, dof]`` targets; ``None`` = :meth:`hold`."""
+        """One token (an int, or ``S`` ints) -> ``[fpt, dof]`` safe targets; ``None`` means :meth:`hold`."""
         if token is None:
             return self.hold()
         if self._step is None:
@@ -191,7 +191,9 @@ class TokenDecoder:
         return self._filter.hold(self.frames_per_token)
 
     def _one_token(self, token: Any) -> np.ndarray:
-        ids = self.token_spec.check_tokens(np.asarray(token).reshape(1, -1) if not self.token_spec.is_single else np.reshape(token, (-1,)))
+        ids = self.token_spec.check_tokens(
+            np.asarray(token).reshape(1, -1) if not self.token_spec.is_single else np.reshape(token, (-1,))
+        )
         if ids.shape[0] != 1:
             raise ValueError(f"step takes one token, got shape {np.shape(token)}; use decode() for sequences")
         return ids[0]

@@ -44,7 +44,10 @@ class SafetyLimits:
     fps: float  # frames per second of the targets
 
     def __post_init__(self) -> None:
-        arrays = {k: np.asarray(getattr(self, k), np.float64) for k in ("lower", "upper", "velocity", "acceleration")}
+        arrays = {
+            k: np.asarray(getattr(self, k), np.float64)
+            for k in ("lower", "upper", "velocity", "acceleration")
+        }
         dof = arrays["lower"].shape
         for key, value in arrays.items():
             if value.ndim != 1 or value.shape != dof or not np.all(np.isfinite(value)):
@@ -120,6 +123,7 @@ class SafetyFilter:
         self._bound = np.stack([limits.upper, -limits.lower])  # (2, dof): room = bound - signed position
         self._signed_p: np.ndarray | None = None  # (..., 2, dof) [p, -p], p the last emitted target
         self._signed_d: np.ndarray | None = None  # (..., 2, dof) [d, -d], d the last emitted step
+        self._limiting = False  # whether the last call changed anything
         self.interventions: dict[str, int] = dict.fromkeys(INTERVENTIONS, 0)
 
     @property
@@ -148,6 +152,7 @@ class SafetyFilter:
             )
         self._signed_p = self._sign * pose[..., None, :]
         self._signed_d = np.zeros_like(self._signed_p)
+        self._limiting = False
 
     def forget(self) -> None:
         """Drop the pose: the next call needs ``reset(current=...)`` first."""
@@ -163,19 +168,25 @@ class SafetyFilter:
         if frames.ndim < 2 or frames.shape[-1] != self.limits.dof:
             raise ValueError(f"frames must be [..., N, {self.limits.dof}], got shape {frames.shape}")
         start_p, start_d = self._signed_p[..., 0, :], self._signed_d[..., 0, :]
-        if frames.shape[:-2] == start_p.shape[:-1] and self._accept(frames, start_p, start_d):
-            return frames
+        # Right after an intervention the next frames rarely pass unchanged: skip the check then.
+        if not self._limiting and frames.shape[:-2] == start_p.shape[:-1]:
+            if self._accept(frames, start_p, start_d):
+                return frames
         bad = ~np.all(np.isfinite(frames), axis=-1)  # (..., N)
-        if np.any(bad):
+        any_bad = bool(bad.any())
+        if any_bad:
             self.interventions["nonfinite"] += int(np.sum(bad))
             log.warning(
-                "non-finite joint targets replaced by a stop (%d frame(s) so far)", self.interventions["nonfinite"]
+                "non-finite joint targets replaced by a stop (%d frame(s) so far)",
+                self.interventions["nonfinite"],
             )
         out = np.empty(np.broadcast_shapes(frames.shape, (*start_p.shape[:-1], 1, 1)))
         for t in range(frames.shape[-2]):
-            self._frame(frames[..., t, :], bad[..., t] if bad.any() else None)
+            self._frame(frames[..., t, :], bad[..., t] if any_bad else None)
             out[..., t, :] = self._signed_p[..., 0, :]
-        self._count(np.where(bad[..., None], out, frames), out, start_p, start_d)
+        self._limiting = self._count(
+            np.where(bad[..., None], out, frames) if any_bad else frames, out, start_p, start_d
+        )
         return out
 
     def hold(self, count: int) -> np.ndarray:
@@ -224,22 +235,26 @@ class SafetyFilter:
         self._signed_d = self._sign * step[..., None, :]
         self._signed_p = sp + self._signed_d
 
-    def _count(self, wanted: np.ndarray, out: np.ndarray, p: np.ndarray, d: np.ndarray) -> None:
-        """Count each changed joint-frame under every limit that bound it (one frame may count twice)."""
-        if np.array_equal(wanted, out):
-            return
-        before = np.concatenate([np.broadcast_to(p[..., None, :], out[..., :1, :].shape), out[..., :-1, :]], axis=-2)
-        emitted = out - before
-        prev = np.concatenate([np.broadcast_to(d[..., None, :], out[..., :1, :].shape), emitted[..., :-1, :]], axis=-2)
-        desired = wanted - before
-        counts, vm, a = self.interventions, self._max_step, self._max_change
+    def _count(self, wanted: np.ndarray, out: np.ndarray, p: np.ndarray, d: np.ndarray) -> bool:
+        """Count each changed joint-frame under every limit that bound it (one frame may count under two);
+        returns whether anything changed."""
+        path = np.concatenate([np.broadcast_to(p[..., None, :], out[..., :1, :].shape), out], axis=-2)
+        emitted = np.diff(path, axis=-2)  # (..., N, dof) steps taken
+        desired = wanted - path[..., :-1, :]  # steps asked for
         tol = 1e-12  # emitted steps are differences of positions: ignore rounding
         changed = np.abs(emitted - desired) > tol
+        if not changed.any():
+            return False
+        prev = np.concatenate(
+            [np.broadcast_to(d[..., None, :], out[..., :1, :].shape), emitted[..., :-1, :]], axis=-2
+        )
+        counts, vm, a = self.interventions, self._max_step, self._max_change
         counts["velocity"] += int(np.count_nonzero(changed & (np.abs(desired) > vm)))
-        clipped = np.clip(desired, -vm, vm)
+        clipped = np.minimum(np.maximum(desired, -vm), vm)
         counts["acceleration"] += int(np.count_nonzero(changed & (np.abs(clipped - prev) > a)))
-        clipped = np.clip(clipped, prev - a, prev + a)
+        clipped = np.minimum(np.maximum(clipped, prev - a), prev + a)
         counts["position"] += int(np.count_nonzero(changed & (np.abs(emitted - clipped) > tol)))
+        return True
 
 
 def limits_for_robot(
@@ -265,9 +280,7 @@ def limits_for_robot(
     )
 
 
-def check_within_robot(
-    limits: SafetyLimits, names: list[str], robot: RobotDescription, source: str
-) -> None:
+def check_within_robot(limits: SafetyLimits, names: list[str], robot: RobotDescription, source: str) -> None:
     """Refuse limits wider than the robot's hardware (YAML) or for another joint order, naming the joints."""
     if list(names) != list(robot.real_joint_names):
         raise ValueError(

@@ -158,3 +158,17 @@ def test_streaming_decoder_matches_every_architecture(arch: dict) -> None:
             frames.append(out)
     assert stream.frames_per_token == 2 ** arch["down_t"]
     torch.testing.assert_close(torch.cat(frames, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_torch_comparison_lives_on_the_training_side(export_dir: Path, checkpoint: Path) -> None:
+    from motion_vqvae.export.benchmark import compare_with_torch
+
+    figures = compare_with_torch(export_dir, checkpoint, steps=5, length=16, repeats=1)
+    for key in (
+        "step_p50_ms_1t",
+        "torch_step_p50_ms_1t",
+        "sequence_tokens_per_s",
+        "torch_sequence_tokens_per_s",
+    ):
+        assert figures[key] > 0, key
+    assert figures["step_speedup_vs_torch_1t"] > 0

@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 import pytest
 
-from motion_vqvae.data import sample_motion_path
+from motion_vqvae.agent import single_fps
+from motion_vqvae.data import load_motions, resample, sample_motion_path
 from motion_vqvae.export import export_checkpoint
+from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 from sim2real import TokenDecoder, load_robot
 from sim2real import play as play_cli
 from sim2real.bench import bench_export, limit_excess
@@ -252,3 +254,48 @@ def test_runtime_never_imports_torch_and_jointmap_skips_onnxruntime(export_dir: 
     )
     assert done.returncode == 0, done.stderr
     assert "(16, 29) (4, 29)" in done.stdout
+
+
+def test_fps_is_a_required_fact(checkpoint: Path, tmp_path: Path) -> None:
+    clip = load_motions(sample_motion_path())[0]
+    assert single_fps([clip, clip]) == clip.fps
+    with pytest.raises(ValueError, match="target_fps"):
+        single_fps([clip, resample(clip, clip.fps * 2)])
+    state = load_checkpoint(checkpoint)
+    assert state["token_spec"]["fps"] == state["model_hparams"]["fps"] == 30.0
+    del state["model_hparams"]["fps"]  # a checkpoint from before the fps was stored ...
+    state["config"]["target_fps"] = None  # ... trained on clips at their own rates
+    save_checkpoint(state, tmp_path / "no_fps.pt")
+    with pytest.raises(ValueError, match="training fps"):
+        export_checkpoint(tmp_path / "no_fps.pt", tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+def test_multi_stream_export_streams_tuples_safely(tmp_path: Path) -> None:
+    """RVQ with two levels per body part (upper, lower): four token streams per step."""
+    checkpoint = train_tiny_tokenizer(
+        tmp_path / "rvq",
+        str(sample_motion_path()),
+        8,
+        quantizer="rvq",
+        num_quantizers=2,
+        body_parts="upper_lower",
+    )
+    export_checkpoint(checkpoint, tmp_path / "export")
+    decoder = TokenDecoder(tmp_path / "export")
+    spec = decoder.token_spec
+    assert spec.num_streams == 4 and not spec.is_single
+    tokens = np.random.default_rng(3).integers(0, spec.nb_code, (40, 4))
+    start = middle(decoder)
+    decoder.reset(current=start)
+    stepped = np.concatenate([decoder.step(tuple(int(v) for v in t)) for t in tokens])
+    np.testing.assert_allclose(stepped, decoder.decode(tokens, current=start), atol=1e-5)
+    assert decoder.decode(tokens[None].repeat(2, 0), current=start).shape == (2, 160, 29)
+    excess = limit_excess(decoder.limits, start, stepped)
+    assert excess["position_rad"] <= 1e-12 and max(excess["velocity_rel"], excess["acceleration_rel"]) <= 1e-9
+    for bad in (3, (1, 2), (0, 0, 0, spec.nb_code)):
+        with pytest.raises(ValueError, match="streams|one token|range|\\[0,"):
+            decoder.step(bad)
+    assert bench_export(tmp_path / "export", steps=10, sequence_tokens=8, repeats=1, stress_tokens=200)[
+        "stress_within_limits"
+    ]

@@ -115,7 +115,9 @@ def compare_with_torch(
     figures.update(torch_eager_figures(checkpoint, tokens, steps, length, repeats))
     torch_step, onnx_step = figures["torch_step_p50_ms_1t"], figures["step_p50_ms_1t"]
     figures["step_speedup_vs_torch_1t"] = torch_step / onnx_step if torch_step and onnx_step else None
-    figures["sequence_speedup_vs_torch"] = figures["sequence_tokens_per_s"] / figures["torch_sequence_tokens_per_s"]
+    figures["sequence_speedup_vs_torch"] = (
+        figures["sequence_tokens_per_s"] / figures["torch_sequence_tokens_per_s"]
+    )
     speedup = figures["step_speedup_vs_torch_1t"]
     figures["bars_met"]["step_5x_faster_than_torch"] = speedup is not None and speedup >= SPEEDUP_BAR
     return figures
