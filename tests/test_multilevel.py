@@ -130,3 +130,18 @@ def test_invalid_combinations_name_the_fix() -> None:
         VQVAE(12, **{**SMALL, "quantizer": "rvq", "l2_normalize": True})
     with pytest.raises(ValueError, match="quantize_dropout"):
         ResidualVQ(nb_code=8, code_dim=4, num_levels=2, quantize_dropout=1.5)
+
+
+def test_default_is_multi_level_and_one_level_is_one_set_away() -> None:
+    from motion_vqvae.agent import model_hparams
+    from motion_vqvae.config_loader import ConfigLoader
+    from motion_vqvae.features import FeatureLayout
+
+    layout = FeatureLayout(num_dof=29)
+    default = VQVAE(**model_hparams(ConfigLoader().config, layout)).token_spec
+    assert default.kind == "rvq" and default.num_levels > 1 and default.fps == 30.0
+    one = VQVAE(**model_hparams(ConfigLoader(overrides=["quantizer=ema_reset"]).config, layout)).token_spec
+    assert one.is_single and one.kind == "vq"
+    parts = model_hparams(ConfigLoader(overrides=["body_parts=upper_lower"]).config, layout)["parts"]
+    assert sorted(c for cols in parts.values() for c in cols) == list(range(layout.dim))
+    assert layout.slices["root_height"].start in parts["lower"]
