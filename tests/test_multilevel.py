@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motion_vqvae.export import StreamingDecoder
 from motion_vqvae.models.multilevel import FSQ, ResidualVQ
 from motion_vqvae.models.vqvae import VQVAE
 from sim2real.token_spec import TokenSpec
@@ -105,22 +104,6 @@ def test_model_token_shapes_follow_the_token_spec(name: str) -> None:
         )
     with pytest.raises(ValueError, match="shape"):
         model.decode(tokens[..., 0] if not spec.is_single else tokens[..., None].repeat(1, 1, 2))
-
-
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_streaming_equals_whole_sequence(name: str) -> None:
-    model = _model(name).eval()
-    spec = model.token_spec
-    shape = (2, 12) if spec.is_single else (2, 12, spec.num_streams)
-    tokens = torch.randint(0, spec.nb_code, shape)
-    stream = StreamingDecoder(model)
-    with torch.no_grad():
-        full = model.decode(tokens)
-        state, frames = stream.init_state(2), []
-        for t in range(tokens.shape[1]):
-            out, state = stream.step(tokens[:, t], state)
-            frames.append(out)
-    torch.testing.assert_close(torch.cat(frames, dim=1), full, atol=1e-5, rtol=0)
 
 
 def test_invalid_combinations_name_the_fix() -> None:
