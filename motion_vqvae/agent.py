@@ -223,9 +223,17 @@ class MVQVAEAgent:
     def load(self, path: str | Path, resume: bool = True) -> None:
         """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states."""
         state = load_checkpoint(path, map_location=self.device)
+        if "token_spec" not in state:
+            raise ValueError(
+                f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
+                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
+            )
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
         self._build(hparams=state["model_hparams"])
+        stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
+        if stored != self.model.token_spec:
+            raise ValueError(f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters")
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
