@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
-from motion_vqvae.envs.token_spec import checkpoint_token_spec
 from motion_vqvae.export.streaming import State, StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead
 from motion_vqvae.features import FeatureLayout
@@ -39,7 +38,6 @@ class BatchedTokenDecoder:
         self,
         model: VQVAE,
         layout: FeatureLayout,
-        spec: TokenSpec,
         num_envs: int,
         limits: SafetyLimits,
         device: str | torch.device = "cpu",
@@ -49,14 +47,16 @@ class BatchedTokenDecoder:
             raise ValueError(f"BatchedTokenDecoder: num_envs must be a positive int, got {num_envs!r}")
         self.device = torch.device(device)
         self.num_envs = num_envs
-        self.spec = spec
+        self.spec: TokenSpec = model.token_spec  # the checkpoint's token structure (checked on load)
         self.streaming = StreamingDecoder(model, levels).to(self.device).eval()
-        self.levels = spec.num_levels if levels is None else spec.check_levels(levels)
+        self.levels = self.spec.num_levels if levels is None else self.spec.check_levels(levels)
         identity = JointMap.identity(layout.num_dof, layout.joint_names)
         self.head = JointTargetHead(layout, identity, limits.lower, limits.upper).to(self.device).eval()
-        self.frames_per_token = spec.frames_per_token
+        self.frames_per_token = self.spec.frames_per_token
         self.num_dof = layout.num_dof
         self.state: State = self.streaming.init_state(num_envs, self.device)
+        if limits.fps != self.spec.fps:
+            raise ValueError(f"limits are for {limits.fps} fps, the tokenizer's motion at {self.spec.fps} fps")
         self.filter = TorchSafetyFilter(limits, num_envs, self.device)
         # De-normalized root features (height, tilt, local velocity, yaw rate) of the latest step.
         self.last_root = torch.zeros(num_envs, self.frames_per_token, self.head.root_dim, device=self.device)
@@ -72,24 +72,19 @@ class BatchedTokenDecoder:
         from motion_vqvae.agent import MVQVAEAgent
 
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        return cls.from_agent(agent, checkpoint_token_spec(path), num_envs, device, levels)
+        return cls.from_agent(agent, num_envs, device, levels)
 
     @classmethod
     def from_agent(
         cls,
         agent: MVQVAEAgent,
-        spec: TokenSpec,
         num_envs: int,
         device: str | torch.device = "cpu",
         levels: int | None = None,
     ) -> BatchedTokenDecoder:
-        """Decoder of a loaded agent whose checkpoint stores ``spec``."""
+        """Decoder of a loaded agent; the token structure is its checkpoint's ``token_spec``."""
         from sim2real import load_robot
 
-        if spec != agent.model.token_spec:
-            raise ValueError(
-                f"the stored token_spec {spec} disagrees with the model's {agent.model.token_spec}"
-            )
         names = agent.layout.joint_names
         robot_names = list(load_robot(agent.cfg.robot).sim_joint_names)
         if names and names != robot_names:
@@ -97,8 +92,8 @@ class BatchedTokenDecoder:
                 f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
                 f"sim order {robot_names[:3]}...; retrain in simulator order"
             )
-        limits = sim_joint_limits(agent.cfg.robot, spec.fps)
-        return cls(agent.model, agent.layout, spec, num_envs, limits, device, levels)
+        limits = sim_joint_limits(agent.cfg.robot, agent.token_spec.fps)
+        return cls(agent.model, agent.layout, num_envs, limits, device, levels)
 
     @property
     def interventions(self) -> torch.Tensor:

@@ -21,7 +21,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from motion_vqvae.envs.token_spec import checkpoint_token_spec, stored_token_spec
 from sim2real import JointMap
 from sim2real.token_spec import TokenSpec
 
@@ -53,8 +52,8 @@ class CheckpointTokenSource:
 
         self.path = Path(path)
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        self.spec = checkpoint_token_spec(path)
-        self._decoder = BatchedTokenDecoder.from_agent(agent, self.spec, 1, levels=levels)
+        self._decoder = BatchedTokenDecoder.from_agent(agent, 1, levels=levels)
+        self.spec = self._decoder.spec
         self.levels = self._decoder.levels
         self.frames_per_token = self.spec.frames_per_token
         self.fps = self.spec.fps
@@ -80,7 +79,7 @@ class ExportTokenSource:
         self._decoder = decoder
         self.path = Path(decoder.export_dir)
         manifest = decoder.manifest
-        self.spec = stored_token_spec(manifest, str(self.path / "manifest.json"))
+        self.spec = decoder.token_spec  # the manifest's, validated by the runtime
         self.levels = self.spec.num_levels  # decoder_step.onnx decodes every level
         self.frames_per_token = self.spec.frames_per_token
         self.fps = self.spec.fps
