@@ -56,7 +56,7 @@ class BatchedTokenDecoder:
         self.num_dof = layout.num_dof
         self.state: State = self.streaming.init_state(num_envs, self.device)
         if limits.fps != self.spec.fps:
-            raise ValueError(f"limits are for {limits.fps} fps, the tokenizer's motion at {self.spec.fps} fps")
+            raise ValueError(f"limits are for {limits.fps} fps, the tokenizer's motion {self.spec.fps} fps")
         self.filter = TorchSafetyFilter(limits, num_envs, self.device)
         # De-normalized root features (height, tilt, local velocity, yaw rate) of the latest step.
         self.last_root = torch.zeros(num_envs, self.frames_per_token, self.head.root_dim, device=self.device)
