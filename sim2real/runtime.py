@@ -117,8 +117,11 @@ class TokenDecoder:
 
     @property
     def interventions(self) -> dict[str, int]:
-        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames."""
-        return self._filter.interventions
+        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames.
+
+        A copy: read it as often as needed, the counters themselves only ever grow.
+        """
+        return dict(self._filter.interventions)
 
     @property
     def nonfinite_frames(self) -> int:
@@ -181,7 +184,7 @@ class TokenDecoder:
         self.last_root = root.copy()
         before = self._filter.interventions["nonfinite"]
         safe = self._filter(targets)
-        if self._filter.interventions["nonfinite"] > before and self._step is not None:
+        if self._filter.interventions["nonfinite"] > before:
             self._step.reset()  # a non-finite value may sit in the cached state too: restart the network
         return safe
 
