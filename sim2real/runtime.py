@@ -98,7 +98,13 @@ class TokenDecoder:
         self.export_dir = Path(export_dir)
         self.manifest: dict[str, Any] = load_manifest(self.export_dir)
         m, source = self.manifest, str(self.export_dir / "manifest.json")
-        description = load_robot(robot if robot is not None else _robot_name(m, source))
+        try:
+            description = load_robot(robot if robot is not None else _robot_name(m, source))
+        except (FileNotFoundError, KeyError) as exc:
+            raise FileNotFoundError(
+                f"{exc}; the export names robot {m['robot']!r}: pass TokenDecoder(..., robot=NAME_OR_YAML) "
+                "with this robot's description"
+            ) from exc
         self.limits, self.token_spec = validate_manifest(m, description, source)
         if robot is not None:
             self.limits = limits_for_robot(description.real_limits(), description.safety, self.limits.fps)
