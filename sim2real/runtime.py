@@ -98,7 +98,13 @@ class TokenDecoder:
         self.export_dir = Path(export_dir)
         self.manifest: dict[str, Any] = load_manifest(self.export_dir)
         m, source = self.manifest, str(self.export_dir / "manifest.json")
-        description = load_robot(robot if robot is not None else _robot_name(m, source))
+        try:
+            description = load_robot(robot if robot is not None else _robot_name(m, source))
+        except (FileNotFoundError, KeyError) as exc:
+            raise FileNotFoundError(
+                f"{exc}; the export names robot {m['robot']!r}: pass TokenDecoder(..., robot=NAME_OR_YAML) "
+                "with this robot's description"
+            ) from exc
         self.limits, self.token_spec = validate_manifest(m, description, source)
         if robot is not None:
             self.limits = limits_for_robot(description.real_limits(), description.safety, self.limits.fps)
@@ -117,8 +123,11 @@ class TokenDecoder:
 
     @property
     def interventions(self) -> dict[str, int]:
-        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames."""
-        return self._filter.interventions
+        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames.
+
+        A copy: read it as often as needed, the counters themselves only ever grow.
+        """
+        return dict(self._filter.interventions)
 
     @property
     def nonfinite_frames(self) -> int:
@@ -181,7 +190,7 @@ class TokenDecoder:
         self.last_root = root.copy()
         before = self._filter.interventions["nonfinite"]
         safe = self._filter(targets)
-        if self._filter.interventions["nonfinite"] > before and self._step is not None:
+        if self._filter.interventions["nonfinite"] > before:
             self._step.reset()  # a non-finite value may sit in the cached state too: restart the network
         return safe
 

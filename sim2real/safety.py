@@ -8,8 +8,9 @@ clipped into
 * the velocity bound ``|d'| <= v_max * dt``,
 * the acceleration bound ``|d' - d| <= a_max * dt**2``,
 * the braking bound: after moving by ``d'`` the joint must still be able to stop inside ``[lower, upper]``
-  by decelerating at ``a_max``, i.e. ``d' + d'**2 / (2 a dt**2 ... )`` fits in the room left (see
-  :func:`_reach`). Without it a joint near a limit at full speed could not stop in time.
+  by decelerating at ``a_max``: with ``a = a_max * dt**2``, braking from ``d'`` covers ``d'-a + d'-2a + ...
+  <= d'**2 / (2a)`` more, so ``d' + d'**2 / (2a)`` must fit in the room left before the limit. Without it a
+  joint near a limit at full speed could not stop in time.
 
 Braking by ``a_max`` (``d' = d - sign(d) * min(|d|, a)``) satisfies all three bounds whenever the previous
 frame did, so the intersection is never empty: from rest at ``q`` inside the limits, *any* sequence of
@@ -89,15 +90,6 @@ class SafetyLimits:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid safety limits ({exc}); re-export") from exc
-
-
-def _reach(room: np.ndarray, accel: np.ndarray) -> np.ndarray:
-    """Largest displacement ``x >= 0`` with ``x + x**2 / (2 a) <= room``: move, then still brake in time.
-
-    Braking from displacement ``x`` by ``a`` per frame covers ``x-a + x-2a + ... <= x**2 / (2a)`` more, so a
-    step of at most this size always leaves enough room to stop (``room >= 0``).
-    """
-    return accel * (np.sqrt(1.0 + 2.0 * room / accel) - 1.0)
 
 
 class SafetyFilter:
@@ -229,7 +221,8 @@ class SafetyFilter:
                 wanted = np.where(bad[..., None], 0.0, wanted)
         # Largest allowed displacement up (row 0) and down (row 1): velocity, acceleration, braking room.
         room = np.maximum(self._bound - sp, 0.0)
-        reach = a * (np.sqrt(1.0 + room * self._two_over_change) - 1.0)  # _reach, inlined for speed
+        # The largest x >= 0 with x + x**2 / (2a) <= room (the braking bound of the module docstring).
+        reach = a * (np.sqrt(1.0 + room * self._two_over_change) - 1.0)
         allowed = np.minimum(np.minimum(self._signed_d + a, self._max_step), reach)
         step = np.minimum(np.maximum(wanted, -allowed[..., 1, :]), allowed[..., 0, :])
         self._signed_d = self._sign * step[..., None, :]

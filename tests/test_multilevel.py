@@ -121,10 +121,12 @@ def test_default_is_multi_level_and_one_level_is_one_set_away() -> None:
     from motion_vqvae.features import FeatureLayout
 
     layout = FeatureLayout(num_dof=29)
-    default = VQVAE(**model_hparams(ConfigLoader().config, layout)).token_spec
+    default = VQVAE(**model_hparams(ConfigLoader().config, layout, 30.0)).token_spec
     assert default.kind == "rvq" and default.num_levels > 1 and default.fps == 30.0
-    one = VQVAE(**model_hparams(ConfigLoader(overrides=["quantizer=ema_reset"]).config, layout)).token_spec
+    one = VQVAE(
+        **model_hparams(ConfigLoader(overrides=["quantizer=ema_reset"]).config, layout, 30.0)
+    ).token_spec
     assert one.is_single and one.kind == "vq"
-    parts = model_hparams(ConfigLoader(overrides=["body_parts=upper_lower"]).config, layout)["parts"]
+    parts = model_hparams(ConfigLoader(overrides=["body_parts=upper_lower"]).config, layout, 30.0)["parts"]
     assert sorted(c for cols in parts.values() for c in cols) == list(range(layout.dim))
     assert layout.slices["root_height"].start in parts["lower"]
