@@ -1,6 +1,6 @@
 """MVQVAEAgent: the tokenizer's public face, with the original tool's API.
 
-    agent = MVQVAEAgent(config=ConfigLoader("configs/agent.yaml").to_dict())
+    agent = MVQVAEAgent(config=ConfigLoader().to_dict())
     agent.setup_from_file("motions.npy")
     agent.fit()
     tokens = agent.encode(motion); motion = agent.decode(tokens, start_pose)
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
@@ -43,6 +44,7 @@ from motion_vqvae.training.evaluation import (
 from motion_vqvae.training.schedule import build_optimizer
 from motion_vqvae.training.windows import WindowSampler
 from sim2real import JointMap, load_robot
+from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class MVQVAEAgent:
         self.model: VQVAE | None = None
         self.layout: FeatureLayout | None = None
         self.joint_map: JointMap | None = None
+        self.fps: float | None = None  # of the training clips; stored in the checkpoint's token_spec
         self.train_motions: list[Motion] = []
         self.val_motions: list[Motion] = []
         self.optimizer: torch.optim.Optimizer | None = None
@@ -71,6 +74,7 @@ class MVQVAEAgent:
         self.iteration = 0
         self.best_metric = math.inf
         self.dataset: str | None = None  # fingerprint of the clips given to setup()
+        self.val_clip_names: list[str] = []  # held-out clips of a loaded checkpoint
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
@@ -81,6 +85,7 @@ class MVQVAEAgent:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""
         _seed_everything(self.cfg.seed)
         self.dataset = dataset_fingerprint(motions)
+        self.fps = single_fps(motions)
         self.train_motions, self.val_motions = split_clips(motions, self.cfg)
         robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
@@ -96,7 +101,7 @@ class MVQVAEAgent:
         self._build(hparams=None)
         self.sampler = WindowSampler(
             [self.layout.normalize(f) for f in train_features],
-            self.cfg.window_size,
+            self.cfg.window_size + self.cfg.burn_in,
             self.cfg.seed,
             self.device,
         )
@@ -111,7 +116,7 @@ class MVQVAEAgent:
     def _build(self, hparams: dict[str, Any] | None) -> None:
         assert self.layout is not None
         cfg = self.cfg
-        hparams = hparams or model_hparams(cfg, self.layout.dim)
+        hparams = hparams or model_hparams(cfg, self.layout, self.fps)
         self.model = VQVAE(**hparams).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
 
@@ -139,16 +144,21 @@ class MVQVAEAgent:
 
     # ------------------------------------------------------------------------------------------ inference
     def encode(self, motion: Motion) -> np.ndarray:
-        """Token ids (int64) of a whole clip."""
+        """Tokens (int64) of a whole clip: ``[T']``, or ``[T', S]`` for a multi-stream :attr:`token_spec`."""
         self._require_model()
         self.model.eval()
         return encode_motion(self.model, self.layout, self.prepare(motion), self.device)
 
     def decode(
-        self, tokens: np.ndarray | list[int], start_pose: StartPose = None, fps: float | None = None
+        self,
+        tokens: np.ndarray | list[int],
+        start_pose: StartPose = None,
+        fps: float | None = None,
+        levels: int | None = None,
     ) -> Motion:
-        """Motion from token ids, placed at ``start_pose``: (position, yaw), a Motion (its first frame)
-        or None (the origin)."""
+        """Motion from tokens (``[T]``, or ``[T, S]`` for a multi-stream :attr:`token_spec`), placed at
+        ``start_pose``: (position, yaw), a Motion (its first frame) or None (the origin). ``levels=K``
+        decodes with the first K levels of every part only."""
         self._require_model()
         self.model.eval()
         if isinstance(start_pose, Motion):
@@ -161,10 +171,11 @@ class MVQVAEAgent:
             self.model,
             self.layout,
             np.asarray(tokens),
-            fps=fps or self.cfg.target_fps or 30.0,
+            fps=fps or self.model.token_spec.fps,
             start_pos=start_pos,
             start_yaw=start_yaw,
             device=self.device,
+            levels=levels,
         )
 
     def reconstruct(self, motion: Motion) -> Motion:
@@ -186,6 +197,11 @@ class MVQVAEAgent:
             from motion_vqvae.data import resample
 
             motion = resample(motion, target)
+        elif self.fps is not None and abs(motion.fps - self.fps) > 1e-9:
+            raise ValueError(
+                f"clip '{motion.name}' is at {motion.fps} fps, the model at {self.fps} fps (target_fps: null "
+                "means no resampling); resample it (motion_vqvae.data.resample) first"
+            )
         return motion
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -195,6 +211,7 @@ class MVQVAEAgent:
         return {
             "model": self.model.state_dict(),
             "model_hparams": self.model.hparams(),
+            "token_spec": self.model.token_spec.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
@@ -215,12 +232,22 @@ class MVQVAEAgent:
     def load(self, path: str | Path, resume: bool = True) -> None:
         """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states."""
         state = load_checkpoint(path, map_location=self.device)
+        if "token_spec" not in state:
+            raise ValueError(
+                f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
+                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
+            )
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
         self._build(hparams=state["model_hparams"])
+        stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
+        if stored != self.model.token_spec:
+            raise ValueError(f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters")
+        self.fps = self.model.token_spec.fps
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
+        self.val_clip_names = list(state.get("val_clips") or [])
         if resume:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -240,6 +267,12 @@ class MVQVAEAgent:
         agent.model.eval()
         return agent
 
+    @property
+    def token_spec(self) -> TokenSpec:
+        """The token structure of this tokenizer (levels, sizes, parts, frames per token, training fps)."""
+        self._require_model()
+        return self.model.token_spec
+
     def _require_setup(self) -> None:
         if self.model is None or self.sampler is None:
             raise RuntimeError("call setup_from_file(path) (or setup(motions)) before fit()")
@@ -249,10 +282,22 @@ class MVQVAEAgent:
             raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
 
 
-def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
-    """Model constructor arguments from the config (checkpoints store the result)."""
+def single_fps(motions: list[Motion]) -> float:
+    """The one frame rate of ``motions``; clips at mixed rates are refused, never silently mixed."""
+    rates = sorted({float(m.fps) for m in motions})
+    if len(rates) != 1:
+        names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
+        raise ValueError(
+            f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
+            "--set target_fps=30) to resample every clip to one rate"
+        )
+    return rates[0]
+
+
+def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
+    """Model constructor arguments from the config and the training fps (checkpoints store them)."""
     return {
-        "in_dim": in_dim,
+        "in_dim": layout.dim,
         "width": cfg.width,
         "depth": cfg.depth,
         "down_t": cfg.down_t,
@@ -267,6 +312,13 @@ def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
         "mu": cfg.mu,
         "reset_threshold": cfg.reset_threshold,
         "l2_normalize": cfg.l2_normalize_codes,
+        # num_quantizers and quantize_dropout are rvq keys (as fsq_levels is fsq's): another quantizer
+        # ignores them, so the one-level tokenizer stays one `--set quantizer=ema_reset` away.
+        "num_quantizers": cfg.num_quantizers if cfg.quantizer == "rvq" else 1,
+        "quantize_dropout": cfg.quantize_dropout if cfg.quantizer == "rvq" else 0.0,
+        "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
+        "parts": part_columns(cfg, layout),
+        "fps": float(fps),
     }
 
 

@@ -11,12 +11,13 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_QUANTIZERS = ("orig", "ema", "reset", "ema_reset")
+_QUANTIZERS = ("orig", "ema", "reset", "ema_reset", "rvq", "fsq")
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -32,7 +33,7 @@ class AgentConfig:
 
     # --- data ---
     motion_file: str | None = _opt(None, "motion file, directory or glob; null trains on the bundled sample")
-    robot: str = _opt("g1_29dof", "robot description: a name in configs/robots or a YAML path")
+    robot: str = _opt("g1_29dof", "robot description: a name in sim2real/robots or a YAML path")
     mjcf: str | None = _opt(None, "MJCF used for kinematic metrics; null = the robot's, else the bundled G1")
     fps: float | None = _opt(
         None, "source fps for files without a time column (CSV); null = meta.json", min=1
@@ -50,6 +51,12 @@ class AgentConfig:
     # --- optimisation ---
     batch_size: int = _opt(64, "windows per step", min=1)
     window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)
+    burn_in: int = _opt(
+        0,
+        "frames of real context before each training window, encoded and decoded but excluded from the "
+        "loss (the causal decoder sees real history as when streaming); a multiple of stride_t**down_t",
+        min=0,
+    )
     total_iter: int = _opt(12000, "optimizer steps", min=1)
     warmup_iter: int = _opt(
         300, "linear learning-rate warmup steps (at most a quarter of total_iter is used)", min=0
@@ -73,7 +80,7 @@ class AgentConfig:
     )
     # --- model ---
     code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
-    nb_code: int = _opt(384, "number of codes (token vocabulary size)", min=2)
+    nb_code: int = _opt(512, "codes per codebook (per level): the vocabulary of a VQ/RVQ stream", min=2)
     mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
     down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
     stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
@@ -83,9 +90,24 @@ class AgentConfig:
     output_emb_width: int = _opt(64, "encoder output channels; the codes quantize them, so = code_dim", min=1)
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
-    quantizer: str = _opt("ema_reset", "quantizer", choices=_QUANTIZERS)
+    quantizer: str = _opt(
+        "rvq",
+        "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)",
+        choices=_QUANTIZERS,
+    )
+    num_quantizers: int = _opt(6, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
+    quantize_dropout: float = _opt(
+        0.2, "rvq: probability a window trains on only its first k levels (k uniform)", min=0.0, max=1.0
+    )
+    fsq_levels: list[int] = _opt([8, 5, 5, 5], "fsq: values per digit; a token is their mixed-radix index")
+    body_parts: str | None = _opt(
+        None, "null (one token stream set) or a partition of the robot YAML's body_parts (upper_lower)"
+    )
     reset_threshold: float = _opt(
-        1.0, "reset/ema_reset: a code whose EMA hits per batch fall below this is re-seeded", min=0.0
+        0.75,
+        "reset/ema_reset/rvq: re-seed a code whose EMA hits fall below this fraction of the average "
+        "(batch latents / nb_code)",
+        min=0.0,
     )
     l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
@@ -124,6 +146,16 @@ class AgentConfig:
                     f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), "
                     f"got {self.sim_to_real_idx}"
                 )
+        if self.burn_in % fpt:
+            raise ValueError(
+                f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)"
+            )
+        if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise ValueError(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+        if self.quantizer in ("rvq", "fsq") and self.l2_normalize_codes:
+            raise ValueError(
+                f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}"
+            )
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
             raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
 
@@ -239,7 +271,8 @@ class ConfigLoader:
             raw = doc["agent"]["config"]
         except (KeyError, TypeError):
             raise KeyError(
-                f"{self.path}: expected the layout 'agent: config: {{...}}' (as configs/agent.yaml)"
+                f"{self.path}: expected the layout 'agent: config: {{...}}' "
+                "(as motion_vqvae/configs/agent.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
         self.raw.update(parse_overrides(overrides or []))
@@ -281,7 +314,8 @@ _TEXT = (str, str | None)
 
 
 def default_config_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs" / "agent.yaml"
+    """The shipped ``agent.yaml``: package data, so a wheel install finds it as a source checkout does."""
+    return Path(str(resources.files("motion_vqvae") / "configs" / "agent.yaml"))
 
 
 def save_config(config: AgentConfig, path: str | Path) -> None:

@@ -23,13 +23,23 @@ def main(argv: list[str] | None = None) -> int:
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    parser.add_argument(
+        "--safety-scale",
+        type=float,
+        default=1.0,
+        help="scale the robot YAML's safety velocity/acceleration limits down, in (0, 1] (default 1)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         manifest = export_checkpoint(
-            args.checkpoint, args.out, motion_file=args.motion_file, overwrite=args.overwrite
+            args.checkpoint,
+            args.out,
+            motion_file=args.motion_file,
+            overwrite=args.overwrite,
+            safety_scale=args.safety_scale,
         )
-    except (ParityError, FileExistsError, FileNotFoundError) as exc:
+    except (ParityError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {', '.join(manifest['files'])}")

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=PolicyConfig.num_envs)
     parser.add_argument("--eval-episodes", type=int, default=PolicyConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--levels", type=int, default=None, help="multi-level tokenizers: act on the first K levels only"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PolicyConfig(
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         num_envs=args.num_envs,
         eval_episodes=args.eval_episodes,
         seed=args.seed,
+        levels=args.levels,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
     results = train_policy(args.tokenizer, args.out, cfg)

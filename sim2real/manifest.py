@@ -1,24 +1,34 @@
 """The export manifest: what an export directory holds, read and verified before anything is run.
 
 ``manifest.json`` lists every file of the export with its size and sha256; :func:`load_manifest` refuses a
-directory where a listed file is missing, truncated or altered, so a robot never runs a half-copied or
-tampered decoder.
+directory where a listed file is missing, truncated or altered. The manifest itself is pinned: the sha256
+of its content without the ``files`` table (:func:`manifest_digest`) is written into every ONNX file's
+metadata (``manifest_sha256``) before the files are hashed, so an edited limit, fps or joint name no longer
+matches the hashed ONNX files and is refused (:func:`check_pin`). :func:`validate_manifest` then checks the
+values against the robot's YAML: finite, not wider than the hardware, same joint order, one fps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from sim2real.robot import RobotDescription
+from sim2real.safety import SafetyLimits, check_within_robot
+from sim2real.token_spec import TokenSpec
+
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PIN_KEY = "manifest_sha256"
 REQUIRED_KEYS = (
     "format_version",
     "fps",
     "frames_per_token",
-    "nb_code",
+    "token_spec",
+    "robot",
     "causal",
     "streaming",
     "real_joint_names",
@@ -26,6 +36,7 @@ REQUIRED_KEYS = (
     "sim_to_real_idx",
     "position_limits",
     "velocity_limits",
+    "acceleration_limits",
     "files",
 )
 
@@ -44,6 +55,30 @@ def file_entry(path: str | Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": Path(path).stat().st_size}
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest without ``files``, as canonical JSON (sorted keys, no whitespace, no NaN)."""
+    body = {k: v for k, v in manifest.items() if k != "files"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(
+            f"{MANIFEST}: non-finite number ({exc}); the manifest was edited, re-export"
+        ) from exc
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_pin(manifest: dict[str, Any], metadata: dict[str, str], source: str) -> None:
+    """Refuse a manifest whose content differs from the one the ONNX file ``source`` was exported with."""
+    pinned = metadata.get(PIN_KEY)
+    if pinned is None:
+        raise ValueError(f"{source} has no '{PIN_KEY}' metadata: an export from an older version; re-export")
+    if manifest_digest(manifest) != pinned:
+        raise ValueError(
+            f"{MANIFEST} does not match the '{PIN_KEY}' pinned in {source}: the manifest was edited "
+            "(limits, fps, joint names ...); re-copy or re-export (loosen limits in the robot YAML instead)"
+        )
+
+
 def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]:
     """Read ``export_dir/manifest.json``; with ``verify``, check every listed file's size and sha256."""
     root = Path(export_dir)
@@ -54,7 +89,7 @@ def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]
             "(scripts/export_onnx.py --checkpoint CKPT --out DIR)"
         )
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); re-export") from exc
     if not isinstance(manifest, dict):
@@ -62,12 +97,12 @@ def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise KeyError(f"{path}: missing keys {missing}; re-export with this version of motion-vqvae")
-    if manifest["format_version"] > FORMAT_VERSION:
+    if manifest["format_version"] != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: format_version {manifest['format_version']} is newer than this runtime "
-            f"({FORMAT_VERSION}); update sim2real"
+            f"{path}: format_version {manifest['format_version']}, this runtime reads {FORMAT_VERSION}; "
+            "re-export (or update sim2real)"
         )
-    needed = ["decoder.onnx", "codebook.npy"] + (["decoder_step.onnx"] if manifest["streaming"] else [])
+    needed = ["decoder.onnx"] + (["decoder_step.onnx"] if manifest["streaming"] else [])
     unlisted = [n for n in needed if n not in manifest["files"]]
     if unlisted:
         raise KeyError(f"{path}: 'files' does not list {unlisted}; the export is incomplete, re-export")
@@ -75,6 +110,31 @@ def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]
         for name, entry in manifest["files"].items():
             _verify(root, name, entry)
     return manifest
+
+
+def validate_manifest(
+    manifest: dict[str, Any], robot: RobotDescription, source: str
+) -> tuple[SafetyLimits, TokenSpec]:
+    """The manifest's safety limits and token structure, checked against each other and ``robot``."""
+    spec = TokenSpec.from_dict(manifest["token_spec"], source=f"{source}: token_spec")
+    fps = manifest["fps"]
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"{source}: fps must be a positive number (the training fps), got {fps!r}")
+    if float(fps) != spec.fps or manifest["frames_per_token"] != spec.frames_per_token:
+        raise ValueError(
+            f"{source}: fps {fps} / frames_per_token {manifest['frames_per_token']} disagree with "
+            f"token_spec ({spec.fps}, {spec.frames_per_token}); re-export"
+        )
+    limits = SafetyLimits.from_manifest(manifest, source)
+    names = manifest["real_joint_names"]
+    if not isinstance(names, list) or len(names) != limits.dof:
+        raise ValueError(f"{source}: real_joint_names must list the {limits.dof} real joints, got {names!r}")
+    check_within_robot(limits, names, robot, source)
+    return limits, spec
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{MANIFEST}: {name} is not a valid limit or value; the manifest was edited, re-export")
 
 
 def _verify(root: Path, name: str, entry: dict[str, Any]) -> None:

@@ -1,6 +1,10 @@
 """Decode token ids from an export into joint targets (real robot order) and print or save them.
 
-python -m sim2real.play exports/g1 --tokens 3,17,17,40 [--csv out.csv] [--step]
+python -m sim2real.play exports/g1 --tokens 3,17,17,40 [--csv out.csv] [--step] [--current q1,...,qN]
+
+Tokens of a multi-stream tokenizer are ``;``-separated tuples: ``--tokens "3,5;17,2"``. Targets ramp from
+``--current`` (the robot's joint positions, real order, rad) through the safety filter; without it, from
+the first decoded frame (a preview: the robot standing at the motion's start).
 """
 
 from __future__ import annotations
@@ -14,11 +18,22 @@ import numpy as np
 from sim2real.runtime import TokenDecoder
 
 
-def _tokens(text: str) -> list[int]:
+def _tokens(text: str) -> list[int] | list[list[int]]:
     try:
+        if ";" in text:
+            return [[int(v) for v in item.split(",")] for item in text.split(";") if item.strip()]
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--tokens must be comma-separated integers, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"--tokens must be comma-separated integers (';' between multi-stream tokens), got {text!r}"
+        ) from exc
+
+
+def _pose(text: str) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in text.split(",")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--current must be comma-separated numbers, got {text!r}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,13 +42,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=_tokens, required=True, help="comma-separated token ids")
     parser.add_argument("--csv", type=Path, default=None, help="write frame,time,<joints> rows here")
     parser.add_argument("--step", action="store_true", help="decode token by token (decoder_step.onnx)")
+    parser.add_argument(
+        "--current", type=_pose, default=None, help="robot joint positions to ramp from (real order, rad)"
+    )
     args = parser.parse_args(argv)
     try:
         decoder = TokenDecoder(args.export_dir)
+        current = args.current
+        if current is None:
+            current = decoder.decode(args.tokens[:1])[0]  # preview: stand at the motion's first pose
         if args.step:
+            decoder.reset(current=current)
             targets = np.concatenate([decoder.step(t) for t in args.tokens])
         else:
-            targets = decoder.decode(args.tokens)
+            targets = decoder.decode(args.tokens, current=current)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

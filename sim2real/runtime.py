@@ -1,8 +1,9 @@
 """Robot-side token decoding with onnxruntime and numpy only: ``TokenDecoder(export_dir)``.
 
-Every output passes a :class:`SafetyFilter` before the caller sees it: position limits, a per-joint
-velocity limit that also holds across token boundaries and calls, and a hold of the last safe target
-instead of any non-finite value. Token ids are validated before they reach the network.
+Every output passes a :class:`~sim2real.safety.SafetyFilter` before the caller sees it: position limits with
+soft margins, velocity and acceleration limits from the robot's measured pose on, a stop instead of any
+non-finite value, and a hold when no token arrives in time. Token ids are validated against the export's
+:class:`~sim2real.token_spec.TokenSpec` before they reach the network; the export is verified on load.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from sim2real.manifest import load_manifest
+from sim2real.manifest import check_pin, load_manifest, validate_manifest
 from sim2real.robot import load_robot
+from sim2real.safety import SafetyFilter, limits_for_robot
+from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class BoundStepSession:
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         inputs, outputs = session.get_inputs(), session.get_outputs()
-        self._token = np.zeros(1, np.int64)
+        self._token = np.zeros([1, *inputs[0].shape[1:]], np.int64)  # [1] or [1, S]
         shapes = [[1, *i.shape[1:]] for i in inputs[1:]]
         self._states = [[np.zeros(shape, np.float32) for shape in shapes] for _ in range(2)]
         # One plain run learns the output shapes (the graph may leave the frame axis symbolic).
@@ -69,179 +72,144 @@ class BoundStepSession:
         for buffer in self._states[self._current]:
             buffer.fill(0.0)
 
-    def run(self, token: int) -> tuple[np.ndarray, np.ndarray]:
-        """One token -> views ``(targets [fpt, dof], root [fpt, R])``, overwritten by the next call."""
+    def run(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One token (an id, or ``S`` ids) -> views ``(targets [fpt, dof], root [fpt, R])`` (reused)."""
         self._token[0] = token
         self.session.run_with_iobinding(self._bindings[self._current])
         self._current ^= 1
         return self.targets[0], self.root[0]
 
 
-class SafetyFilter:
-    """Stateful clamp of joint targets ``[..., N, dof]``: limits, max step per frame, non-finite hold.
-
-    ``max_step = velocity / fps`` per joint. The last emitted frame is remembered, so the velocity limit
-    also applies between consecutive calls; a frame with any non-finite value is replaced by the last
-    safe frame (or ``home`` before the first one) and counted in ``nonfinite_frames``.
-    """
-
-    def __init__(self, lower: np.ndarray, upper: np.ndarray, velocity: np.ndarray, fps: float) -> None:
-        self.lower, self.upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
-        if np.any(self.lower > self.upper):
-            raise ValueError(
-                f"SafetyFilter: lower > upper at joints {np.flatnonzero(self.lower > self.upper).tolist()}"
-            )
-        velocity = np.asarray(velocity, np.float64)
-        if velocity.shape != self.lower.shape or np.any(~(velocity > 0)):
-            raise ValueError(
-                f"SafetyFilter: velocity limits must be positive, one per joint ({len(self.lower)})"
-            )
-        self.max_step = velocity / fps  # (dof,) rad per frame
-        self.home = np.clip(0.0, self.lower, self.upper)  # (dof,)
-        self.last: np.ndarray | None = None  # (..., dof)
-        self.nonfinite_frames = 0
-
-    def reset(self, current: np.ndarray | None = None) -> None:
-        """Forget the last frame; ``current`` (the robot's pose, real order): the next frame ramps from it."""
-        if current is not None:
-            current = np.asarray(current, np.float64)
-            if current.shape[-1:] != self.lower.shape or not np.all(np.isfinite(current)):
-                raise ValueError(
-                    f"reset: current pose must be finite, {len(self.lower)} joints last; got {current.shape}"
-                )
-            current = np.clip(current, self.lower, self.upper)
-        self.last = current
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:  # (..., N, dof) -> (..., N, dof) float64
-        frames = np.array(frames, dtype=np.float64)
-        if np.isfinite(frames).all():
-            # Fast path, the usual case: nothing to hold and no step over the limit after clamping.
-            clamped = np.clip(frames, self.lower, self.upper, out=frames)
-            first = clamped[..., :1, :] if self.last is None else self.last[..., None, :]
-            steps = np.abs(
-                np.diff(clamped, axis=-2, prepend=np.broadcast_to(first, clamped[..., :1, :].shape))
-            )
-            if (steps <= self.max_step).all():
-                self.last = clamped[..., -1, :]
-                return clamped
-        return self._sequential(frames)
-
-    def _sequential(self, frames: np.ndarray) -> np.ndarray:  # frame by frame, each limited by the last
-        last = self.last
-        for t in range(frames.shape[-2]):
-            frame = frames[..., t, :]
-            bad = ~np.all(np.isfinite(frame), axis=-1)  # (...,)
-            if np.any(bad):
-                self.nonfinite_frames += int(np.sum(bad))
-                log.warning(
-                    "non-finite joint targets replaced by the last safe targets (%d frame(s) so far)",
-                    self.nonfinite_frames,
-                )
-                hold = self.home if last is None else last
-                frame = np.where(bad[..., None], hold, frame)
-            frame = np.clip(frame, self.lower, self.upper)
-            if last is not None:
-                frame = np.clip(frame, last - self.max_step, last + self.max_step)
-            frames[..., t, :] = frame
-            last = frame
-        self.last = last
-        return frames
-
-
 class TokenDecoder:
     """Token ids -> safe joint position targets in the real robot's order, from an export directory.
 
-    ``decode(tokens)`` decodes a whole sequence (``[T]`` -> ``[T*fpt, dof]``, or ``[B, T]`` ->
-    ``[B, T*fpt, dof]``); ``step(token)`` decodes one token in constant time (causal exports) and keeps
-    the decoder state; ``reset()`` starts a new sequence. ``robot`` (a name or YAML path) overrides the
-    manifest's velocity limits by joint name. The files are hash-checked on load.
+    Streaming (``decoder_step.onnx``, causal exports): ``reset(current=q)`` with the robot's measured joint
+    positions (real order, rad; the robot standing still at ``q``), then ``step(token)`` per token -> ``[fpt,
+    dof]`` in constant time, or ``hold()`` (= ``step(None)``) when no token arrived in time. ``step`` before a
+    pose is known raises RuntimeError. ``decode(tokens, current=q)`` decodes a whole sequence ramping from
+    ``q`` the same way; see its docstring for the offline case.
+
+    The limits are the manifest's (checked against the robot YAML named there, or ``robot``), or, with
+    ``robot`` given, that YAML's own ``safety`` defaults (a way to loosen or tighten without re-exporting;
+    the hardware limits stay the ceiling). ``interventions`` counts what the filter changed.
     """
 
     def __init__(self, export_dir: str | Path, *, threads: int = 1, robot: str | Path | None = None) -> None:
         self.export_dir = Path(export_dir)
         self.manifest: dict[str, Any] = load_manifest(self.export_dir)
-        m = self.manifest
-        self.nb_code: int = int(m["nb_code"])
-        self.frames_per_token: int = int(m["frames_per_token"])
-        self.fps: float = float(m["fps"])
+        m, source = self.manifest, str(self.export_dir / "manifest.json")
+        try:
+            description = load_robot(robot if robot is not None else _robot_name(m, source))
+        except (FileNotFoundError, KeyError) as exc:
+            raise FileNotFoundError(
+                f"{exc}; the export names robot {m['robot']!r}: pass TokenDecoder(..., robot=NAME_OR_YAML) "
+                "with this robot's description"
+            ) from exc
+        self.limits, self.token_spec = validate_manifest(m, description, source)
+        if robot is not None:
+            self.limits = limits_for_robot(description.real_limits(), description.safety, self.limits.fps)
+        spec: TokenSpec = self.token_spec
+        self.nb_code, self.frames_per_token, self.fps = spec.nb_code, spec.frames_per_token, spec.fps
         self.real_joint_names: list[str] = list(m["real_joint_names"])
-        self.lower = np.asarray(m["position_limits"]["lower"], np.float64)
-        self.upper = np.asarray(m["position_limits"]["upper"], np.float64)
-        self.velocity = self._velocity_limits(robot)
         self._sequence = make_session(self.export_dir / "decoder.onnx", threads)
-        self._step = (
-            BoundStepSession(make_session(self.export_dir / "decoder_step.onnx", threads))
-            if m["streaming"]
-            else None
-        )
-        self._filter = SafetyFilter(self.lower, self.upper, self.velocity, self.fps)
+        check_pin(m, self._sequence.get_modelmeta().custom_metadata_map, "decoder.onnx")
+        self._step: BoundStepSession | None = None
+        if m["streaming"]:
+            session = make_session(self.export_dir / "decoder_step.onnx", threads)
+            check_pin(m, session.get_modelmeta().custom_metadata_map, "decoder_step.onnx")
+            self._step = BoundStepSession(session)
+        self._filter = SafetyFilter(self.limits)
         self.last_root: np.ndarray | None = None  # root features of the latest output, de-normalized
-        self.reset()
+
+    @property
+    def interventions(self) -> dict[str, int]:
+        """Joint-frames changed by each limit (position, velocity, acceleration); non-finite, held frames.
+
+        A copy: read it as often as needed, the counters themselves only ever grow.
+        """
+        return dict(self._filter.interventions)
 
     @property
     def nonfinite_frames(self) -> int:
-        """Frames whose network output was non-finite and was replaced by the last safe target."""
-        return self._filter.nonfinite_frames
+        """Frames whose network output was non-finite and was replaced by a stop."""
+        return self._filter.interventions["nonfinite"]
 
-    def _velocity_limits(self, robot: str | Path | None) -> np.ndarray:
-        velocity = np.asarray(self.manifest["velocity_limits"], np.float64)
-        if robot is None:
-            return velocity
-        desc = load_robot(robot)
-        unknown = [n for n in self.real_joint_names if n not in desc.joints]
-        if unknown:
-            raise KeyError(f"{desc.source}: no velocity limits for the export's real joints {unknown}")
-        return np.array([desc.joints[n].velocity for n in self.real_joint_names])
+    def reset(self, current: Any = None) -> None:
+        """Start a new token sequence from ``current`` (real order, rad): the robot standing still there.
 
-    def reset(self, current: np.ndarray | None = None) -> None:
-        """Start a new token sequence; ``current`` (real order, rad) is where the robot stands now."""
+        Without ``current`` the pose is unknown and ``step`` raises until the next ``reset(current=q)``.
+        """
         if self._step is not None:
             self._step.reset()
-        self._filter.reset(current)
+        if current is None:
+            self._filter.forget()
+        else:
+            self._filter.reset(current)
 
     def check_tokens(self, tokens: Any) -> np.ndarray:
-        """``tokens`` as int64, or ValueError naming the valid range ``[0, nb_code - 1]``."""
-        arr = np.asarray(tokens)
-        valid = f"token ids must be integers in [0, {self.nb_code - 1}]"
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{valid}; got {arr.dtype} values {arr.ravel()[:5].tolist()}")
-        if arr.size == 0:
-            raise ValueError(f"{valid}; got an empty sequence")
-        bad = arr[(arr < 0) | (arr >= self.nb_code)]
-        if bad.size:
-            raise ValueError(f"{valid}; got out-of-range ids {bad[:5].tolist()}")
-        return arr.astype(np.int64)
+        """``tokens`` as int64 ``[T]``/``[T, S]`` (or batched), or ValueError naming the valid range."""
+        batched = np.ndim(tokens) == (1 if self.token_spec.is_single else 2) + 1
+        return self.token_spec.check_tokens(tokens, batched=batched)
 
-    def decode(self, tokens: Any) -> np.ndarray:
-        """Whole sequence, filtered from a fresh start: ``[T]`` -> ``[T*fpt, dof]`` (``[B, T]`` -> batch)."""
+    def decode(self, tokens: Any, current: Any = None) -> np.ndarray:
+        """Whole sequence -> filtered targets: ``[T]``/``[T, S]`` -> ``[T*fpt, dof]`` (batched: ``[B, ...]``).
+
+        With ``current`` (``[dof]`` or ``[B, dof]``, real order, rad) the targets ramp from that pose as
+        ``reset(current=q)`` + ``step`` would: use this for anything sent to a robot. Without it this is an
+        *offline* decode (evaluation, plots): the filter starts at rest at the first decoded frame, so the
+        output is within the limits but its first frame may be anywhere. The streaming state is untouched.
+        """
         arr = self.check_tokens(tokens)
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"decode: tokens must be [T] or [B, T], got shape {arr.shape}")
-        targets, root = self._sequence.run(None, {"tokens": arr.reshape(-1, arr.shape[-1])})
-        self.last_root = root.reshape(*arr.shape[:-1], *root.shape[1:])
-        fresh = SafetyFilter(self.lower, self.upper, self.velocity, self.fps)
-        out = fresh(targets.reshape(*arr.shape[:-1], *targets.shape[1:]))
-        self._filter.nonfinite_frames += fresh.nonfinite_frames
-        return out
+        single = arr.ndim == (1 if self.token_spec.is_single else 2)
+        batch = arr[None] if single else arr
+        targets, root = self._sequence.run(None, {"tokens": batch})
+        self.last_root = root[0] if single else root
+        fresh = SafetyFilter(self.limits)
+        fresh.reset(targets[:, 0] if current is None else np.broadcast_to(current, targets[:, 0].shape))
+        out = fresh(targets)
+        for key, count in fresh.interventions.items():
+            self._filter.interventions[key] += count
+        return out[0] if single else out
 
     def step(self, token: Any) -> np.ndarray:
-        """One token -> ``[frames_per_token, dof]`` targets, continuing the current sequence."""
+        """One token (an int, or ``S`` ints) -> ``[fpt, dof]`` safe targets; ``None`` means :meth:`hold`."""
+        if token is None:
+            return self.hold()
         if self._step is None:
             raise RuntimeError(
                 f"{self.export_dir} has no decoder_step.onnx (a non-causal model); use decode(tokens) instead"
             )
-        if not (type(token) is int and 0 <= token < self.nb_code):  # the hot path skips the array checks
-            ids = self.check_tokens(token)
-            if ids.size != 1:
-                raise ValueError(
-                    f"step takes one token id, got shape {ids.shape}; use decode() for sequences"
-                )
-            token = int(ids.reshape(-1)[0])
+        if not self._filter.ready:
+            raise RuntimeError(
+                "step() before the robot's pose is known: call reset(current=q) with the measured joint "
+                "positions (real order, rad) first"
+            )
+        if not (type(token) is int and self.token_spec.is_single and 0 <= token < self.nb_code):
+            token = self._one_token(token)  # the hot path (a valid plain int) skips the array checks
         targets, root = self._step.run(token)
         self.last_root = root.copy()
-        before = self._filter.nonfinite_frames
+        before = self._filter.interventions["nonfinite"]
         safe = self._filter(targets)
-        if self._filter.nonfinite_frames > before:
-            # A non-finite value may sit in the cached state too: restart the network, keep the held pose.
-            self.reset(self._filter.last)
+        if self._filter.interventions["nonfinite"] > before:
+            self._step.reset()  # a non-finite value may sit in the cached state too: restart the network
         return safe
+
+    def hold(self) -> np.ndarray:
+        """No token in time: ``[frames_per_token, dof]`` targets that stop the joints within the limits."""
+        self.last_root = None
+        return self._filter.hold(self.frames_per_token)
+
+    def _one_token(self, token: Any) -> np.ndarray:
+        ids = self.token_spec.check_tokens(
+            np.asarray(token).reshape(1, -1) if not self.token_spec.is_single else np.reshape(token, (-1,))
+        )
+        if ids.shape[0] != 1:
+            raise ValueError(f"step takes one token, got shape {np.shape(token)}; use decode() for sequences")
+        return ids[0]
+
+
+def _robot_name(manifest: dict[str, Any], source: str) -> str:
+    robot = manifest["robot"]
+    if not isinstance(robot, str) or not robot:
+        raise ValueError(f"{source}: 'robot' must name the robot description, got {robot!r}")
+    return robot

@@ -13,7 +13,7 @@ from motion_vqvae.config_loader import AgentConfig, ConfigLoader, default_config
 def test_shipped_yaml_sets_every_key_and_matches_defaults() -> None:
     raw = yaml.safe_load(default_config_path().read_text())["agent"]["config"]
     fields = {f.name for f in dataclasses.fields(AgentConfig)}
-    assert set(raw) == fields, "configs/agent.yaml must list every key exactly once"
+    assert set(raw) == fields, "motion_vqvae/configs/agent.yaml must list every key exactly once"
     assert ConfigLoader().config == AgentConfig()
 
 

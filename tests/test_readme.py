@@ -77,3 +77,13 @@ def test_every_python_snippet_runs(index: int, readme_workdir: Path, monkeypatch
     exec(compile(snippet, f"README.md python block {index}", "exec"), namespace)  # noqa: S102 - our README
     if "load_motions(" in snippet:
         assert namespace["clips"] and all(c.root_quat.shape[1] == 4 for c in namespace["clips"])
+
+
+def test_readme_installs_the_robot_runtime_without_torch() -> None:
+    line = next(line for line in README.splitlines() if line.endswith("# robot runtime (no torch)"))
+    path = line.split("#")[0].split()[-1]
+    assert line.startswith("pip install ") and (REPO / path / "pyproject.toml").is_file()
+    project = (REPO / path / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)\]", project, flags=re.M | re.S).group(1)
+    assert "numpy" in dependencies and "torch" not in dependencies
+    assert f"install -q {path}" in (REPO / ".ci" / "run").read_text(), "CI installs what the README says"

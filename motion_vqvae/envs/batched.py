@@ -1,102 +1,149 @@
 """Token decoding for many environments at once, in torch on the simulator's device.
 
 ``BatchedTokenDecoder`` keeps one :class:`~motion_vqvae.export.streaming.StreamingDecoder` state row per
-environment: ``step(tokens[num_envs])`` returns ``[num_envs, frames_per_token, dof]`` joint position
-targets (simulator order, clamped to the joint limits) and ``reset(env_ids)`` zeroes the rows of the
-environments that started a new episode, so each row decodes exactly as a single-environment decoder
-would. Targets come from the export's :class:`~motion_vqvae.export.targets.JointTargetHead` (identity
-joint map), the same arithmetic the ONNX files run.
+environment: ``step(tokens)`` takes one token per environment, ``[num_envs]`` for a one-stream tokenizer or
+``[num_envs, S]`` for a multi-level one (the token structure is the checkpoint's
+:class:`~sim2real.token_spec.TokenSpec`), and returns ``[num_envs, frames_per_token, dof]`` joint position
+targets in simulator order. Targets come from the export's
+:class:`~motion_vqvae.export.targets.JointTargetHead` (identity joint map), the arithmetic the ONNX files
+run, and then pass the :class:`~motion_vqvae.envs.safety.TorchSafetyFilter` with the limits the robot
+runtime enforces. ``reset(env_ids, current=q)`` starts new sequences from the simulator's joint positions:
+stepping an environment whose pose was never given is an error, as on the robot.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
 from motion_vqvae.export.streaming import State, StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
-from sim2real import JointMap
+from sim2real import JointMap, SafetyLimits
+from sim2real.token_spec import TokenSpec
+
+if TYPE_CHECKING:
+    from motion_vqvae.agent import MVQVAEAgent
 
 
 class BatchedTokenDecoder:
-    """``step(tokens[num_envs]) -> targets[num_envs, frames_per_token, dof]``; ``reset(env_ids)``."""
+    """``step(tokens[num_envs(, S)]) -> targets[num_envs, fpt, dof]``; ``reset(env_ids, current)``."""
 
     def __init__(
         self,
         model: VQVAE,
         layout: FeatureLayout,
         num_envs: int,
-        lower: np.ndarray,
-        upper: np.ndarray,
+        limits: SafetyLimits,
         device: str | torch.device = "cpu",
+        levels: int | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"BatchedTokenDecoder: num_envs must be a positive int, got {num_envs!r}")
         self.device = torch.device(device)
         self.num_envs = num_envs
-        self.streaming = StreamingDecoder(model).to(self.device).eval()
+        self.spec: TokenSpec = model.token_spec  # the checkpoint's token structure (checked on load)
+        self.streaming = StreamingDecoder(model, levels).to(self.device).eval()
+        self.levels = self.spec.num_levels if levels is None else self.spec.check_levels(levels)
         identity = JointMap.identity(layout.num_dof, layout.joint_names)
-        self.head = JointTargetHead(layout, identity, lower, upper).to(self.device).eval()
-        self.nb_code = self.streaming.nb_code
-        self.frames_per_token = self.streaming.frames_per_token
+        self.head = JointTargetHead(layout, identity, limits.lower, limits.upper).to(self.device).eval()
+        self.frames_per_token = self.spec.frames_per_token
         self.num_dof = layout.num_dof
         self.state: State = self.streaming.init_state(num_envs, self.device)
+        if limits.fps != self.spec.fps:
+            raise ValueError(f"limits are for {limits.fps} fps, the tokenizer's motion {self.spec.fps} fps")
+        self.filter = TorchSafetyFilter(limits, num_envs, self.device)
         # De-normalized root features (height, tilt, local velocity, yaw rate) of the latest step.
         self.last_root = torch.zeros(num_envs, self.frames_per_token, self.head.root_dim, device=self.device)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, num_envs: int, device: str | torch.device = "cpu"
+        cls, path: str | Path, num_envs: int, device: str | torch.device = "cpu", levels: int | None = None
     ) -> BatchedTokenDecoder:
-        """Decoder of a trained checkpoint, limits from its robot description (simulator order)."""
+        """Decoder of a trained checkpoint; limits are the robot runtime's for its robot (simulator order).
+
+        ``levels=K`` decodes the first K quantizer levels of every part only (finer levels add zero).
+        """
         from motion_vqvae.agent import MVQVAEAgent
-        from sim2real import load_robot
 
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        lower, upper, _ = load_robot(agent.cfg.robot).sim_limits()
+        return cls.from_agent(agent, num_envs, device, levels)
+
+    @classmethod
+    def from_agent(
+        cls,
+        agent: MVQVAEAgent,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        levels: int | None = None,
+    ) -> BatchedTokenDecoder:
+        """Decoder of a loaded agent; the token structure is its checkpoint's ``token_spec``."""
+        from sim2real import load_robot
+
         names = agent.layout.joint_names
         robot_names = list(load_robot(agent.cfg.robot).sim_joint_names)
         if names and names != robot_names:
             raise ValueError(
-                f"{path}: the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
+                f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
                 f"sim order {robot_names[:3]}...; retrain in simulator order"
             )
-        return cls(agent.model, agent.layout, num_envs, lower, upper, device)
+        limits = sim_joint_limits(agent.cfg.robot, agent.token_spec.fps)
+        return cls(agent.model, agent.layout, num_envs, limits, device, levels)
 
-    def reset(self, env_ids: torch.Tensor | np.ndarray | list[int] | None = None) -> None:
-        """Start new token sequences for ``env_ids`` (indices or a bool mask; None = all environments)."""
+    @property
+    def interventions(self) -> torch.Tensor:
+        """Frames per environment the safety filter changed, since construction (``[num_envs]`` int64)."""
+        return self.filter.interventions
+
+    def _rows(self, env_ids: torch.Tensor | np.ndarray | list[int] | None) -> torch.Tensor:
         if env_ids is None:
-            self.state = self.streaming.init_state(self.num_envs, self.device)
-            return
+            return torch.arange(self.num_envs, device=self.device)
         rows = torch.as_tensor(env_ids, device=self.device)
-        if rows.dtype != torch.bool:
-            rows = rows.long()
-            if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.num_envs):
-                raise ValueError(
-                    f"BatchedTokenDecoder.reset: env_ids must lie in [0, {self.num_envs}), "
-                    f"got range [{int(rows.min())}, {int(rows.max())}]"
-                )
-        self.state = self.streaming.reset_rows(self.state, rows)
+        if rows.dtype == torch.bool:
+            if rows.shape != (self.num_envs,):
+                raise ValueError(f"BatchedTokenDecoder.reset: a mask must have shape ({self.num_envs},)")
+            return torch.nonzero(rows).flatten()
+        rows = rows.long().flatten()
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.num_envs):
+            raise ValueError(
+                f"BatchedTokenDecoder.reset: env_ids must lie in [0, {self.num_envs}), "
+                f"got range [{int(rows.min())}, {int(rows.max())}]"
+            )
+        return rows
 
-    @torch.inference_mode()
+    def reset(
+        self,
+        env_ids: torch.Tensor | np.ndarray | list[int] | None = None,
+        current: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        """Start new token sequences for ``env_ids`` (indices or a bool mask; None = all environments).
+
+        ``current`` ``[len(env_ids), dof]`` (simulator order, rad) is where those robots stand now: their
+        targets ramp from it. Without it the rows wait for a pose and ``step`` raises.
+        """
+        rows = self._rows(env_ids)
+        self.state = self.streaming.reset_rows(self.state, rows)
+        if isinstance(current, np.ndarray):
+            current = np.array(current, np.float32)  # a writable copy (the caller's may be a broadcast view)
+        pose = None if current is None else torch.as_tensor(current, dtype=torch.float32, device=self.device)
+        self.filter.reset(rows, pose)
+
+    @torch.no_grad()  # not inference_mode: the filter's state must stay writable by reset()
     def step(self, tokens: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """One token per environment (int ``[num_envs]``) -> targets ``[num_envs, fpt, dof]`` float32."""
+        """One token per environment -> safe targets ``[num_envs, fpt, dof]`` float32."""
         tokens = torch.as_tensor(tokens, device=self.device)
-        if tokens.shape != (self.num_envs,) or tokens.dtype.is_floating_point:
+        expected = (self.num_envs,) if self.spec.is_single else (self.num_envs, self.spec.num_streams)
+        if tuple(tokens.shape) != expected:
             raise ValueError(
-                f"BatchedTokenDecoder.step: tokens must be integer ids of shape ({self.num_envs},), "
-                f"got {tokens.dtype} {tuple(tokens.shape)}"
+                f"BatchedTokenDecoder.step: tokens must have shape {expected} (streams "
+                f"{list(self.spec.stream_names)}), got {tuple(tokens.shape)}"
             )
-        tokens = tokens.long()
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.nb_code:
-            raise ValueError(
-                f"BatchedTokenDecoder.step: token ids must lie in [0, {self.nb_code - 1}], "
-                f"got range [{int(tokens.min())}, {int(tokens.max())}]"
-            )
-        frames, self.state = self.streaming.step(tokens, self.state)  # (N, fpt, F) normalized
+        self.spec.check_tokens(tokens.cpu().numpy())  # integer ids inside every stream's vocabulary
+        frames, self.state = self.streaming.step(tokens.long(), self.state)  # (N, fpt, F) normalized
         targets, self.last_root = self.head(frames)
-        return targets
+        return self.filter(targets)

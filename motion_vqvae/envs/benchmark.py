@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from motion_vqvae.envs.batched import BatchedTokenDecoder
+from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.wrapper import TokenActionWrapper
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def bench_token_rl(
 
     torch.set_num_threads(1)
     wrapped = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
-    ids = np.random.default_rng(0).integers(0, wrapped.action_space.n, tokens).tolist()
+    wrapped.action_space.seed(0)
+    ids = [wrapped.action_space.sample() for _ in range(tokens)]  # ints or [S] ids
     wrapped.reset(seed=0)
     targets = []
     for token in ids:
@@ -65,11 +67,14 @@ def bench_token_rl(
     for key, seconds in wrapped_s.items():
         result[f"wrapped{key}_env_steps_per_s"] = len(targets) / seconds
         result[f"wrapper_ratio{key}"] = direct_s / seconds
-    result["batched_tokens_per_s"] = {}
+    result["batched_tokens_per_s"] = {}  # safety filter included, from the stand pose
+    stand = G1Body().stand_pose()
     for n in env_counts:
         decoder = BatchedTokenDecoder.from_checkpoint(checkpoint, n)
+        decoder.reset(current=np.broadcast_to(stand, (n, len(stand))))
         steps = max(3, min(200, 20_000 // n))
-        batch = torch.randint(0, decoder.nb_code, (steps, n))
+        spec = decoder.spec
+        batch = torch.randint(0, spec.nb_code, (steps, n) if spec.is_single else (steps, n, spec.num_streams))
         decoder.step(batch[0])  # warm-up
         start = time.perf_counter()
         for row in batch:

@@ -7,8 +7,11 @@ Two implementations share it:
 * :class:`ExportTokenSource` - an ONNX export directory (or a loaded ``sim2real.TokenDecoder``), decoded
   with onnxruntime and numpy only, so an environment process needs no torch.
 
-``step(token)`` returns ``(root [fpt, R], dof [fpt, N])``: de-normalized root features (height, exp-map
-tilt, heading-frame velocity, yaw rate) and joint position targets in simulator order.
+``reset(current)`` starts a sequence from the simulator's joint positions (simulator order, rad): the safety
+filter ramps from there. ``step(token)`` takes an int (one-stream tokenizers) or ``[S]`` ids (one per stream
+of the :class:`~sim2real.token_spec.TokenSpec`) and returns ``(root [fpt, R], dof [fpt, N])``: de-normalized
+root features (height, exp-map tilt, heading-frame velocity, yaw rate) and joint position targets in
+simulator order.
 """
 
 from __future__ import annotations
@@ -19,50 +22,53 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from sim2real import JointMap
+from sim2real.token_spec import TokenSpec
 
 
 @runtime_checkable
 class TokenSource(Protocol):
     """What :class:`~motion_vqvae.envs.wrapper.TokenActionWrapper` needs from a decoder."""
 
-    nb_code: int
+    spec: TokenSpec  # the token structure, as the checkpoint or the manifest stores it
+    levels: int  # quantizer levels per part it decodes (spec.num_levels: all)
     frames_per_token: int
     fps: float
-    codebook: np.ndarray  # (nb_code, code_dim): for action_mode="latent"
+    codebook: np.ndarray | None  # (nb_code, code_dim) of a one-stream tokenizer, for action_mode="latent"
     joint_map: JointMap  # sim <-> real order of the dof columns
 
-    def reset(self) -> None: ...
+    def reset(self, current: np.ndarray) -> None: ...
 
-    def step(self, token: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def step(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class CheckpointTokenSource:
     """Streaming torch decoding of a checkpoint (``torch.load(weights_only=True)``), one environment."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, levels: int | None = None) -> None:
         import torch
 
         from motion_vqvae.agent import MVQVAEAgent
         from motion_vqvae.envs.batched import BatchedTokenDecoder
-        from sim2real import load_robot
 
         self.path = Path(path)
         agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        lower, upper, _ = load_robot(agent.cfg.robot).sim_limits()
-        self._decoder = BatchedTokenDecoder(agent.model, agent.layout, 1, lower, upper)
-        self.nb_code = self._decoder.nb_code
-        self.frames_per_token = self._decoder.frames_per_token
-        self.fps = float(agent.cfg.target_fps or 30.0)
-        self.codebook = (
-            agent.model.quantizer.dequantize(torch.arange(self.nb_code)[None])[0].T.detach().numpy()
-        )
+        self._decoder = BatchedTokenDecoder.from_agent(agent, 1, levels=levels)
+        self.spec = self._decoder.spec
+        self.levels = self._decoder.levels
+        self.frames_per_token = self.spec.frames_per_token
+        self.fps = self.spec.fps
+        self.codebook = None
+        if self.spec.is_single:
+            codes = torch.arange(self.spec.nb_code)[None]
+            self.codebook = agent.model.quantizer.dequantize(codes)[0].T.detach().numpy()
         self.joint_map = agent.joint_map or JointMap.identity(agent.layout.num_dof, agent.layout.joint_names)
 
-    def reset(self) -> None:
-        self._decoder.reset()
+    def reset(self, current: np.ndarray) -> None:
+        """New sequence ramping from ``current`` (simulator order, rad)."""
+        self._decoder.reset(current=np.asarray(current, np.float32)[None])
 
-    def step(self, token: int) -> tuple[np.ndarray, np.ndarray]:
-        dof = self._decoder.step(np.array([token]))[0].numpy().astype(np.float64)
+    def step(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dof = self._decoder.step(np.asarray(token, np.int64)[None])[0].numpy().astype(np.float64)
         return self._decoder.last_root[0].numpy().astype(np.float64), dof
 
 
@@ -73,10 +79,11 @@ class ExportTokenSource:
         self._decoder = decoder
         self.path = Path(decoder.export_dir)
         manifest = decoder.manifest
-        self.nb_code = int(decoder.nb_code)
-        self.frames_per_token = int(decoder.frames_per_token)
-        self.fps = float(decoder.fps)
-        self.codebook = np.load(Path(decoder.export_dir) / "codebook.npy")
+        self.spec = decoder.token_spec  # the manifest's, validated by the runtime
+        self.levels = self.spec.num_levels  # decoder_step.onnx decodes every level
+        self.frames_per_token = self.spec.frames_per_token
+        self.fps = self.spec.fps
+        self.codebook = np.load(self.path / "codebook.npy") if self.spec.is_single else None
         self.joint_map = JointMap.from_dict(manifest["joint_map"])
 
     @classmethod
@@ -85,30 +92,42 @@ class ExportTokenSource:
 
         return cls(TokenDecoder(export_dir))
 
-    def reset(self) -> None:
-        self._decoder.reset()
+    def reset(self, current: np.ndarray) -> None:
+        """New sequence ramping from ``current`` (simulator order, rad; the runtime takes real order)."""
+        self._decoder.reset(current=self.joint_map.sim_to_real(np.asarray(current, np.float64)))
 
-    def step(self, token: int) -> tuple[np.ndarray, np.ndarray]:
-        real = self._decoder.step(int(token))  # (fpt, real_dof), filtered
+    def step(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(token, np.int64)
+        real = self._decoder.step(int(ids) if ids.ndim == 0 else tuple(ids.tolist()))  # (fpt, real_dof)
         return np.asarray(self._decoder.last_root, dtype=np.float64), self.joint_map.real_to_sim(real)
 
 
-def load_token_source(tokenizer: str | Path | Any) -> TokenSource:
-    """A checkpoint file (``.pt``), an export directory (``manifest.json``) or a decoder object."""
+def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) -> TokenSource:
+    """A checkpoint file (``.pt``), an export directory (``manifest.json``) or a decoder object.
+
+    ``levels``: decode only the first ``levels`` quantizer levels of every part (all: None).
+    """
+    if isinstance(tokenizer, (str, Path)) and Path(tokenizer).is_file():
+        return CheckpointTokenSource(tokenizer, levels)
     if isinstance(tokenizer, TokenSource):
-        return tokenizer
-    if hasattr(tokenizer, "manifest") and hasattr(tokenizer, "step") and hasattr(tokenizer, "reset"):
-        return ExportTokenSource(tokenizer)
-    if isinstance(tokenizer, (str, Path)):
-        path = Path(tokenizer)
-        if path.is_dir():
-            return ExportTokenSource.from_dir(path)
-        if path.is_file():
-            return CheckpointTokenSource(path)
-        raise FileNotFoundError(
-            f"tokenizer {path} does not exist; pass a checkpoint .pt or an export directory"
+        source = tokenizer
+    elif hasattr(tokenizer, "manifest") and hasattr(tokenizer, "step") and hasattr(tokenizer, "reset"):
+        source = ExportTokenSource(tokenizer)
+    elif isinstance(tokenizer, (str, Path)):
+        if not Path(tokenizer).is_dir():
+            raise FileNotFoundError(
+                f"tokenizer {tokenizer} does not exist; pass a checkpoint .pt or an export directory"
+            )
+        source = ExportTokenSource.from_dir(tokenizer)
+    else:
+        raise TypeError(
+            "tokenizer must be a checkpoint path, an export directory, a sim2real.TokenDecoder or a "
+            f"TokenSource, got {type(tokenizer).__name__}"
         )
-    raise TypeError(
-        "tokenizer must be a checkpoint path, an export directory, a sim2real.TokenDecoder or a TokenSource, "
-        f"got {type(tokenizer).__name__}"
-    )
+    if levels is not None and source.spec.check_levels(levels) != source.levels:
+        raise ValueError(
+            f"{type(source).__name__} decodes {source.levels} of {source.spec.num_levels} levels, asked for "
+            f"{levels}; decode the first K levels from a checkpoint (an export's decoder_step.onnx decodes "
+            "every level)"
+        )
+    return source

@@ -73,6 +73,10 @@ class G1Body:
         self.data.qpos[a + 4 : a + 7] = quat_xyzw[:3]
         self.data.qpos[self.dof_qpos] = dof
 
+    def joint_positions(self) -> np.ndarray:
+        """Hinge joint angles now (simulator order, rad), a copy."""
+        return self.data.qpos[self.dof_qpos].copy()
+
     def root_quat(self) -> np.ndarray:
         """Current root quaternion, xyzw."""
         w, x, y, z = self.data.qpos[self.root_qpos + 3 : self.root_qpos + 7]

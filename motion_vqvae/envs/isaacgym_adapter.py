@@ -7,12 +7,13 @@ Import this module only where Isaac Gym is installed (``motion_vqvae.envs`` neve
 
     decoder = BatchedTokenDecoder.from_checkpoint("best.pt", num_envs, device="cuda:0")
     driver = IsaacGymTokenDriver(gym, sim, decoder)
+    driver.reset(all_env_ids, dof_pos)            # every env starts from its measured pose
     while True:
         if driver.needs_tokens:
-            driver.set_tokens(policy(obs))         # [num_envs] token ids
+            driver.set_tokens(policy(obs))         # [num_envs] (or [num_envs, S]) ids
         driver.apply_next_frame()                  # one motion frame -> set_dof_position_target_tensor
         gym.simulate(sim); gym.fetch_results(sim, True)   # physics substeps per frame are the caller's
-        driver.reset(done_env_ids)                 # new episodes start a fresh token context
+        driver.reset(done_env_ids, dof_pos[done_env_ids])  # new episodes ramp from the measured pose
 
 The asset's DOFs must be in the tokenizer's simulator order (the MJCF/URDF order of the G1). Type-checked
 against ``isaacgym-stubs`` by ``scripts/typecheck_isaacgym.py``.
@@ -56,7 +57,7 @@ class IsaacGymTokenDriver:
         return self._next >= self.decoder.frames_per_token
 
     def set_tokens(self, tokens: torch.Tensor) -> None:
-        """Decode one token per env (``[num_envs]`` ids); its frames are applied by the next calls."""
+        """Decode one token per env (``[num_envs]`` or ``[num_envs, S]``); the next calls apply its frames."""
         self._frames = self.decoder.step(tokens)  # (N, fpt, dof)
         self._next = 0
 
@@ -68,7 +69,10 @@ class IsaacGymTokenDriver:
         self.gym.set_dof_position_target_tensor(self.sim, self._gymtorch.unwrap_tensor(self.targets))
         self._next += 1
 
-    def reset(self, env_ids: torch.Tensor) -> None:
-        """Fresh decoder context for these envs (their next token starts a new sequence)."""
+    def reset(self, env_ids: torch.Tensor, current: torch.Tensor) -> None:
+        """Fresh decoder context for these envs, ramping from their measured DOF positions ``current``.
+
+        ``current`` is ``[len(env_ids), dof]`` (e.g. rows of the wrapped ``dof_state`` position column).
+        """
         if env_ids.numel():
-            self.decoder.reset(env_ids)
+            self.decoder.reset(env_ids, current)

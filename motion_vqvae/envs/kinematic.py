@@ -109,6 +109,10 @@ class G1KinematicEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
         self._place(self._frame)
         return self._observation(), {"command": self.command.copy()}
 
+    def joint_positions(self) -> np.ndarray:
+        """The measured joint angles (simulator order, rad): where a token decoder starts at reset."""
+        return self.body.joint_positions()
+
     def step(self, action: np.ndarray):
         frame = np.asarray(action, dtype=np.float64)
         if frame.shape != self.action_space.shape:

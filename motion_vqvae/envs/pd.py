@@ -111,6 +111,10 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
         self._control_steps = 0
         return self._observation(), {}
 
+    def joint_positions(self) -> np.ndarray:
+        """The measured joint angles (simulator order, rad): where a token decoder starts at reset."""
+        return self.body.joint_positions()
+
     def step(self, action: np.ndarray):
         targets = np.asarray(action, dtype=np.float64)
         if targets.shape != self.action_space.shape:

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from motion_vqvae.envs.decoders import load_token_source
+from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.render import G1Renderer, write_gif
 from motion_vqvae.envs.wrapper import TokenActionWrapper
 
@@ -49,19 +50,25 @@ class PolicyConfig:
     eval_episodes: int = 8
     seed: int = 0
     time_budget_s: float | None = None
+    levels: int | None = None
+    """Act on the first ``levels`` quantizer levels of a multi-level tokenizer only (None: all)."""
     """Stop training (at a rollout boundary) after this many seconds."""
 
 
 def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
-    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times.
+    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times from a stand.
+
+    A multi-stream tokenizer's token ``c`` is code ``c`` in every stream.
 
     Commands drawn from these rows are all within the vocabulary's reach (repeating one token tracks
     each), whatever motions the tokenizer was trained on; random tokens rarely match them.
     """
     source = load_token_source(tokenizer)
+    stand = G1Body().stand_pose()
     rows = []
-    for token in range(source.nb_code):
-        source.reset()
+    for code in range(source.spec.nb_code):
+        token = code if source.spec.is_single else np.full(source.spec.num_streams, code)
+        source.reset(stand)
         for _ in range(repeats):
             root, _ = source.step(token)
         rows.append([*root[:, _LIN_VEL_XY].mean(axis=0), root[:, _YAW_RATE].mean()])
@@ -78,12 +85,14 @@ def task_kwargs(commands: np.ndarray) -> dict[str, Any]:
     }
 
 
-def make_env(tokenizer: Any, task: dict[str, Any], render_mode: str | None = None) -> gym.Env:
-    """``G1Kinematic-v0`` in token space, with episode statistics for the learning curve."""
+def make_env(
+    tokenizer: Any, task: dict[str, Any], render_mode: str | None = None, levels: int | None = None
+) -> gym.Env:
+    """``G1Kinematic-v0`` in token space (the first ``levels`` levels), with episode statistics."""
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
     return gym.wrappers.RecordEpisodeStatistics(
-        TokenActionWrapper(gym.make(ENV_ID, render_mode=render_mode, **task), tokenizer)
+        TokenActionWrapper(gym.make(ENV_ID, render_mode=render_mode, **task), tokenizer, levels=levels)
     )
 
 
@@ -114,7 +123,8 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     torch.set_num_threads(1)
     task = task_kwargs(reachable_commands(tokenizer))
     venv = VecNormalize(
-        DummyVecEnv([lambda: make_env(tokenizer, task) for _ in range(cfg.num_envs)]), norm_reward=False
+        DummyVecEnv([lambda: make_env(tokenizer, task, levels=cfg.levels) for _ in range(cfg.num_envs)]),
+        norm_reward=False,
     )
     venv.seed(cfg.seed)
     model = PPO(
@@ -151,16 +161,17 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     train_seconds = time.perf_counter() - start
     venv.training = False
 
-    def policy(obs: np.ndarray) -> int:
+    def policy(obs: np.ndarray) -> np.ndarray:
         action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-        return int(action[0])
+        return action[0]
 
-    rng = np.random.default_rng(cfg.seed + 1)
-    eval_env = make_env(tokenizer, task)
-    nb_code = int(eval_env.action_space.n)
+    eval_env = make_env(tokenizer, task, levels=cfg.levels)
+    eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy, cfg.eval_episodes, eval_seed)
-    random_returns = evaluate(eval_env, lambda _: int(rng.integers(nb_code)), cfg.eval_episodes, eval_seed)
+    random_returns = evaluate(
+        eval_env, lambda _: eval_env.action_space.sample(), cfg.eval_episodes, eval_seed
+    )
     results = {
         "mean_return": float(np.mean(returns)),
         "random_token_mean_return": float(np.mean(random_returns)),
@@ -177,7 +188,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    _record_episode(make_env(tokenizer, task), policy, eval_seed, out)
+    _record_episode(make_env(tokenizer, task, levels=cfg.levels), policy, eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))
     log.info(

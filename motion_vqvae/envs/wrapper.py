@@ -14,8 +14,16 @@ Inner actions (``action_format``, default: the inner env's ``action_format`` att
 An inner env controlled at another rate than the motion fps (its ``control_fps`` attribute, else
 ``metadata["render_fps"]``) gets targets linearly interpolated at its own step times; the fractional offset
 of its next step inside the next token is the decoder *phase*. ``action_mode="latent"`` exposes a Box in
-code space whose actions snap to the nearest code; ``observe_token=True`` appends the previous token
-(one-hot) and the phase to a flat Box observation.
+code space whose actions snap to the nearest code (one-stream tokenizers); ``observe_token=True`` appends the
+previous token (one-hot per stream) and the phase to a flat Box observation.
+
+The action space follows the tokenizer's :class:`~sim2real.token_spec.TokenSpec` (read from the checkpoint or
+the manifest): ``Discrete(nb_code)`` for one stream, ``MultiDiscrete`` with one entry per stream (part-major,
+``spec.stream_names``) otherwise. ``levels=K`` acts on the first K levels of every part only; the finer
+levels are not decoded (they contribute zero to the latent).
+
+At every reset the decoder starts from the inner env's measured joint positions (its ``joint_positions()``,
+in the env's own action order), so the first decoded frame ramps from where the robot stands.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ ACTION_MODES = ("token", "latent")
 
 
 class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Discrete(nb_code) token actions (or snapped code-space actions) over a joint-target or frame env."""
+    """Token actions (Discrete, MultiDiscrete or snapped code vectors) over a joint-target or frame env."""
 
     def __init__(
         self,
@@ -43,6 +51,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         action_mode: str = "token",
         action_format: str | None = None,
         observe_token: bool = False,
+        levels: int | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -51,6 +60,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             action_mode=action_mode,
             action_format=action_format,
             observe_token=observe_token,
+            levels=levels,
         )
         super().__init__(env)
         if action_mode not in ACTION_MODES:
@@ -63,7 +73,14 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"TokenActionWrapper: the inner env's action space must be a 1-D Box of joint targets or "
                 f"motion frames, got {inner}"
             )
-        self.source: TokenSource = load_token_source(tokenizer)
+        self.source: TokenSource = load_token_source(tokenizer, levels=levels)
+        self.token_spec = self.source.spec
+        self.levels = self.source.levels
+        # Streams the policy chooses (part-major, the first ``levels`` of each part); the rest stay 0.
+        self._streams = np.array(
+            [self.token_spec.stream_index(p, lv) for p in self.token_spec.parts for lv in range(self.levels)]
+        )
+        nvec = np.asarray(self.token_spec.stream_sizes)[self._streams]
         self.action_format = self._resolve_format(action_format)
         self.frames_per_token = self.source.frames_per_token
         control_fps = getattr(env.unwrapped, "control_fps", None) or env.metadata.get("render_fps")
@@ -76,25 +93,34 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         self.action_mode = action_mode
         if action_mode == "token":
-            self.action_space = gym.spaces.Discrete(self.source.nb_code)
+            single = len(nvec) == 1
+            self.action_space = (
+                gym.spaces.Discrete(int(nvec[0])) if single else gym.spaces.MultiDiscrete(nvec)
+            )
         else:
+            if self.source.codebook is None:
+                raise ValueError(
+                    f"TokenActionWrapper: action_mode='latent' needs a one-stream tokenizer; this one has "
+                    f"streams {list(self.token_spec.stream_names)}; use action_mode='token'"
+                )
             book = self.source.codebook.astype(np.float32)
             margin = 0.1 * (book.max(axis=0) - book.min(axis=0)) + 1e-3
             self.action_space = gym.spaces.Box(
                 book.min(axis=0) - margin, book.max(axis=0) + margin, dtype=np.float32
             )
         self.observe_token = observe_token
+        self._one_hot_offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])  # first column of each stream
         if observe_token:
             obs = env.observation_space
             if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
                 raise TypeError(f"TokenActionWrapper: observe_token needs a 1-D Box observation, got {obs}")
-            extra = self.source.nb_code + 1
+            extra = int(nvec.sum()) + 1
             self.observation_space = gym.spaces.Box(
                 np.concatenate([obs.low, np.zeros(extra)]).astype(np.float32),
                 np.concatenate([obs.high, np.ones(extra)]).astype(np.float32),
                 dtype=np.float32,
             )
-        self._prev_token = -1
+        self._prev_token: np.ndarray | None = None  # the policy's streams of the previous token
         # Position of the next inner step on the path [previous frame, token frames...] (1.0 = first frame);
         # one inner step after the (virtual) previous frame at reset.
         self._clock = self._frames_per_inner_step
@@ -124,13 +150,27 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self.source.reset()
-        self._prev_token, self._last_frame, self._last_dof = -1, None, None
+        self.source.reset(self._measured_joints())
+        self._prev_token, self._last_frame, self._last_dof = None, None, None
         self._clock = self._frames_per_inner_step
         return self._observe(obs), info
 
-    def token_of(self, action: Any) -> int:
-        """The token an action stands for (a latent snaps to the nearest code in L2)."""
+    def _measured_joints(self) -> np.ndarray:
+        """The inner env's joint positions now, simulator order (what the decoder ramps from)."""
+        measure = getattr(self.env.unwrapped, "joint_positions", None)
+        if measure is None:
+            raise TypeError(
+                f"TokenActionWrapper: {type(self.env.unwrapped).__name__} has no joint_positions() method; "
+                "the decoder must start from the simulator's joint positions (in the env's action order)"
+            )
+        q = np.asarray(measure(), dtype=np.float64)
+        return self.source.joint_map.real_to_sim(q) if self.action_format == "joint_targets_real" else q
+
+    def token_of(self, action: Any) -> int | np.ndarray:
+        """The token an action stands for: an int for one stream, ``[S]`` ids otherwise (unused levels 0).
+
+        A latent snaps to the nearest code in L2.
+        """
         if self.action_mode == "latent":
             latent = np.asarray(action, dtype=np.float64).reshape(-1)
             if latent.shape != self.action_space.shape:
@@ -138,9 +178,24 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     f"latent action must have shape {self.action_space.shape}, got {latent.shape}"
                 )
             return int(np.argmin(np.sum((self.source.codebook - latent) ** 2, axis=1)))
-        token = int(np.asarray(action).reshape(()))
-        if not 0 <= token < self.source.nb_code:
-            raise ValueError(f"token must lie in [0, {self.source.nb_code - 1}], got {token}")
+        chosen = np.asarray(action).reshape(-1)
+        sizes = np.asarray(self.token_spec.stream_sizes)[self._streams]
+        if (
+            chosen.shape != sizes.shape
+            or not np.all(chosen == np.round(chosen))
+            or np.any(chosen < 0)
+            or np.any(chosen >= sizes)
+        ):
+            names = [self.token_spec.stream_names[i] for i in self._streams]
+            raise ValueError(
+                f"token must lie in [0, {sizes[0] - 1}] for each of the {len(names)} streams {names}, "
+                f"got {np.asarray(action).tolist()}"
+            )
+        chosen = chosen.astype(np.int64)
+        if self.token_spec.is_single:
+            return int(chosen[0])
+        token = np.zeros(self.token_spec.num_streams, np.int64)
+        token[self._streams] = chosen
         return token
 
     def step(self, action: Any):
@@ -165,11 +220,11 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 break
         self._clock = float(positions[-1] + self._frames_per_inner_step - self.frames_per_token)
         self._last_frame = frames[-1]
-        self._prev_token = token
+        self._prev_token = np.asarray(token).reshape(-1)[self._streams]
         info = {**inner_info, "token": token, "targets": np.asarray(fed), "inner_steps": len(fed)}
         return self._observe(obs), total, terminated, truncated, info
 
-    def _decode(self, token: int) -> np.ndarray:
+    def _decode(self, token: int | np.ndarray) -> np.ndarray:
         root, dof = self.source.step(token)  # (fpt, R), (fpt, N) sim order
         if self.action_format == "joint_targets_sim":
             return dof
@@ -190,8 +245,8 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _observe(self, obs: Any) -> Any:
         if not self.observe_token:
             return obs
-        one_hot = np.zeros(self.source.nb_code + 1, dtype=np.float32)
-        if self._prev_token >= 0:
-            one_hot[self._prev_token] = 1.0
+        one_hot = np.zeros(self.observation_space.shape[0] - np.asarray(obs).shape[0], dtype=np.float32)
+        if self._prev_token is not None:
+            one_hot[self._one_hot_offsets + self._prev_token] = 1.0
         one_hot[-1] = self._clock % 1.0
         return np.concatenate([np.asarray(obs, dtype=np.float32), one_hot])

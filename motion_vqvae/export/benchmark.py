@@ -1,5 +1,6 @@
-"""Export benchmark: torch eager timings for ``sim2real.bench`` and the ``export`` section of
-``scripts/benchmark.py`` (export a checkpoint, time it, and check held-out metrics through ONNX).
+"""Export benchmark, the ``export`` section of ``scripts/benchmark.py``: export a checkpoint, run the
+torch-free robot-side figures of ``sim2real.bench``, time torch eager beside them (this side may import
+torch; ``sim2real`` never does), and check held-out metrics through ONNX.
 
 The held-out parity decodes each held-out g1_moves clip's tokens with ``decoder.onnx`` and rebuilds the
 motion from its outputs alone (root features, joint targets mapped back to sim order), so a mismatch in
@@ -22,6 +23,7 @@ from motion_vqvae.metrics import motion_metrics
 from motion_vqvae.training.benchmark import HELD_OUT
 from motion_vqvae.training.evaluation import evaluate_motions
 from sim2real.bench import bench_export, latency_ms, tokens_per_s
+from sim2real.manifest import load_manifest
 from sim2real.runtime import make_session
 
 log = logging.getLogger(__name__)
@@ -102,11 +104,27 @@ def heldout_parity(export_dir: Path, checkpoint: Path, g1_moves: Path) -> dict[s
     }
 
 
+def compare_with_torch(
+    export_dir: Path, checkpoint: Path, steps: int = 1000, length: int = 512, repeats: int = 5
+) -> dict[str, Any]:
+    """The ONNX robot-side figures (``sim2real.bench``) beside torch eager, with the step speed-up."""
+    figures = bench_export(export_dir, steps, length, repeats)
+    nb_code = int(load_manifest(export_dir, verify=False)["nb_code"])
+    tokens = np.random.default_rng(0).integers(0, nb_code, max(steps, length))
+    figures.update(torch_eager_figures(checkpoint, tokens, steps, length, repeats))
+    torch_step, onnx_step = figures["torch_step_p50_ms_1t"], figures["step_p50_ms_1t"]
+    figures["step_speedup_vs_torch_1t"] = torch_step / onnx_step if torch_step and onnx_step else None
+    figures["sequence_speedup_vs_torch"] = (
+        figures["sequence_tokens_per_s"] / figures["torch_sequence_tokens_per_s"]
+    )
+    return figures
+
+
 def bench_export_section(checkpoint: Path, g1_moves: Path, out_dir: Path) -> dict[str, Any]:
     """Export ``checkpoint`` to ``out_dir`` (replacing it), then the runtime bench and held-out parity."""
     manifest = export_checkpoint(checkpoint, out_dir, motion_file=g1_moves, overwrite=True)
     figures = {"checkpoint": str(checkpoint), "export_dir": str(out_dir), "export_parity": manifest["parity"]}
-    figures["bench"] = bench_export(out_dir, checkpoint)
+    figures["bench"] = compare_with_torch(out_dir, checkpoint)
     figures["heldout_parity"] = heldout_parity(out_dir, checkpoint, g1_moves)
     log.info("export: %s", {k: figures["bench"][k] for k in ("step_p99_ms_1t", "step_speedup_vs_torch_1t")})
     return figures

@@ -2,7 +2,17 @@
 ``codebook.npy`` and ``manifest.json``, checked against torch before it appears under its final name.
 
 Everything is written into a temp directory beside the target and renamed at the end, so a failed parity
-check or a crash never leaves a partial export where a robot could pick it up.
+check or a crash never leaves a partial export where a robot could pick it up. Every ONNX file passes
+``onnx.checker.check_model(full_check=True)``; the manifest is checked against the robot YAML as the
+runtime will check it, so an export the robot would refuse is never written.
+
+Exporter: the TorchScript one (``torch.onnx.export(dynamo=False)``). Measured against dynamo (torch 2.13,
+onnxscript 0.7.2, ``dynamic_shapes`` with ``Dim.AUTO``) on the tiny test model and the default model
+(width 128, 384 codes, g1_moves): identical parity figures for both exporters (token ids identical;
+joint targets vs torch 4.8e-7 / 1.2e-6 rad; 200 streaming steps vs the sequence decoder 4.8e-7 / 1.3e-6),
+but dynamo took 60-66 s per export instead of 2.6-5.4 s, specialised the batch axis of the outputs to the
+example's 1 (onnxruntime warns on batch 32), and needs ``onnxscript``, which is not a dependency.
+Figures in ``benchmarks/runtime.json``.
 """
 
 from __future__ import annotations
@@ -28,8 +38,9 @@ from motion_vqvae.export.parity import ParityError, check_parity
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
-from sim2real import JointMap, load_robot
-from sim2real.manifest import MANIFEST, file_entry
+from sim2real import JointMap, SafetyLimits, TokenSpec, load_robot
+from sim2real.manifest import MANIFEST, file_entry, validate_manifest
+from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,8 @@ OPSET = 17
 
 
 class SequenceDecoder(nn.Module):
-    """``decoder.onnx``: tokens int64 ``[B, T]`` -> (targets ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
+    """``decoder.onnx``: tokens int64 ``[B, T]`` (one stream) or ``[B, T, S]`` -> (targets
+    ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
 
     def __init__(self, model: VQVAE, head: JointTargetHead) -> None:
         super().__init__()
@@ -52,7 +64,8 @@ class SequenceDecoder(nn.Module):
 
 
 class StepDecoder(nn.Module):
-    """``decoder_step.onnx``: (tokens ``[B]``, *state) -> (targets ``[B, fpt, dof]``, root, *new_state)."""
+    """``decoder_step.onnx``: (tokens ``[B]`` or ``[B, S]``, *state) -> (targets ``[B, fpt, dof]``, root,
+    *new_state)."""
 
     def __init__(self, streaming: StreamingDecoder, head: JointTargetHead) -> None:
         super().__init__()
@@ -64,7 +77,7 @@ class StepDecoder(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``."""
+    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``/``[B, T, S]``."""
 
     def __init__(self, model: VQVAE) -> None:
         super().__init__()
@@ -80,27 +93,30 @@ class ExportModules:
 
     agent: MVQVAEAgent
     joint_map: JointMap
-    lower: np.ndarray  # (real_dof,) rad
-    upper: np.ndarray  # (real_dof,) rad
-    velocity: np.ndarray  # (real_dof,) rad/s
+    token_spec: TokenSpec
+    limits: SafetyLimits  # what the robot's safety filter enforces (real order), after safety_scale
+    safety_scale: float
     head: JointTargetHead
     decoder: SequenceDecoder
     encoder: TokenEncoder
     step: StepDecoder | None  # None for a non-causal model
 
     @classmethod
-    def from_agent(cls, agent: MVQVAEAgent) -> ExportModules:
+    def from_agent(cls, agent: MVQVAEAgent, safety_scale: float = 1.0) -> ExportModules:
+        """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
         model, layout = agent.model.cpu().eval(), agent.layout
         joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
-        lower, upper, velocity = real_limits(load_robot(agent.cfg.robot), joint_map)
-        head = JointTargetHead(layout, joint_map, lower, upper).eval()
+        robot = load_robot(agent.cfg.robot)
+        spec = model.token_spec  # the checkpoint's token structure, fps included
+        limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
+        head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
         return cls(
             agent,
             joint_map,
-            lower,
-            upper,
-            velocity,
+            spec,
+            limits,
+            safety_scale,
             head,
             SequenceDecoder(model, head),
             TokenEncoder(model),
@@ -114,8 +130,12 @@ def export_checkpoint(
     *,
     motion_file: str | Path | None = None,
     overwrite: bool = False,
+    safety_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Export ``checkpoint`` to the directory ``out``; returns the manifest.
+
+    ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
+    them, edit the YAML's ``safety`` section instead).
 
     ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
     else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
@@ -127,13 +147,14 @@ def export_checkpoint(
             f"{out} already exists; pass overwrite=True (--overwrite) or choose another --out"
         )
     agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-    modules = ExportModules.from_agent(agent)
+    modules = ExportModules.from_agent(agent, safety_scale)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         files = _write_files(modules, tmp)
         parity = check_parity(modules, tmp, motion_file)
         manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
+        validate_manifest(manifest, load_robot(agent.cfg.robot), str(out / MANIFEST))
         for name in files:
             if name.endswith(".onnx"):
                 _add_metadata(tmp / name, onnx_metadata(manifest, name))
@@ -150,7 +171,8 @@ def export_checkpoint(
 def _write_files(modules: ExportModules, root: Path) -> list[str]:
     model = modules.agent.model
     fpt, dim = model.frames_per_token, model.in_dim
-    tokens = torch.zeros(1, 3, dtype=torch.long)
+    streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
+    tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
     _export(
         modules.decoder,
         (tokens,),
@@ -179,7 +201,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
         state_out = [f"state_out_{i}" for i in range(len(state))]
         _export(
             modules.step,
-            (torch.zeros(1, dtype=torch.long), *state),
+            (torch.zeros(1, *streams, dtype=torch.long), *state),
             root / "decoder_step.onnx",
             ["token", *state_in],
             ["joint_targets", "root_features", *state_out],
@@ -216,6 +238,7 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, props)
     model.doc_string = props.get("description", "")
+    onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
 
 
