@@ -22,14 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
+    parser.add_argument("--prior", type=Path, help="a prior checkpoint trained on this tokenizer's tokens")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         manifest = export_checkpoint(
-            args.checkpoint, args.out, motion_file=args.motion_file, overwrite=args.overwrite
+            args.checkpoint,
+            args.out,
+            motion_file=args.motion_file,
+            overwrite=args.overwrite,
+            prior=args.prior,
         )
-    except (ParityError, FileExistsError, FileNotFoundError) as exc:
+    except (ParityError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {', '.join(manifest['files'])}")

@@ -70,7 +70,8 @@ def sample_logits(
 
 
 def top_p_mask(logits: np.ndarray, top_p: float) -> np.ndarray:
-    """Boolean ``[..., V]``: the smallest set of ids holding ``top_p`` of the probability (GPC's constraint)."""
+    """Boolean ``[..., V]``: the smallest set of ids holding ``top_p`` of the probability (GPC's
+    constraint)."""
     z = logits - logits.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
@@ -130,7 +131,8 @@ def sample_stream(
 def _prime(
     backend: PriorBackend, text: np.ndarray, has: np.ndarray, context: np.ndarray
 ) -> tuple[np.ndarray, Any, int]:
-    """Hidden state after the condition slot and ``context`` ``[C, S]`` (C < block_size), its cache, next position."""
+    """Hidden state after the condition slot and ``context`` ``[C, S]`` (C < block_size), its cache,
+    next position."""
     hidden, cache = backend.start(text, has)
     if len(context):
         batch = np.broadcast_to(context[None], (len(text), *context.shape)).copy()
@@ -194,9 +196,9 @@ class TokenPrior:
         if isinstance(prompt, str):
             if prompt not in self.prompts:
                 raise KeyError(
-                    f"prompt {prompt!r} has no precomputed embedding in {self.root / PROMPTS_FILE}; use one of "
-                    f"{sorted(self.prompts)} or pass its all-MiniLM-L6-v2 embedding, computed on the training "
-                    "side with motion_vqvae.prior.text.embed_texts([prompt])[0]"
+                    f"prompt {prompt!r} has no precomputed embedding in {self.root / PROMPTS_FILE}; "
+                    f"use one of {sorted(self.prompts)} or pass its all-MiniLM-L6-v2 embedding, "
+                    "computed on the training side with motion_vqvae.prior.text.embed_texts([prompt])[0]"
                 )
             return self.prompts[prompt]
         emb = np.asarray(prompt, np.float32).reshape(-1)
@@ -218,7 +220,8 @@ class TokenPrior:
         guidance_scale: float | None = None,
         prefix: Any = None,
     ) -> np.ndarray:
-        """Tokens (``[T]`` for one stream, else ``[T, S]``) covering ``seconds`` of motion after ``prefix``."""
+        """Tokens (``[T]`` for one stream, else ``[T, S]``) covering ``seconds`` of motion after
+        ``prefix``."""
         if not seconds > 0:
             raise ValueError(f"seconds must be > 0, got {seconds}")
         steps = int(np.ceil(seconds * self.tokens_per_second))

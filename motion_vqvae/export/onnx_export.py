@@ -114,8 +114,10 @@ def export_checkpoint(
     *,
     motion_file: str | Path | None = None,
     overwrite: bool = False,
+    prior: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` to the directory ``out``; returns the manifest.
+    """Export ``checkpoint`` (and a ``prior`` trained on its tokens) to the directory ``out``; returns
+    the manifest.
 
     ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
     else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
@@ -134,6 +136,11 @@ def export_checkpoint(
         files = _write_files(modules, tmp)
         parity = check_parity(modules, tmp, motion_file)
         manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
+        if prior is not None:
+            from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
+
+            manifest["prior"] = export_prior(prior, Path(checkpoint), tmp)
+            files = [*files, *manifest["prior"]["files"]]
         for name in files:
             if name.endswith(".onnx"):
                 _add_metadata(tmp / name, onnx_metadata(manifest, name))

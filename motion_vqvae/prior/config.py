@@ -41,9 +41,9 @@ class PriorConfig:
         max=1.0,
     )
     # --- optimisation ---
-    batch_size: int = config_field(32, "windows per step", min=1)
-    total_iter: int = config_field(20000, "optimizer steps", min=1)
-    warmup_iter: int = config_field(200, "linear learning-rate warmup steps", min=0)
+    batch_size: int = config_field(16, "windows per step", min=1)
+    total_iter: int = config_field(3000, "optimizer steps", min=1)
+    warmup_iter: int = config_field(100, "linear learning-rate warmup steps", min=0)
     lr: float = config_field(1e-3, "peak learning rate (AdamW)", min=0.0)
     lr_scheduler: str = config_field("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = config_field([], "multistep: steps at which the rate is multiplied by gamma")
@@ -61,7 +61,7 @@ class PriorConfig:
         2.5, "classifier-free guidance scale with a prompt (1 = none)", min=0.0
     )
     # --- logging and checkpoints ---
-    eval_every: int = config_field(250, "held-out NLL (and maybe best.pt) every N steps", min=1)
+    eval_every: int = config_field(100, "held-out NLL (and maybe best.pt) every N steps", min=1)
     save_every: int = config_field(500, "write last.pt every N steps", min=1)
     print_iter: int = config_field(
         50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1

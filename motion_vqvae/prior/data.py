@@ -210,3 +210,11 @@ class TokenWindows:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+def resolve_repo_path(path: str) -> Path:
+    """A relative path from the working directory, else from the repository (``configs/...`` defaults)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(__file__).resolve().parents[2] / p

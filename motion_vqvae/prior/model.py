@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 Cache = tuple[torch.Tensor, torch.Tensor]  # keys, values: (L, B, H, P, hd) each
 
@@ -124,7 +123,8 @@ class TokenGPT(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def condition(self, text: torch.Tensor | None, has_text: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """``(B, 1, D)`` condition slot: the projected text where ``has_text`` (B,) is 1, else the null vector."""
+        """``(B, 1, D)`` condition slot: the projected text where ``has_text`` (B,) is 1, else the null
+        vector."""
         null = self.null_cond.expand(batch, 1, -1)
         if text is None or self.text_proj is None:
             return null

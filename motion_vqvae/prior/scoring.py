@@ -16,7 +16,8 @@ LOG2E = 1.0 / np.log(2.0)
 
 
 def ngram_counts(sequences: list[np.ndarray], nb_code: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unigram ``(S, V)`` and bigram ``(S, V, V)`` counts (bigram ``[s, prev, next]``) of ``[T, S]`` sequences."""
+    """Unigram ``(S, V)`` and bigram ``(S, V, V)`` counts (bigram ``[s, prev, next]``) of ``[T, S]``
+    sequences."""
     streams = sequences[0].shape[1]
     uni = np.zeros((streams, nb_code))
     bi = np.zeros((streams, nb_code, nb_code))

