@@ -44,6 +44,9 @@ class BenchContext:
     train_rows: tuple[str, ...] = ("default", "original")
     run_root: Path = REPO_ROOT / "runs" / "benchmark"
     checkpoint: Path | None = None
+    prior: Path | None = None
+    prior_minutes: float = 5.0
+    policy_minutes: float = 4.0
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -144,12 +147,30 @@ def bench_token_rl(ctx: BenchContext) -> dict:
     return run_token_rl(ctx.checkpoint, export_dir if (export_dir / "manifest.json").is_file() else None)
 
 
+def bench_prior(ctx: BenchContext) -> dict:
+    """Prior on ``--checkpoint``'s tokens: held-out bits/token and completion vs baselines, sampling speed,
+    and PPO without prior / with bonus / with constraint (``--prior``, else the default trained here)."""
+    if ctx.checkpoint is None:
+        raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
+    from motion_vqvae.prior.benchmark import bench_prior_section
+
+    return bench_prior_section(
+        ctx.checkpoint,
+        ctx.require("data/g1_moves"),
+        ctx.run_root,
+        ctx.prior,
+        ctx.prior_minutes,
+        ctx.policy_minutes,
+    )
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
     "tokenizer": bench_tokenizer,
     "export": bench_export,
     "token_rl": bench_token_rl,
+    "prior": bench_prior,
 }
 
 
@@ -205,13 +226,22 @@ def main(argv: list[str] | None = None) -> int:
         "--train-rows", default="default,original", help="tokenizer: comma list of default, original"
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="export: the checkpoint to export")
+    parser.add_argument("--prior", type=Path, default=None, help="prior: a trained prior (else trains one)")
+    parser.add_argument("--prior-minutes", type=float, default=5.0, help="prior: training wall-clock")
+    parser.add_argument("--policy-minutes", type=float, default=4.0, help="prior: PPO wall-clock per mode")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
     if not rows or any(r not in ("default", "original") for r in rows):
         parser.error(f"--train-rows {args.train_rows!r}: choose from default, original")
     ctx = BenchContext(
-        shared=args.shared, train_minutes=args.train_minutes, train_rows=rows, checkpoint=args.checkpoint
+        shared=args.shared,
+        train_minutes=args.train_minutes,
+        train_rows=rows,
+        checkpoint=args.checkpoint,
+        prior=args.prior,
+        prior_minutes=args.prior_minutes,
+        policy_minutes=args.policy_minutes,
     )
     results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ class PriorConfig:
     mirror_augment: bool = config_field(
         True, "also train on the tokens of left-right mirrored training clips"
     )
+    speed_augment: list[float] = config_field(
+        [0.8, 0.9, 1.1, 1.25], "also train on the tokens of the training clips played at these speeds"
+    )
     use_text: bool = config_field(True, "condition on sentence embeddings of the clip captions")
     # --- model (nanoGPT-sized for a CPU) ---
     n_layer: int = config_field(4, "transformer blocks", min=1)
@@ -71,6 +74,8 @@ class PriorConfig:
     num_threads: int = config_field(0, "torch CPU threads; 0 = torch's default", min=0)
 
     def __post_init__(self) -> None:
+        if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
+            raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}; "

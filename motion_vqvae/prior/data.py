@@ -21,13 +21,14 @@ import yaml
 from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.resample import change_speed
 from motion_vqvae.training.checkpoint import load_checkpoint
 from sim2real.manifest import sha256_file
 from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Captions:
         return cls([(r["pattern"], r["caption"]) for r in rules])
 
     def caption(self, clip: str) -> str | None:
-        name = clip.removesuffix("_mirrored").lower()
+        name = clip.removesuffix("_mirrored").split("@")[0].lower()  # augmented copies: NAME@x0.8_mirrored
         for pattern, text in self.rules:
             if fnmatch.fnmatch(name, pattern.lower()):
                 return text
@@ -143,10 +144,16 @@ def build_corpus(
     fps: float | None,
     captions: Captions,
     mirror: bool,
+    speeds: list[float],
     cache: Path,
 ) -> tuple[list[TokenClip], list[TokenClip]]:
-    """(training, held-out) token clips, read from ``cache`` when it was built from the same inputs."""
-    key = f"v{CACHE_VERSION}|{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{fps}|{mirror}"
+    """(training, held-out) token clips, read from ``cache`` when it was built from the same inputs.
+
+    Training clips are augmented like the tokenizer's: re-timed copies at ``speeds``, then mirrored copies
+    of all of them; held-out clips are never augmented.
+    """
+    source = f"{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{fps}|{mirror}|{sorted(speeds)}"
+    key = f"v{CACHE_VERSION}|{source}"
     key = hashlib.sha256(key.encode()).hexdigest()
     if cache.is_file():
         state = torch.load(cache, weights_only=True)
@@ -159,6 +166,7 @@ def build_corpus(
         raise ValueError(
             f"{motion_file}: every clip is a held-out clip of the tokenizer; nothing to train on"
         )
+    train = train + [change_speed(m, speed) for speed in speeds for m in train]
     if mirror:
         train = train + [mirror_motion(m) for m in train]
     encoded = {

@@ -53,7 +53,13 @@ class PriorRun:
         self.tokenizer_sha256 = sha256_file(tokenizer)
         captions = Captions.load(resolve_repo_path(cfg.captions))
         self.train_clips, self.val_clips = build_corpus(
-            self.tok, motion_file, fps, captions, cfg.mirror_augment, self.out / "tokens.pt"
+            self.tok,
+            motion_file,
+            fps,
+            captions,
+            cfg.mirror_augment,
+            cfg.speed_augment,
+            self.out / "tokens.pt",
         )
         texts = (
             sorted({c.caption for c in self.train_clips + self.val_clips if c.caption})
