@@ -2,6 +2,7 @@
 
 from sim2real.joint_map import JointMap, remap_columns
 from sim2real.robot import JointSpec, RobotDescription, available_robots, load_robot
+from sim2real.prior import TokenPrior
 from sim2real.runtime import SafetyFilter, TokenDecoder
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "RobotDescription",
     "SafetyFilter",
     "TokenDecoder",
+    "TokenPrior",
     "available_robots",
     "load_robot",
     "remap_columns",

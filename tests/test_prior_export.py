@@ -177,8 +177,7 @@ def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) ->
                     raise ImportError(f"blocked: {{name}}")
         sys.meta_path.insert(0, Block())
         import numpy as np
-        from sim2real import TokenDecoder
-        from sim2real.prior import TokenPrior
+        from sim2real import TokenDecoder, TokenPrior
         prior = TokenPrior({str(export_dir)!r})
         tokens = prior.sample(seconds=10, seed=0, prompt={CAPTION!r}, temperature=0.9, top_p=0.8)
         free = prior.sample(seconds=1, seed=1)
