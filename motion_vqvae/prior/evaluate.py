@@ -79,7 +79,7 @@ def evaluate_prior(
     """Write ``out/metrics.json`` and plots; returns the metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer.load(prior.tokenizer_path)
+    tok = prior.tokenizer()
     train, held = clip_motions(tok, motion_file, fps)
     clips, split = (held, "held-out") if held else (train, "all (none of the tokenizer's validation clips)")
     captions = Captions.load(resolve_repo_path(prior.cfg.captions))

@@ -12,7 +12,6 @@ import numpy as np
 from motion_vqvae.data import load_motions, save_csv
 from motion_vqvae.data.meta import META_FILE, read_meta
 from motion_vqvae.data.motion import Motion
-from motion_vqvae.prior.data import Tokenizer
 from motion_vqvae.prior.sampling import LoadedPrior
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def generate_motion(
     """(motion, tokens ``[T, S]``): ``seconds`` of sampled motion, after the prefix clip's tokens if given."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
-    tok = Tokenizer.load(prior.tokenizer_path)
+    tok = prior.tokenizer()
     steps = int(np.ceil(seconds * prior.spec.fps / prior.spec.frames_per_token))
     head, start = None, None
     if prefix is not None:

@@ -6,6 +6,7 @@ sampler; here it drives :class:`TorchPriorBackend`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,15 @@ import numpy as np
 import torch
 
 from motion_vqvae.prior.config import PriorConfig
+from motion_vqvae.prior.data import Tokenizer
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.text import embed_texts
 from motion_vqvae.training.checkpoint import load_checkpoint
+from sim2real.manifest import sha256_file
 from sim2real.prior import SamplingOptions, sample_stream
 from sim2real.token_spec import TokenSpec
+
+log = logging.getLogger(__name__)
 
 
 class TorchPriorBackend:
@@ -71,6 +76,20 @@ class LoadedPrior:
     def tokenizer_path(self) -> Path:
         return Path(self.state["tokenizer"])
 
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer the prior was trained on, refused if the file changed since (other tokens)."""
+        path = self.tokenizer_path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} was trained on the tokens of {path}, which no longer exists"
+            )
+        if sha256_file(path) != self.state["tokenizer_sha256"]:
+            raise ValueError(
+                f"{path} changed since {self.path} was trained on its tokens (sha256 differs); "
+                "retrain the prior on this tokenizer"
+            )
+        return Tokenizer.load(path)
+
     @property
     def captions(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.state["captions"].items()}
@@ -83,7 +102,14 @@ class LoadedPrior:
             raise ValueError(
                 f"{self.path} was trained without text (use_text=false); sample without --prompt"
             )
-        return self.captions.get(prompt, None) if prompt in self.captions else embed_texts([prompt])[0]
+        captions = self.captions
+        if prompt in captions:
+            return captions[prompt]
+        embedding = embed_texts([prompt])[0]
+        if captions:
+            nearest = max(captions, key=lambda c: float(captions[c] @ embedding))
+            log.info("prompt %r is new; its nearest training caption is %r", prompt, nearest)
+        return embedding
 
     def options(self, **overrides: Any) -> SamplingOptions:
         """The config's sampling defaults with ``overrides`` (None values ignored)."""

@@ -7,6 +7,7 @@ saving ``last.pt``, and ``resume`` continuing exactly (model, optimizer, schedul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -141,7 +142,7 @@ class PriorRun:
             "rng": capture_rng_states(),
             "iteration": self.iteration,
             "best_metric": self.best_metric,
-            "config": {k: getattr(self.cfg, k) for k in self.cfg.__dataclass_fields__},
+            "config": dataclasses.asdict(self.cfg),
             "token_spec": self.tok.spec.to_dict(),
             "tokenizer": str(self.tok.path.resolve()),
             "tokenizer_sha256": self.tokenizer_sha256,
