@@ -36,8 +36,8 @@ class PriorGuidance:
     """Prior checkpoint (scripts/train_prior.py), trained on the tokenizer the policy acts with."""
     mode: str = "none"
     """``none`` (score only), ``bonus`` or ``constrain``."""
-    beta: float = 0.1
-    """bonus: reward per nat of log-probability (per token)."""
+    beta: float = 0.05
+    """bonus: reward per nat of log-probability (per token; a tracking step earns at most 1 per frame)."""
     top_p: float = 0.9
     """constrain: the probability mass of the allowed token set."""
 
