@@ -41,6 +41,7 @@ from motion_vqvae.training.evaluation import (
 from motion_vqvae.training.schedule import build_optimizer
 from motion_vqvae.training.windows import WindowSampler
 from sim2real import JointMap, load_robot
+from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class MVQVAEAgent:
         self.sampler: WindowSampler | None = None
         self.iteration = 0
         self.best_metric = math.inf
+        self.val_clip_names: list[str] = []  # held-out clips of a loaded checkpoint
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
@@ -95,7 +97,7 @@ class MVQVAEAgent:
         self._build(hparams=None)
         self.sampler = WindowSampler(
             [self.layout.normalize(f) for f in train_features],
-            self.cfg.window_size,
+            self.cfg.window_size + self.cfg.burn_in,
             self.cfg.seed,
             self.device,
         )
@@ -110,7 +112,7 @@ class MVQVAEAgent:
     def _build(self, hparams: dict[str, Any] | None) -> None:
         assert self.layout is not None
         cfg = self.cfg
-        hparams = hparams or model_hparams(cfg, self.layout.dim)
+        hparams = hparams or model_hparams(cfg, self.layout)
         self.model = VQVAE(**hparams).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
 
@@ -194,6 +196,7 @@ class MVQVAEAgent:
         return {
             "model": self.model.state_dict(),
             "model_hparams": self.model.hparams(),
+            "token_spec": self.model.token_spec.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
@@ -219,6 +222,7 @@ class MVQVAEAgent:
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
+        self.val_clip_names = list(state.get("val_clips") or [])
         if resume:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -237,6 +241,12 @@ class MVQVAEAgent:
         agent.load(path, resume=False)
         agent.model.eval()
         return agent
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        """The token structure of this tokenizer (levels, sizes, parts, frames per token, training fps)."""
+        self._require_model()
+        return self.model.token_spec
 
     def _require_setup(self) -> None:
         if self.model is None or self.sampler is None:
@@ -261,10 +271,10 @@ def load_config_motions(cfg: AgentConfig, source: str | Path, *, min_frames: int
     )
 
 
-def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
+def model_hparams(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, Any]:
     """Model constructor arguments from the config (checkpoints store the result)."""
     return {
-        "in_dim": in_dim,
+        "in_dim": layout.dim,
         "width": cfg.width,
         "depth": cfg.depth,
         "down_t": cfg.down_t,
@@ -279,7 +289,53 @@ def model_hparams(cfg: AgentConfig, in_dim: int) -> dict[str, Any]:
         "mu": cfg.mu,
         "reset_threshold": cfg.reset_threshold,
         "l2_normalize": cfg.l2_normalize_codes,
+        "num_quantizers": cfg.num_quantizers,
+        "quantize_dropout": cfg.quantize_dropout,
+        "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
+        "parts": part_columns(cfg, layout),
+        "fps": float(cfg.target_fps or 30.0),
     }
+
+
+def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]] | None:
+    """Feature columns each body part owns (``body_parts`` of the robot YAML), or None for one part.
+
+    A part owns its joints' angle and velocity columns and the root-feature groups listed for it; every
+    column must belong to exactly one part, so the parts' tokens together describe the whole motion.
+    """
+    if cfg.body_parts is None:
+        return None
+    robot = load_robot(cfg.robot)
+    partitions = robot.body_parts or {}
+    if cfg.body_parts not in partitions:
+        raise ValueError(
+            f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; "
+            f"available: {sorted(partitions)} "
+            "(add it under body_parts: in the robot YAML)"
+        )
+    names = layout.joint_names or list(robot.sim_joint_names)
+    dof, vel = layout.slices["dof_pos"], layout.slices["dof_vel"]
+    columns: dict[str, list[int]] = {}
+    for part, spec in partitions[cfg.body_parts].items():
+        missing = [j for j in spec.joints if j not in names]
+        unknown_root = [r for r in spec.root if r not in layout.slices or r in ("dof_pos", "dof_vel")]
+        if missing or unknown_root:
+            raise ValueError(
+                f"{robot.source}: body_parts.{cfg.body_parts}.{part}: joints {missing} are not in the motion "
+                f"and root features {unknown_root} are not root groups of the feature layout "
+                f"{[k for k in layout.slices if k not in ('dof_pos', 'dof_vel')]}"
+            )
+        cols = [i for r in spec.root for i in range(layout.slices[r].start, layout.slices[r].stop)]
+        joints = [names.index(j) for j in spec.joints]
+        columns[part] = sorted(cols + [dof.start + j for j in joints] + [vel.start + j for j in joints])
+    owned = sorted(c for cols in columns.values() for c in cols)
+    if owned != list(range(layout.dim)):
+        orphans = sorted(set(range(layout.dim)) - set(owned))
+        raise ValueError(
+            f"{robot.source}: body_parts.{cfg.body_parts} leaves feature columns {orphans} to no part; list "
+            "every root group (root_height, root_tilt, root_lin_vel, yaw_rate) under some part's root"
+        )
+    return columns
 
 
 def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:

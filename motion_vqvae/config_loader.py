@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-_QUANTIZERS = ("orig", "ema", "reset", "ema_reset")
+_QUANTIZERS = ("orig", "ema", "reset", "ema_reset", "rvq", "fsq")
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -54,6 +54,12 @@ class AgentConfig:
     # --- optimisation ---
     batch_size: int = _opt(64, "windows per step", min=1)
     window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)
+    burn_in: int = _opt(
+        0,
+        "frames of real context before each training window, encoded and decoded but excluded from the "
+        "loss (the causal decoder sees real history as when streaming); a multiple of stride_t**down_t",
+        min=0,
+    )
     total_iter: int = _opt(12000, "optimizer steps", min=1)
     warmup_iter: int = _opt(300, "linear learning-rate warmup steps", min=0)
     lr: float = _opt(2e-3, "peak learning rate (AdamW)", min=0.0)
@@ -85,9 +91,24 @@ class AgentConfig:
     output_emb_width: int = _opt(64, "encoder output channels; the codes quantize them, so = code_dim", min=1)
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
-    quantizer: str = _opt("ema_reset", "quantizer", choices=_QUANTIZERS)
+    quantizer: str = _opt(
+        "ema_reset",
+        "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)",
+        choices=_QUANTIZERS,
+    )
+    num_quantizers: int = _opt(1, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
+    quantize_dropout: float = _opt(
+        0.0, "rvq: probability a window trains on only its first k levels (k uniform)", min=0.0, max=1.0
+    )
+    fsq_levels: list[int] = _opt([8, 5, 5, 5], "fsq: values per digit; a token is their mixed-radix index")
+    body_parts: str | None = _opt(
+        None, "null (one token stream set) or a partition of the robot YAML's body_parts (upper_lower)"
+    )
     reset_threshold: float = _opt(
-        1.0, "reset/ema_reset: a code whose EMA hits per batch fall below this is re-seeded", min=0.0
+        0.75,
+        "reset/ema_reset/rvq: re-seed a code whose EMA hits fall below this fraction of the average "
+        "(batch latents / nb_code)",
+        min=0.0,
     )
     l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
@@ -126,6 +147,22 @@ class AgentConfig:
                     f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), "
                     f"got {self.sim_to_real_idx}"
                 )
+        if self.burn_in % fpt:
+            raise ValueError(
+                f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)"
+            )
+        if self.quantizer != "rvq" and (self.num_quantizers != 1 or self.quantize_dropout > 0):
+            raise ValueError(
+                f"num_quantizers={self.num_quantizers} / quantize_dropout={self.quantize_dropout} need "
+                f"quantizer: rvq (got {self.quantizer!r}); set --set quantizer=rvq, or num_quantizers=1 and "
+                "quantize_dropout=0"
+            )
+        if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
+            raise ValueError(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+        if self.quantizer in ("rvq", "fsq") and self.l2_normalize_codes:
+            raise ValueError(
+                f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}"
+            )
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
             raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
         if self.warmup_iter >= self.total_iter and self.total_iter > 1:

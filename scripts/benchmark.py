@@ -44,6 +44,7 @@ class BenchContext:
     train_rows: tuple[str, ...] = ("default", "original")
     run_root: Path = REPO_ROOT / "runs" / "benchmark"
     checkpoint: Path | None = None
+    report_dir: Path = REPO_ROOT / "benchmarks"
     prior: Path | None = None
     prior_minutes: float = 5.0
     policy_minutes: float = 4.0
@@ -127,6 +128,18 @@ def bench_tokenizer(ctx: BenchContext) -> dict:
     return run_rows(ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root, ctx.train_rows)
 
 
+def bench_tokenizers(ctx: BenchContext) -> dict:
+    """Rate-distortion table: VQ, RVQ at 1..L levels, FSQ, body parts, PCA and k-means references.
+
+    Each neural row trains ``--train-minutes`` (two at a time); writes tokenizers.png and tokenizers.md.
+    """
+    from motion_vqvae.training.rate_distortion import bench_tokenizers as run_table
+
+    return run_table(
+        ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root / "tokenizers", ctx.report_dir
+    )
+
+
 def bench_export(ctx: BenchContext) -> dict:
     """Export ``--checkpoint``, time the robot-side runtime against torch, and check held-out parity."""
     if ctx.checkpoint is None:
@@ -168,6 +181,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
     "tokenizer": bench_tokenizer,
+    "tokenizers": bench_tokenizers,
     "export": bench_export,
     "token_rl": bench_token_rl,
     "prior": bench_prior,
@@ -221,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results.json")
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared", help="shared data folder")
-    parser.add_argument("--train-minutes", type=float, default=15.0, help="tokenizer: wall-clock per row")
+    parser.add_argument(
+        "--train-minutes", type=float, default=15.0, help="tokenizer, tokenizers: wall-clock training per row"
+    )
     parser.add_argument(
         "--train-rows", default="default,original", help="tokenizer: comma list of default, original"
     )

@@ -3,6 +3,9 @@
     python scripts/evaluate.py --checkpoint runs/g1/checkpoints/best.pt \
         --motion_file ../shared/data/g1_moves --out runs/g1/eval
 
+--split auto (default) scores the checkpoint's held-out clips when the folder holds them, else every clip;
+--levels K decodes multi-level tokens with their first K levels only.
+
 Writes OUT/metrics.json (means over clips and a per-clip list), PNG plots (worst joints, error over time,
 codebook usage) and, with --save-reconstructions, each reconstructed clip as CSV (root_pos, root_quat xyzw,
 dof; no header) at the evaluation fps.
@@ -16,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from motion_vqvae.evaluate import evaluate_checkpoint
+from motion_vqvae.evaluate import SPLITS, evaluate_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-reconstructions", action="store_true", help="write each reconstruction as CSV"
     )
+    parser.add_argument(
+        "--levels", type=int, help="decode with the first K levels of every part only (default: all)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="auto",
+        help="clips to score: the checkpoint's validation clips (val), the others (train), all, or auto "
+        "(val when the folder holds them, else all); the output says which",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     summary = evaluate_checkpoint(
@@ -42,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         fps=args.fps,
         quat_order=args.quat_order,
         save_reconstructions=args.save_reconstructions,
+        levels=args.levels,
+        split=args.split,
     )
     brief = {k: v for k, v in summary.items() if k != "per_clip"}
     print(json.dumps(brief, indent=2))

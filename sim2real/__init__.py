@@ -1,8 +1,8 @@
 """Robot-side runtime: numpy, onnxruntime and pyyaml only. Never imports torch or motion_vqvae."""
 
 from sim2real.joint_map import JointMap, remap_columns
-from sim2real.robot import JointSpec, RobotDescription, available_robots, load_robot
 from sim2real.prior import TokenPrior
+from sim2real.robot import JointSpec, RobotDescription, available_robots, load_robot
 from sim2real.runtime import SafetyFilter, TokenDecoder
 
 __all__ = [

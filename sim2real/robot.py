@@ -8,6 +8,10 @@ A description is a small YAML file (see ``configs/robots/g1_29dof.yaml``)::
     real_joint_names: [...]                          # optional, the real robot's motor order
     joints:                                          # every joint of either order
       left_hip_pitch_joint: {lower: -2.53, upper: 2.88, velocity: 32.0, sign: 1, offset: 0.0}
+    body_parts:                                      # optional partitions for body-part tokenizers
+      upper_lower:                                   # a partition's name (config key body_parts)
+        upper: {joints: [...], root: []}             # every sim joint in exactly one part
+        lower: {joints: [...], root: [root_height, root_tilt, root_lin_vel, yaw_rate]}
 
 Limits are in the simulator's convention; ``real = sign * sim + offset`` (sign and offset only for joints
 the simulator drives). Real slots the simulator does not drive are left to the joint map's fill value.
@@ -27,7 +31,8 @@ from sim2real.joint_map import JointMap
 
 ROBOTS_DIR = Path(__file__).resolve().parents[1] / "configs" / "robots"
 
-_TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "joints")
+_TOP_KEYS = ("name", "mjcf", "sim_joint_names", "real_joint_names", "joints", "body_parts")
+_PART_KEYS = ("joints", "root")
 _JOINT_KEYS = ("lower", "upper", "velocity", "sign", "offset")
 _REQUIRED_JOINT_KEYS = ("lower", "upper", "velocity")
 
@@ -44,6 +49,14 @@ class JointSpec:
 
 
 @dataclass(frozen=True)
+class BodyPart:
+    """What one body part owns: simulator joints and root-feature groups (names of the feature layout)."""
+
+    joints: tuple[str, ...]
+    root: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RobotDescription:
     """Joint orders and per-joint limits of one robot, as loaded by :func:`load_robot`."""
 
@@ -53,6 +66,8 @@ class RobotDescription:
     joints: dict[str, JointSpec]
     mjcf: Path | None = None
     source: Path | None = None
+    body_parts: dict[str, dict[str, BodyPart]] | None = None
+    """Partition name -> part name -> the joints and root features that part owns."""
 
     @property
     def num_sim(self) -> int:
@@ -158,7 +173,47 @@ def _parse(data: Any, path: Path) -> RobotDescription:
         joints=joints,
         mjcf=(path.parent / mjcf).resolve() if mjcf else None,
         source=path,
+        body_parts=_body_parts(data.get("body_parts"), path, sim_names),
     )
+
+
+def _body_parts(raw: Any, path: Path, sim_names: list[str]) -> dict[str, dict[str, BodyPart]] | None:
+    """Partitions of the simulator joints: each joint in exactly one part, each root group at most once."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not raw:
+        raise TypeError(f"{path}: 'body_parts' must map partition names to parts, got {raw!r}")
+    out: dict[str, dict[str, BodyPart]] = {}
+    for partition, parts in raw.items():
+        where = f"{path}: body_parts.{partition}"
+        if not isinstance(parts, dict) or len(parts) < 2:
+            raise TypeError(f"{where} must map at least two part names to {{joints, root}}, got {parts!r}")
+        built = {}
+        for part, spec in parts.items():
+            if not isinstance(spec, dict) or set(spec) - set(_PART_KEYS) or "joints" not in spec:
+                raise KeyError(
+                    f"{where}.{part}: expected keys {list(_PART_KEYS)} ('joints' required), got {spec!r}"
+                )
+            root = spec.get("root") or []
+            if not isinstance(root, list) or not all(isinstance(r, str) for r in root):
+                raise TypeError(f"{where}.{part}.root must be a list of root-feature names, got {root!r}")
+            built[str(part)] = BodyPart(
+                tuple(_names(spec["joints"], path, f"body_parts.{partition}.{part}.joints")), tuple(root)
+            )
+        owned = [j for p in built.values() for j in p.joints]
+        unknown = sorted(set(owned) - set(sim_names))
+        missing = [j for j in sim_names if j not in owned]
+        twice = sorted(j for j, count in Counter(owned).items() if count > 1)
+        roots = [r for p in built.values() for r in p.root]
+        root_twice = sorted(r for r, count in Counter(roots).items() if count > 1)
+        if unknown or missing or twice or root_twice:
+            raise ValueError(
+                f"{where} must partition sim_joint_names: unknown joints {unknown}, "
+                f"joints in no part {missing}, "
+                f"joints in two parts {twice}, root features in two parts {root_twice}"
+            )
+        out[str(partition)] = built
+    return out
 
 
 def _names(value: Any, path: Path, key: str) -> list[str]:

@@ -286,7 +286,7 @@ def test_non_causal_model_exports_without_step(tmp_path: Path, clips_glob: str) 
 )
 def test_streaming_decoder_matches_every_architecture(arch: dict) -> None:
     torch.manual_seed(0)
-    model = VQVAE(in_dim=12, width=24, code_dim=8, nb_code=16, causal=True, **arch).eval()
+    model = VQVAE(in_dim=12, width=24, code_dim=8, nb_code=16, causal=True, fps=30.0, **arch).eval()
     stream = StreamingDecoder(model)
     tokens = torch.randint(0, 16, (2, 20))
     with torch.no_grad():

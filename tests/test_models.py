@@ -16,7 +16,7 @@ SMALL = dict(width=32, depth=2, nb_code=32, code_dim=16)
 
 def _model(**overrides: object) -> VQVAE:
     torch.manual_seed(0)
-    return VQVAE(10, **{**SMALL, **overrides})
+    return VQVAE(10, **{"fps": 30.0, **SMALL, **overrides})
 
 
 def _motion(b: int = 2, t: int = 32, f: int = 10, seed: int = 0) -> torch.Tensor:
@@ -64,7 +64,7 @@ def test_bad_input_shapes_raise(x: torch.Tensor, match: str) -> None:
 
 
 def test_decode_rejects_out_of_range_indices() -> None:
-    with pytest.raises(ValueError, match=r"\[0, 32\)"):
+    with pytest.raises(ValueError, match=r"\[0, 31\]"):
         _model().decode(torch.tensor([[0, 32]]))
 
 

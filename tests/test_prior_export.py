@@ -192,3 +192,37 @@ def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert "(300, 29)" in done.stdout
+
+
+def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -> None:
+    """Two RVQ levels: the prior models [T, 2] token tuples, and the robot samples and decodes them."""
+    from motion_vqvae.prior.data import Tokenizer
+    from sim2real import TokenPrior
+
+    tokenizer = train_tiny_tokenizer(
+        tmp_path / "tok", str(sample_motion_path()), 6, quantizer="rvq", num_quantizers=2
+    )
+    args = [
+        "--tokenizer",
+        str(tokenizer),
+        "--motion_file",
+        str(sample_motion_path()),
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    assert train_prior.main([*args, *prior_sets(6, speed_augment="[]")]) == 0
+    prior_path = tmp_path / "p" / "checkpoints" / "last.pt"
+    prior = LoadedPrior.load(prior_path)
+    assert prior.spec.num_streams == 2 and prior.model.num_streams == 2
+    tokens = prior.sample(12, seed=0)
+    assert tokens.shape == (12, 2) and tokens.min() >= 0 and tokens.max() < prior.spec.nb_code
+    out = tmp_path / "export"
+    assert (
+        export_onnx.main(["--checkpoint", str(tokenizer), "--prior", str(prior_path), "--out", str(out)]) == 0
+    )
+    robot = TokenPrior(out).sample(seconds=2, seed=0)
+    assert robot.shape == (15, 2)
+    assert np.array_equal(robot, prior.sample(15, seed=0))
+    # sim2real.TokenDecoder streams [T, S] tokens on the runtime branch; here the tokenizer decodes them.
+    motion = Tokenizer.load(tokenizer).decode(robot)
+    assert motion.num_frames == 60 and np.isfinite(motion.dof).all()

@@ -12,7 +12,7 @@ import torch
 
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader
-from motion_vqvae.data import load_motions
+from motion_vqvae.data import Motion, load_motions
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -106,9 +106,12 @@ def test_evaluate_script_writes_metrics_plots_and_reconstructions(trained_run, k
             "--out",
             str(out),
             "--save-reconstructions",
+            "--split",
+            "all",
         ]
     )
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "all" and metrics["levels"] == 1
     for key in (
         "dof_rmse_rad",
         "mpjpe_local_mm",
@@ -208,8 +211,28 @@ def test_quantizer_keys_reach_the_model_and_its_checkpoint(tmp_path) -> None:
     agent = MVQVAEAgent(config, run_dir=tmp_path)
     agent.setup_from_file()
     agent.fit()
-    quantizer = agent.model.quantizer
+    quantizer = agent.model.quantizer.parts[0]  # the one body part's VQ
     assert quantizer.reset_threshold == 0.25 and quantizer.l2_normalize
     np.testing.assert_allclose(quantizer.codebook.norm(dim=-1).numpy(), 1.0, atol=1e-5)
-    reloaded = MVQVAEAgent.from_checkpoint(tmp_path / "checkpoints" / "last.pt", device="cpu").model.quantizer
+    reloaded = MVQVAEAgent.from_checkpoint(
+        tmp_path / "checkpoints" / "last.pt", device="cpu"
+    ).model.quantizer.parts[0]
     assert reloaded.reset_threshold == 0.25 and reloaded.l2_normalize
+
+
+def test_split_auto_scores_the_held_out_clips_when_present() -> None:
+    from motion_vqvae.evaluate import select_split
+
+    clips = [
+        Motion(name, 30.0, np.zeros((4, 3)), np.tile([0, 0, 0, 1.0], (4, 1)), np.zeros((4, 2)))
+        for name in "abc"
+    ]
+    names = lambda ms: [m.name for m in ms]  # noqa: E731
+    chosen, split = select_split(clips, ["b"], "auto", "ckpt")
+    assert (names(chosen), split) == (["b"], "val")
+    assert names(select_split(clips, ["b"], "train", "ckpt")[0]) == ["a", "c"]
+    assert select_split(clips, ["z"], "auto", "ckpt")[1] == "all"
+    with pytest.raises(ValueError, match="no val clips"):
+        select_split(clips, ["z"], "val", "ckpt")
+    with pytest.raises(ValueError, match="records no validation clips"):
+        select_split(clips, [], "train", "ckpt")

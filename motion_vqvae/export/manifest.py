@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from motion_vqvae.export.onnx_export import ExportModules
 
 ROLES = {
-    "decoder.onnx": "tokens int64 [B, T] -> joint_targets [B, T*fpt, real_dof] (real order, rad, clamped), "
-    "root_features [B, T*fpt, R] (de-normalized)",
-    "decoder_step.onnx": "token int64 [B] + state_in_* -> joint_targets [B, fpt, real_dof], root_features "
-    "[B, fpt, R], state_out_* (feed back as state_in_*; zeros = start of a sequence)",
-    "encoder.onnx": "features float32 [B, T*fpt, F] (normalized) -> tokens int64 [B, T]",
+    "decoder.onnx": "tokens int64 [B, T] (one stream) or [B, T, S] (token_spec streams) -> joint_targets "
+    "[B, T*fpt, real_dof] (real order, rad, clamped), root_features [B, T*fpt, R] (de-normalized)",
+    "decoder_step.onnx": "token int64 [B] (one stream) or [B, S] + state_in_* -> joint_targets "
+    "[B, fpt, real_dof], root_features [B, fpt, R], state_out_* (feed back as state_in_*; zeros = start "
+    "of a sequence)",
+    "encoder.onnx": "features float32 [B, T*fpt, F] (normalized) -> tokens int64 [B, T] or [B, T, S]",
     "prior_start.onnx": "text float32 [B, E], has_text float32 [B] -> hidden [B, D], keys, values "
     "[L, B, H, 1, hd] (the prior's condition slot)",
     "prior_step.onnx": "tokens int64 [B, T, S], positions int64 [T], past_keys, past_values [L, B, H, P, hd] "
@@ -36,6 +37,7 @@ _METADATA_KEYS = (
     "fps",
     "frames_per_token",
     "nb_code",
+    "token_spec",
     "causal",
     "real_dof",
     "real_joint_names",
@@ -61,6 +63,7 @@ def build_manifest(
         "frames_per_token": model.frames_per_token,
         "nb_code": model.quantizer.nb_code,
         "code_dim": model.quantizer.code_dim,
+        "token_spec": model.token_spec.to_dict(),
         "causal": model.causal,
         "streaming": "decoder_step.onnx" in files,
         "model_hparams": model.hparams(),

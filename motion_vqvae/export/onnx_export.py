@@ -37,7 +37,8 @@ OPSET = 17
 
 
 class SequenceDecoder(nn.Module):
-    """``decoder.onnx``: tokens int64 ``[B, T]`` -> (targets ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
+    """``decoder.onnx``: tokens int64 ``[B, T]`` (one stream) or ``[B, T, S]`` -> (targets
+    ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
 
     def __init__(self, model: VQVAE, head: JointTargetHead) -> None:
         super().__init__()
@@ -52,7 +53,8 @@ class SequenceDecoder(nn.Module):
 
 
 class StepDecoder(nn.Module):
-    """``decoder_step.onnx``: (tokens ``[B]``, *state) -> (targets ``[B, fpt, dof]``, root, *new_state)."""
+    """``decoder_step.onnx``: (tokens ``[B]`` or ``[B, S]``, *state) -> (targets ``[B, fpt, dof]``, root,
+    *new_state)."""
 
     def __init__(self, streaming: StreamingDecoder, head: JointTargetHead) -> None:
         super().__init__()
@@ -64,7 +66,7 @@ class StepDecoder(nn.Module):
 
 
 class TokenEncoder(nn.Module):
-    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``."""
+    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``/``[B, T, S]``."""
 
     def __init__(self, model: VQVAE) -> None:
         super().__init__()
@@ -157,7 +159,8 @@ def export_checkpoint(
 def _write_files(modules: ExportModules, root: Path) -> list[str]:
     model = modules.agent.model
     fpt, dim = model.frames_per_token, model.in_dim
-    tokens = torch.zeros(1, 3, dtype=torch.long)
+    streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
+    tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
     _export(
         modules.decoder,
         (tokens,),
@@ -186,7 +189,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
         state_out = [f"state_out_{i}" for i in range(len(state))]
         _export(
             modules.step,
-            (torch.zeros(1, dtype=torch.long), *state),
+            (torch.zeros(1, *streams, dtype=torch.long), *state),
             root / "decoder_step.onnx",
             ["token", *state_in],
             ["joint_targets", "root_features", *state_out],

@@ -102,7 +102,9 @@ def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | N
         )
 
     if modules.step is not None:
-        sequence = np.resize(np.concatenate([tokens.ravel(), full.ravel()]), (1, STEP_STEPS))
+        streams = full.shape[2:]  # () for one stream, (S,) otherwise
+        flat = np.concatenate([tokens.reshape(-1, *streams), full.reshape(-1, *streams)])
+        sequence = np.resize(flat, (1, STEP_STEPS, *streams))
         reference = decoder.run(None, {"tokens": sequence})
         stepped = step_through(make_session(root / "decoder_step.onnx"), sequence[0])
         err = max(float(np.abs(a - b[0]).max()) for a, b in zip(stepped, reference, strict=True))
@@ -116,12 +118,12 @@ def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | N
     return figures
 
 
-def _clip_tokens(agent: MVQVAEAgent, clip: Motion) -> np.ndarray:  # (1, T') int64
+def _clip_tokens(agent: MVQVAEAgent, clip: Motion) -> np.ndarray:  # (1, T'[, S]) int64
     return encode_motion(agent.model, agent.layout, clip, torch.device("cpu"))[None]
 
 
 def step_through(session: Any, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Feed ``tokens`` ``[T]`` one by one through a ``decoder_step.onnx`` session from the zero state.
+    """Feed ``tokens`` ``[T]`` (or ``[T, S]``) one by one through ``decoder_step.onnx`` from the zero state.
 
     Returns the concatenated (targets ``[T*fpt, real_dof]``, root ``[T*fpt, R]``).
     """

@@ -48,6 +48,7 @@ class StreamingDecoder(nn.Module):
         self.net = model.decoder.net
         self.frames_per_token = model.frames_per_token
         self.nb_code = model.quantizer.nb_code
+        self.token_spec = model.token_spec
         self._convs: list[PaddedConv1d] = []
         # Frame indices per module, fixed because a step always decodes one token: a conv's taps into
         # its window (frames, kernel) and an upsampler's source frames. Constants in the ONNX graph.
@@ -118,9 +119,18 @@ class StreamingDecoder(nn.Module):
         return tuple(out)
 
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Decode one token per row: ``tokens`` int64 ``[B]`` -> normalized frames ``[B, fpt, F]``."""
-        if tokens.dim() != 1:
-            raise ValueError(f"StreamingDecoder.step: tokens must be [B], got shape {tuple(tokens.shape)}")
+        """Decode one token per row: ``tokens`` int64 ``[B]`` (one stream) or ``[B, S]`` -> normalized
+        frames ``[B, fpt, F]``."""
+        spec = self.token_spec
+        if tokens.dim() != (1 if spec.is_single else 2) or (
+            not spec.is_single and tokens.shape[1] != spec.num_streams
+        ):
+            expected = (
+                "[B]" if spec.is_single else f"[B, {spec.num_streams}] (streams {list(spec.stream_names)})"
+            )
+            raise ValueError(
+                f"StreamingDecoder.step: tokens must be {expected}, got shape {tuple(tokens.shape)}"
+            )
         if len(state) != len(self._shapes):
             raise ValueError(
                 f"StreamingDecoder.step: expected {len(self._shapes)} state tensors, got {len(state)}"
@@ -130,7 +140,7 @@ class StreamingDecoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """ONNX-friendly form of :meth:`step`: ``(frames, *new_state)``."""
-        x = self.quantizer.dequantize(tokens[:, None]).transpose(1, 2)  # (B, 1, D)
+        x = self.quantizer.dequantize(tokens[:, None]).transpose(1, 2)  # (B, 1, D) from [B, 1(, S)]
         new_state: list[torch.Tensor] = []
         x = self._run(self.net, x, list(state), new_state)
         return (x, *new_state)  # (B, fpt, F)

@@ -2,7 +2,8 @@
 
 Names (see :func:`build_quantizer`): ``orig`` (straight-through, codebook learned by a codebook loss),
 ``ema`` (codebook is an exponential moving average of its encodings), ``reset`` (``orig`` plus dead-code
-re-seeding), ``ema_reset`` (EMA plus re-seeding, the default).
+re-seeding), ``ema_reset`` (EMA plus re-seeding). The multi-level ``rvq`` and ``fsq`` live in
+:mod:`motion_vqvae.models.multilevel`; :mod:`motion_vqvae.models.tokens` combines them per body part.
 
 Loss convention: ``QuantizerOutput.loss`` is *unweighted*. It is the commitment term
 ``mse(z, sg(e))`` and, for the gradient-trained codebooks (``orig``, ``reset``), also the codebook term
@@ -28,19 +29,21 @@ class QuantizerOutput(NamedTuple):
     quantized: torch.Tensor  # (B, D, T') straight-through: forward = codes, backward = identity to z
     indices: torch.Tensor  # (B, T') int64
     loss: torch.Tensor  # () unweighted commitment (+ codebook) loss, see module docstring
-    perplexity: torch.Tensor  # () exp(entropy) of this batch's code histogram, in [1, nb_code]
-    usage: torch.Tensor  # () fraction of the codebook used by this batch, in (0, 1]
+    perplexity: torch.Tensor  # () or (levels,) exp(entropy) of this batch's code histogram, in [1, nb_code]
+    usage: torch.Tensor  # () or (levels,) fraction of the codebook used by this batch, in (0, 1]
 
 
 class Quantizer(nn.Module, ABC):
     """Interface shared by all quantizers: quantize, indices -> latents, codebook for export.
 
-    Subclasses keep all state in parameters/buffers so ``state_dict`` resumes training exactly. Later
-    variants (RVQ, body-part) may add a trailing axis to ``indices`` and a leading one to ``codebook``.
+    Subclasses keep all state in parameters/buffers so ``state_dict`` resumes training exactly. Multi-level
+    quantizers (``num_levels > 1``) add a trailing level axis to ``indices`` and a leading one to
+    ``codebook``; :meth:`dequantize_levels` and :meth:`lookup_levels` give every quantizer that shape.
     """
 
     nb_code: int
     code_dim: int
+    num_levels: int = 1
 
     @abstractmethod
     def forward(self, z: torch.Tensor) -> QuantizerOutput:  # z: (B, D, T')
@@ -58,6 +61,14 @@ class Quantizer(nn.Module, ABC):
     @abstractmethod
     def codebook(self) -> torch.Tensor:  # (nb_code, code_dim)
         """The effective code vectors (detached), e.g. for ``codebook.npy``."""
+
+    def dequantize_levels(self, indices: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        """(B, T', num_levels) indices -> (B, D, T') latents from the first ``levels`` levels (all: None)."""
+        return self.dequantize(indices[..., 0])
+
+    def lookup_levels(self, z: torch.Tensor) -> torch.Tensor:  # (B, D, T') -> (B, T', num_levels)
+        """:meth:`lookup` with the level axis always present."""
+        return self.lookup(z)[..., None]
 
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.dim() != 3 or z.shape[1] != self.code_dim:
@@ -85,6 +96,10 @@ class VectorQuantizer(Quantizer):
     ``initialised``. Training mode initialises the codebook from the first batch's encodings and updates
     it; eval mode is a pure lookup. Random choices use torch's global RNG, so seeding and restoring the
     RNG state make a resumed run identical.
+
+    ``reset_threshold`` is relative to the hits a code would get if all were used equally
+    (``batch latents / nb_code``): 0.5 re-seeds codes used less than half as often as average, whatever the
+    batch size, window length or vocabulary size.
     """
 
     def __init__(
@@ -146,20 +161,29 @@ class VectorQuantizer(Quantizer):
             return self._quantize(self._flatten(z), z.shape[0], z.shape[2])
 
     def _quantize(self, flat: torch.Tensor, b: int, t: int) -> QuantizerOutput:
-        if self.training and not bool(self.initialised):
-            self._init_codebook(flat.detach())
-        indices = self._nearest(flat.detach())  # (N,)
-        if self.training:
-            self._update(flat.detach(), indices)
-        quant = F.embedding(indices, self._codes())  # (N, D) from the updated codebook
-        loss = F.mse_loss(flat, quant.detach())
-        if not self.ema:
-            loss = loss + F.mse_loss(quant, flat.detach())
+        quant, indices, loss = self.quantize_flat(flat)
         if flat.requires_grad:  # straight-through estimator; without gradients return the exact codes
             quant = flat + (quant - flat).detach()
         indices = indices.view(b, t)
         perplexity, usage = self.batch_stats(indices)
         return QuantizerOutput(quant.view(b, t, -1).permute(0, 2, 1), indices, loss, perplexity, usage)
+
+    def quantize_flat(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, D) encodings -> (codes (N, D), indices (N,), unweighted loss); updates state when training.
+
+        The codes are read *before* this step's codebook update, so they are exactly the vectors the
+        indices name at lookup time (an update or a re-seed must not change what this batch decodes).
+        """
+        if self.training and not bool(self.initialised):
+            self._init_codebook(flat.detach())
+        indices = self._nearest(flat.detach())  # (N,)
+        quant = F.embedding(indices, self._codes())  # (N, D), a copy; differentiable when a Parameter
+        if self.training:
+            self._update(flat.detach(), indices)
+        loss = F.mse_loss(flat, quant.detach())
+        if not self.ema:
+            loss = loss + F.mse_loss(quant, flat.detach())
+        return quant, indices, loss
 
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         self._check_indices(indices)
@@ -173,7 +197,11 @@ class VectorQuantizer(Quantizer):
 
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        """Count hits, apply the EMA step, then re-seed codes whose EMA hit count fell below threshold."""
+        """Count hits, apply the EMA step, then re-seed codes whose EMA hit count fell below threshold.
+
+        A re-seeded code restarts at the average hit count, so it has time to attract encodings.
+        """
+        expected = len(flat) / self.nb_code  # hits per code per batch if all were used equally
         counts = torch.bincount(indices, minlength=self.nb_code).to(flat.dtype)  # (K,)
         self.ema_count.mul_(self.mu).add_(counts, alpha=1.0 - self.mu)
         if self.ema:
@@ -183,14 +211,15 @@ class VectorQuantizer(Quantizer):
             means = self.ema_sum / self.ema_count.clamp_min(1e-5)[:, None]
             self.embed.copy_(torch.where(alive[:, None], means, self.embed))
         if self.reset:
-            dead = self.ema_count < self.reset_threshold  # (K,)
+            dead = self.ema_count < self.reset_threshold * expected  # (K,)
             n_dead = int(dead.sum())
             if n_dead:
                 seeds = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]  # (n_dead, D)
-                self.embed[dead] = seeds
-                self.ema_count[dead] = self.reset_threshold
+                # Through .data: this step's graph may hold embed (l2_normalize) and must stay valid.
+                self.embed.data[dead] = seeds
+                self.ema_count[dead] = expected
                 if self.ema:
-                    self.ema_sum[dead] = seeds * self.reset_threshold
+                    self.ema_sum[dead] = seeds * expected
 
     @torch.no_grad()
     def _init_codebook(self, flat: torch.Tensor) -> None:
@@ -201,9 +230,10 @@ class VectorQuantizer(Quantizer):
             flat = (
                 flat.repeat(reps, 1) + torch.randn(len(flat) * reps, flat.shape[1], device=flat.device) * std
             )
+        expected = len(flat) / self.nb_code
         seeds = flat[torch.randperm(len(flat), device=flat.device)[: self.nb_code]]  # (K, D)
         self.embed.copy_(seeds)
-        self.ema_count.fill_(max(self.reset_threshold, 1.0))
+        self.ema_count.fill_(max(expected, 1e-3))
         if self.ema:
             self.ema_sum.copy_(seeds * self.ema_count[:, None])
         self.initialised.fill_(True)

@@ -1,22 +1,51 @@
-"""The VQ-VAE: Conv1d encoder -> quantizer -> Conv1d decoder over (B, T, F) motion features.
+"""The VQ-VAE: Conv1d encoder(s) -> quantizer(s) -> one Conv1d decoder over (B, T, F) motion features.
 
 Built from plain keyword arguments only; :meth:`VQVAE.hparams` returns them so a checkpoint can store
-them beside the weights and rebuild the model with ``VQVAE(**hparams)``.
+them beside the weights and rebuild the model with ``VQVAE(**hparams)``. The token structure (levels,
+sizes, FSQ digits, body parts, frames per token, fps) is :attr:`VQVAE.token_spec`.
+
+Body parts (``parts``: name -> feature indices) get one encoder and one quantizer each, each seeing only its
+own features, so a part's tokens describe that part alone (as LoM's upper/lower-body tokenizers); their
+latents are concatenated and decoded jointly into one motion, so the parts stay coordinated.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from motion_vqvae.models.encdec import Decoder, Encoder
-from motion_vqvae.models.quantizers import QuantizerOutput, build_quantizer
+from motion_vqvae.models.quantizers import QUANTIZERS, QuantizerOutput
+from motion_vqvae.models.tokens import MULTI_LEVEL, TokenQuantizer, build_part_quantizer
+from sim2real.token_spec import TokenSpec
+
+
+class PartEncoder(nn.Module):
+    """One encoder per body part on that part's feature columns; latents concatenated part-major."""
+
+    def __init__(self, parts: dict[str, list[int]], **conv: object) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleList()
+        for p, (name, columns) in enumerate(parts.items()):
+            if not columns:
+                raise ValueError(f"body part {name!r} owns no feature columns")
+            self.register_buffer(f"_columns_{p}", torch.tensor(columns, dtype=torch.long), persistent=False)
+            self.encoders.append(Encoder(**{**conv, "in_dim": len(columns)}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, F, T) -> (B, P*D, T')
+        return torch.cat(
+            [enc(x.index_select(1, getattr(self, f"_columns_{p}"))) for p, enc in enumerate(self.encoders)],
+            dim=1,
+        )
 
 
 class VQVAE(nn.Module):
-    """Motion tokenizer: ``frames_per_token = stride_t**down_t`` frames become one code index.
+    """Motion tokenizer: ``frames_per_token = stride_t**down_t`` frames become one token.
 
-    ``code_dim`` is both the encoder output width (``output_emb_width``) and the codebook vector size.
+    ``code_dim`` is both each part's encoder output width (``output_emb_width``) and its code vector size.
+    ``fps`` is the frame rate of the training motion: part of the token structure, so required.
     """
 
     def __init__(
@@ -37,6 +66,11 @@ class VQVAE(nn.Module):
         mu: float = 0.99,
         reset_threshold: float = 1.0,
         l2_normalize: bool = False,
+        num_quantizers: int = 1,
+        quantize_dropout: float = 0.0,
+        fsq_levels: list[int] | None = None,
+        parts: dict[str, list[int]] | None = None,
+        fps: float,
     ) -> None:
         super().__init__()
         self._hparams = dict(
@@ -55,20 +89,52 @@ class VQVAE(nn.Module):
             mu=mu,
             reset_threshold=reset_threshold,
             l2_normalize=l2_normalize,
+            num_quantizers=num_quantizers,
+            quantize_dropout=quantize_dropout,
+            fsq_levels=None if fsq_levels is None else list(fsq_levels),
+            parts=None if parts is None else {str(k): [int(i) for i in v] for k, v in parts.items()},
+            fps=float(fps),
+        )
+        if quantizer not in (*QUANTIZERS, *MULTI_LEVEL):
+            raise ValueError(
+                f"Unknown quantizer {quantizer!r}. Allowed: {sorted([*QUANTIZERS, *MULTI_LEVEL])}"
+            )
+        if quantizer != "rvq" and (num_quantizers != 1 or quantize_dropout):
+            raise ValueError(
+                f"num_quantizers={num_quantizers} and quantize_dropout={quantize_dropout} "
+                "need quantizer: rvq "
+                f"(got {quantizer!r}); set num_quantizers=1 and quantize_dropout=0 for other quantizers"
+            )
+        part_names = tuple(self._hparams["parts"] or ("body",))
+        self.token_spec = TokenSpec(
+            kind="rvq" if quantizer == "rvq" else "fsq" if quantizer == "fsq" else "vq",
+            num_levels=num_quantizers,
+            nb_code=nb_code if quantizer != "fsq" else math.prod(fsq_levels or [1]),
+            fsq_levels=tuple(fsq_levels) if quantizer == "fsq" and fsq_levels else None,
+            parts=part_names,
+            frames_per_token=stride_t**down_t,
+            fps=float(fps),
         )
         conv_keys = ("in_dim", "width", "depth", "down_t", "stride_t", "dilation_growth_rate", "activation")
         conv = {k: self._hparams[k] for k in (*conv_keys, "norm", "causal")}
         conv["output_emb_width"] = code_dim
-        self.encoder = Encoder(**conv)
-        self.decoder = Decoder(**conv)
-        self.quantizer = build_quantizer(
-            quantizer,
-            nb_code=nb_code,
-            code_dim=code_dim,
-            mu=mu,
-            reset_threshold=reset_threshold,
-            l2_normalize=l2_normalize,
-        )
+        self.encoder = PartEncoder(parts, **conv) if parts else Encoder(**conv)
+        self.decoder = Decoder(**{**conv, "output_emb_width": code_dim * len(part_names)})
+        part_quantizers = [
+            build_part_quantizer(
+                quantizer,
+                nb_code=nb_code,
+                code_dim=code_dim,
+                mu=mu,
+                reset_threshold=reset_threshold,
+                l2_normalize=l2_normalize,
+                num_quantizers=num_quantizers,
+                quantize_dropout=quantize_dropout,
+                fsq_levels=fsq_levels,
+            )
+            for _ in part_names
+        ]
+        self.quantizer = TokenQuantizer(part_quantizers, self.token_spec)
         self.in_dim = in_dim
 
     @property
@@ -79,7 +145,7 @@ class VQVAE(nn.Module):
     def causal(self) -> bool:
         return self._hparams["causal"]
 
-    def hparams(self) -> dict[str, int | float | str | bool]:
+    def hparams(self) -> dict[str, object]:
         """Plain-typed constructor arguments: ``VQVAE(**model.hparams())`` rebuilds this architecture."""
         return dict(self._hparams)
 
@@ -102,17 +168,18 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) features -> (B, T / frames_per_token) int64 code indices (never moves the codebook)."""
+        """(B, T, F) features -> int64 tokens ``(B, T')`` (one stream) or ``(B, T', S)``; no state change."""
         self._check_motion(x)
         return self.quantizer.lookup(self.encoder(x.transpose(1, 2)))
 
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, T') code indices -> (B, T' * frames_per_token, F) features."""
-        if indices.dim() != 2:
-            raise ValueError(f"expected indices of shape (B, T'), got {tuple(indices.shape)}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self._hparams["nb_code"]):
-            raise ValueError(
-                f"indices must lie in [0, {self._hparams['nb_code']}), got range "
-                f"[{int(indices.min())}, {int(indices.max())}]"
-            )
-        return self.decoder(self.quantizer.dequantize(indices)).transpose(1, 2)  # (B, T, F)
+    def decode(self, indices: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        """Tokens ``(B, T')``/``(B, T', S)`` -> (B, T' * frames_per_token, F) features.
+
+        ``levels=K`` decodes with the first K levels of every part (finer levels contribute zero).
+        """
+        self.check_indices(indices)
+        return self.decoder(self.quantizer.dequantize(indices, levels)).transpose(1, 2)  # (B, T, F)
+
+    def check_indices(self, indices: torch.Tensor) -> None:
+        """ValueError naming the allowed shape and range, as :meth:`TokenSpec.check_tokens` does."""
+        self.token_spec.check_tokens(indices.detach().cpu().numpy(), batched=True)

@@ -44,7 +44,8 @@ class Tokenizer:
     def load(cls, checkpoint: str | Path) -> Tokenizer:
         state = load_checkpoint(checkpoint)
         agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-        return cls(Path(checkpoint), agent, token_spec_of(state, agent), list(state.get("val_clips") or []))
+        # The tokenizer's model carries its token structure (levels, parts, sizes): never re-derived here.
+        return cls(Path(checkpoint), agent, agent.token_spec, list(state.get("val_clips") or []))
 
     def encode(self, motion: Motion) -> np.ndarray:
         """``[T, S]`` tokens of a whole clip."""
@@ -53,25 +54,6 @@ class Tokenizer:
     def decode(self, tokens: np.ndarray, start_pose: Any = None) -> Motion:
         """Motion of ``[T, S]`` tokens placed at ``start_pose`` (see ``MVQVAEAgent.decode``)."""
         return self.agent.decode(from_streams(tokens, self.spec), start_pose=start_pose)
-
-
-def token_spec_of(state: dict[str, Any], agent: MVQVAEAgent) -> TokenSpec:
-    """The tokenizer's token structure: its checkpoint's ``token_spec``, else built for a one-level VQ.
-
-    Checkpoints written before multi-level tokenizers carry no ``token_spec``; this one function builds it
-    for them (one VQ level, one whole-body part) and is the only place the prior reads tokenizer settings.
-    """
-    if state.get("token_spec") is not None:
-        return TokenSpec.from_dict(state["token_spec"], source="tokenizer checkpoint: token_spec")
-    return TokenSpec(
-        kind="vq",
-        num_levels=1,
-        nb_code=int(agent.cfg.nb_code),
-        fsq_levels=None,
-        parts=("body",),
-        frames_per_token=int(agent.cfg.frames_per_token),
-        fps=float(agent.cfg.target_fps or 30.0),
-    )
 
 
 def as_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:

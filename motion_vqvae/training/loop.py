@@ -30,7 +30,8 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
     """Per-feature weights: root features, joint angles (1, or their std) and joint velocities, by config.
 
     Features are z-scored, so by default a wrist that barely moves counts as much as a swinging shoulder;
-    ``joint_weights_by_std`` weighs each joint angle by its spread, i.e. the loss counts radians.
+    ``joint_weights_by_std`` weighs each joint angle by its spread, i.e. the loss counts radians: ``std``
+    for an L1 loss, ``std**2`` for L2 and smooth-L1 (quadratic for the sub-std errors that dominate).
     """
     layout = agent.layout
     assert layout is not None and layout.normalizer is not None
@@ -39,7 +40,8 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
         weights[layout.slices[name]] = agent.cfg.root_loss_weight
     if agent.cfg.joint_weights_by_std:
         std = layout.normalizer.std[layout.slices["dof_pos"]]
-        weights[layout.slices["dof_pos"]] = torch.as_tensor(std / std.mean(), dtype=weights.dtype)
+        scale = std if agent.cfg.recons_loss == "l1" else std**2
+        weights[layout.slices["dof_pos"]] = torch.as_tensor(scale / scale.mean(), dtype=weights.dtype)
     weights[layout.slices["dof_vel"]] = agent.cfg.dof_vel_loss_weight
     return weights
 
@@ -104,8 +106,10 @@ def train(agent: MVQVAEAgent, time_budget_s: float | None = None) -> dict[str, A
 
 def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:
     cfg, model = agent.cfg, agent.model
-    x = agent.sampler.sample(cfg.batch_size)  # (B, W, F)
+    x = agent.sampler.sample(cfg.batch_size)  # (B, burn_in + W, F)
     recon, q = model(x)
+    # The burn-in frames give the causal model real history; only the window after them is scored.
+    recon, x = recon[:, cfg.burn_in :], x[:, cfg.burn_in :]
     rec = reconstruction_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     vel = velocity_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     loss = rec + cfg.loss_vel * vel + cfg.commit * q.loss
@@ -124,8 +128,10 @@ def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:
         "recons": float(rec.detach()),
         "vel": float(vel.detach()),
         "commit": float(q.loss.detach()),
-        "perplexity": float(q.perplexity),
-        "usage": float(q.usage),
+        "perplexity": float(q.perplexity.mean()),
+        "usage": float(q.usage.mean()),
+        "perplexity_per_stream": q.perplexity.reshape(-1).tolist(),
+        "usage_per_stream": q.usage.reshape(-1).tolist(),
     }
 
 

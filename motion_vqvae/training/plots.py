@@ -50,7 +50,7 @@ def plot_error_over_time(results: Sequence[ClipResult], path: Path) -> Path:
 
 def plot_codebook_usage(results: Sequence[ClipResult], nb_code: int, path: Path) -> Path:
     """How often each code is used, sorted: a long flat tail of zeros means a collapsed codebook."""
-    counts = np.bincount(np.concatenate([r.tokens for r in results]), minlength=nb_code)
+    counts = np.bincount(np.concatenate([r.tokens.reshape(-1) for r in results]), minlength=nb_code)
     used = int((counts > 0).sum())
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.bar(np.arange(nb_code), np.sort(counts)[::-1], width=1.0, color="tab:blue")
