@@ -147,3 +147,14 @@ def test_train_resume_is_exact_and_tokens_are_cached(
     assert straight["token_spec"]["nb_code"] == NB_CODE
     assert straight["val_clips"] == load_checkpoint(tokenizer)["val_clips"]
     assert (tmp_path / "a" / "checkpoints" / "best.pt").is_file()
+
+
+def test_prior_config_is_typed_and_rejects_unknown_keys() -> None:
+    from motion_vqvae.prior.config import load_prior_config
+
+    cfg = load_prior_config(None, ["lr=2e-4", "speed_augment=[0.9]"])
+    assert cfg.lr == 2e-4 and isinstance(cfg.lr, float) and cfg.speed_augment == [0.9]
+    with pytest.raises(KeyError, match="did you mean 'n_layer'"):
+        load_prior_config(None, ["n_lyer=3"])
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        load_prior_config(None, ["n_embd=130"])
