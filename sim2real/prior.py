@@ -193,6 +193,8 @@ class TokenPrior:
 
     def prompt_embedding(self, prompt: str | np.ndarray) -> np.ndarray:
         """A caption known to the export, or a precomputed embedding of the text model's size."""
+        if self.text_dim == 0:
+            raise ValueError(f"{self.root}: this prior was trained without text; sample with prompt=None")
         if isinstance(prompt, str):
             if prompt not in self.prompts:
                 raise KeyError(
@@ -202,8 +204,6 @@ class TokenPrior:
                 )
             return self.prompts[prompt]
         emb = np.asarray(prompt, np.float32).reshape(-1)
-        if self.text_dim == 0:
-            raise ValueError(f"{self.root}: this prior was trained without text; sample with prompt=None")
         if emb.shape != (self.text_dim,) or not np.isfinite(emb).all():
             raise ValueError(
                 f"a prompt embedding must be {self.text_dim} finite floats, got shape {emb.shape}"
