@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion, load_motions, sample_motion_path
 from motion_vqvae.data.mirror import mirror_motion
@@ -140,16 +141,21 @@ class MVQVAEAgent:
 
     # ------------------------------------------------------------------------------------------ inference
     def encode(self, motion: Motion) -> np.ndarray:
-        """Token ids (int64) of a whole clip."""
+        """Tokens (int64) of a whole clip: ``[T']``, or ``[T', S]`` for a multi-stream :attr:`token_spec`."""
         self._require_model()
         self.model.eval()
         return encode_motion(self.model, self.layout, self.prepare(motion), self.device)
 
     def decode(
-        self, tokens: np.ndarray | list[int], start_pose: StartPose = None, fps: float | None = None
+        self,
+        tokens: np.ndarray | list[int],
+        start_pose: StartPose = None,
+        fps: float | None = None,
+        levels: int | None = None,
     ) -> Motion:
-        """Motion from token ids, placed at ``start_pose``: (position, yaw), a Motion (its first frame)
-        or None (the origin)."""
+        """Motion from tokens (``[T]``, or ``[T, S]`` for a multi-stream :attr:`token_spec`), placed at
+        ``start_pose``: (position, yaw), a Motion (its first frame) or None (the origin). ``levels=K``
+        decodes with the first K levels of every part only."""
         self._require_model()
         self.model.eval()
         if isinstance(start_pose, Motion):
@@ -162,10 +168,11 @@ class MVQVAEAgent:
             self.model,
             self.layout,
             np.asarray(tokens),
-            fps=fps or self.cfg.target_fps or 30.0,
+            fps=fps or self.model.token_spec.fps,
             start_pos=start_pos,
             start_yaw=start_yaw,
             device=self.device,
+            levels=levels,
         )
 
     def reconstruct(self, motion: Motion) -> Motion:
@@ -216,9 +223,17 @@ class MVQVAEAgent:
     def load(self, path: str | Path, resume: bool = True) -> None:
         """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states."""
         state = load_checkpoint(path, map_location=self.device)
+        if "token_spec" not in state:
+            raise ValueError(
+                f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
+                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
+            )
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
         self._build(hparams=state["model_hparams"])
+        stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
+        if stored != self.model.token_spec:
+            raise ValueError(f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters")
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
@@ -289,53 +304,14 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, Any]:
         "mu": cfg.mu,
         "reset_threshold": cfg.reset_threshold,
         "l2_normalize": cfg.l2_normalize_codes,
-        "num_quantizers": cfg.num_quantizers,
-        "quantize_dropout": cfg.quantize_dropout,
+        # num_quantizers and quantize_dropout are rvq keys (as fsq_levels is fsq's): another quantizer
+        # ignores them, so the one-level tokenizer stays one `--set quantizer=ema_reset` away.
+        "num_quantizers": cfg.num_quantizers if cfg.quantizer == "rvq" else 1,
+        "quantize_dropout": cfg.quantize_dropout if cfg.quantizer == "rvq" else 0.0,
         "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
         "parts": part_columns(cfg, layout),
         "fps": float(cfg.target_fps or 30.0),
     }
-
-
-def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]] | None:
-    """Feature columns each body part owns (``body_parts`` of the robot YAML), or None for one part.
-
-    A part owns its joints' angle and velocity columns and the root-feature groups listed for it; every
-    column must belong to exactly one part, so the parts' tokens together describe the whole motion.
-    """
-    if cfg.body_parts is None:
-        return None
-    robot = load_robot(cfg.robot)
-    partitions = robot.body_parts or {}
-    if cfg.body_parts not in partitions:
-        raise ValueError(
-            f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; "
-            f"available: {sorted(partitions)} "
-            "(add it under body_parts: in the robot YAML)"
-        )
-    names = layout.joint_names or list(robot.sim_joint_names)
-    dof, vel = layout.slices["dof_pos"], layout.slices["dof_vel"]
-    columns: dict[str, list[int]] = {}
-    for part, spec in partitions[cfg.body_parts].items():
-        missing = [j for j in spec.joints if j not in names]
-        unknown_root = [r for r in spec.root if r not in layout.slices or r in ("dof_pos", "dof_vel")]
-        if missing or unknown_root:
-            raise ValueError(
-                f"{robot.source}: body_parts.{cfg.body_parts}.{part}: joints {missing} are not in the motion "
-                f"and root features {unknown_root} are not root groups of the feature layout "
-                f"{[k for k in layout.slices if k not in ('dof_pos', 'dof_vel')]}"
-            )
-        cols = [i for r in spec.root for i in range(layout.slices[r].start, layout.slices[r].stop)]
-        joints = [names.index(j) for j in spec.joints]
-        columns[part] = sorted(cols + [dof.start + j for j in joints] + [vel.start + j for j in joints])
-    owned = sorted(c for cols in columns.values() for c in cols)
-    if owned != list(range(layout.dim)):
-        orphans = sorted(set(range(layout.dim)) - set(owned))
-        raise ValueError(
-            f"{robot.source}: body_parts.{cfg.body_parts} leaves feature columns {orphans} to no part; list "
-            "every root group (root_height, root_tilt, root_lin_vel, yaw_rate) under some part's root"
-        )
-    return columns
 
 
 def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:

@@ -81,7 +81,7 @@ class AgentConfig:
     )
     # --- model ---
     code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
-    nb_code: int = _opt(384, "number of codes (token vocabulary size)", min=2)
+    nb_code: int = _opt(512, "codes per codebook (per level): the vocabulary of a VQ/RVQ stream", min=2)
     mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
     down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
     stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
@@ -92,13 +92,13 @@ class AgentConfig:
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
     quantizer: str = _opt(
-        "ema_reset",
+        "rvq",
         "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)",
         choices=_QUANTIZERS,
     )
-    num_quantizers: int = _opt(1, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
+    num_quantizers: int = _opt(6, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
     quantize_dropout: float = _opt(
-        0.0, "rvq: probability a window trains on only its first k levels (k uniform)", min=0.0, max=1.0
+        0.2, "rvq: probability a window trains on only its first k levels (k uniform)", min=0.0, max=1.0
     )
     fsq_levels: list[int] = _opt([8, 5, 5, 5], "fsq: values per digit; a token is their mixed-radix index")
     body_parts: str | None = _opt(
@@ -150,12 +150,6 @@ class AgentConfig:
         if self.burn_in % fpt:
             raise ValueError(
                 f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)"
-            )
-        if self.quantizer != "rvq" and (self.num_quantizers != 1 or self.quantize_dropout > 0):
-            raise ValueError(
-                f"num_quantizers={self.num_quantizers} / quantize_dropout={self.quantize_dropout} need "
-                f"quantizer: rvq (got {self.quantizer!r}); set --set quantizer=rvq, or num_quantizers=1 and "
-                "quantize_dropout=0"
             )
         if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise ValueError(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")

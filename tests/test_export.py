@@ -282,13 +282,23 @@ def test_non_causal_model_exports_without_step(tmp_path: Path, clips_glob: str) 
     [
         {"activation": "gelu", "norm": "layer", "down_t": 1},
         {"activation": "silu", "norm": "none", "down_t": 3, "depth": 3, "dilation_growth_rate": 2},
+        {"down_t": 2, "quantizer": "rvq", "num_quantizers": 3, "quantize_dropout": 0.5},
+        {"down_t": 2, "quantizer": "fsq", "fsq_levels": [4, 3, 3]},
+        {
+            "down_t": 2,
+            "quantizer": "rvq",
+            "num_quantizers": 2,
+            "parts": {"a": [0, 2, 4, 6, 8, 10], "b": [1, 3, 5]},
+        },
+        {"down_t": 1, "parts": {"a": list(range(6)), "b": list(range(6, 12))}},
     ],
 )
 def test_streaming_decoder_matches_every_architecture(arch: dict) -> None:
     torch.manual_seed(0)
     model = VQVAE(in_dim=12, width=24, code_dim=8, nb_code=16, causal=True, fps=30.0, **arch).eval()
     stream = StreamingDecoder(model)
-    tokens = torch.randint(0, 16, (2, 20))
+    spec = model.token_spec  # one stream: tokens [B, T]; RVQ, FSQ and body parts: [B, T, S]
+    tokens = torch.randint(0, spec.nb_code, (2, 20) if spec.is_single else (2, 20, spec.num_streams))
     with torch.no_grad():
         full = model.decode(tokens)
         state, frames = stream.init_state(2), []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motion_vqvae.export import StreamingDecoder
 from motion_vqvae.models.multilevel import FSQ, ResidualVQ
 from motion_vqvae.models.vqvae import VQVAE
 from sim2real.token_spec import TokenSpec
@@ -107,22 +106,6 @@ def test_model_token_shapes_follow_the_token_spec(name: str) -> None:
         model.decode(tokens[..., 0] if not spec.is_single else tokens[..., None].repeat(1, 1, 2))
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_streaming_equals_whole_sequence(name: str) -> None:
-    model = _model(name).eval()
-    spec = model.token_spec
-    shape = (2, 12) if spec.is_single else (2, 12, spec.num_streams)
-    tokens = torch.randint(0, spec.nb_code, shape)
-    stream = StreamingDecoder(model)
-    with torch.no_grad():
-        full = model.decode(tokens)
-        state, frames = stream.init_state(2), []
-        for t in range(tokens.shape[1]):
-            out, state = stream.step(tokens[:, t], state)
-            frames.append(out)
-    torch.testing.assert_close(torch.cat(frames, dim=1), full, atol=1e-5, rtol=0)
-
-
 def test_invalid_combinations_name_the_fix() -> None:
     with pytest.raises(ValueError, match="quantizer: rvq"):
         VQVAE(12, **{**SMALL, "num_quantizers": 2})
@@ -130,3 +113,18 @@ def test_invalid_combinations_name_the_fix() -> None:
         VQVAE(12, **{**SMALL, "quantizer": "rvq", "l2_normalize": True})
     with pytest.raises(ValueError, match="quantize_dropout"):
         ResidualVQ(nb_code=8, code_dim=4, num_levels=2, quantize_dropout=1.5)
+
+
+def test_default_is_multi_level_and_one_level_is_one_set_away() -> None:
+    from motion_vqvae.agent import model_hparams
+    from motion_vqvae.config_loader import ConfigLoader
+    from motion_vqvae.features import FeatureLayout
+
+    layout = FeatureLayout(num_dof=29)
+    default = VQVAE(**model_hparams(ConfigLoader().config, layout)).token_spec
+    assert default.kind == "rvq" and default.num_levels > 1 and default.fps == 30.0
+    one = VQVAE(**model_hparams(ConfigLoader(overrides=["quantizer=ema_reset"]).config, layout)).token_spec
+    assert one.is_single and one.kind == "vq"
+    parts = model_hparams(ConfigLoader(overrides=["body_parts=upper_lower"]).config, layout)["parts"]
+    assert sorted(c for cols in parts.values() for c in cols) == list(range(layout.dim))
+    assert layout.slices["root_height"].start in parts["lower"]

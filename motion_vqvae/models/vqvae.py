@@ -120,20 +120,9 @@ class VQVAE(nn.Module):
         conv["output_emb_width"] = code_dim
         self.encoder = PartEncoder(parts, **conv) if parts else Encoder(**conv)
         self.decoder = Decoder(**{**conv, "output_emb_width": code_dim * len(part_names)})
-        part_quantizers = [
-            build_part_quantizer(
-                quantizer,
-                nb_code=nb_code,
-                code_dim=code_dim,
-                mu=mu,
-                reset_threshold=reset_threshold,
-                l2_normalize=l2_normalize,
-                num_quantizers=num_quantizers,
-                quantize_dropout=quantize_dropout,
-                fsq_levels=fsq_levels,
-            )
-            for _ in part_names
-        ]
+        keys = ("nb_code", "code_dim", "mu", "reset_threshold", "l2_normalize", "num_quantizers")
+        quantizer_kw = {k: self._hparams[k] for k in (*keys, "quantize_dropout", "fsq_levels")}
+        part_quantizers = [build_part_quantizer(quantizer, **quantizer_kw) for _ in part_names]
         self.quantizer = TokenQuantizer(part_quantizers, self.token_spec)
         self.in_dim = in_dim
 

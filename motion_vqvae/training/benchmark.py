@@ -28,6 +28,7 @@ ORIGINAL_SETTINGS: dict[str, Any] = {
     "depth": 4,
     "dilation_growth_rate": 2,
     "vq_act": "gelu",
+    "quantizer": "ema_reset",  # the original tool's one-level EMA/reset VQ
     "nb_code": 256,
     "code_dim": 256,
     "output_emb_width": 256,

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 # Config overrides of each neural row on top of configs/agent.yaml (the default is the multi-level row).
 NEURAL_ROWS: dict[str, dict[str, Any]] = {
     "default": {},
-    "vq": {"quantizer": "ema_reset", "num_quantizers": 1, "quantize_dropout": 0.0},
-    "fsq": {"quantizer": "fsq", "num_quantizers": 1, "quantize_dropout": 0.0},
+    "vq": {"quantizer": "ema_reset", "nb_code": 384},  # the previous one-level default
+    "fsq": {"quantizer": "fsq"},
     "body_parts": {"body_parts": "upper_lower"},
 }
 SUMMARY_KEYS = (
