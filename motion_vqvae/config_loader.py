@@ -27,6 +27,10 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
     return field(default=default, metadata={"help": help, **rules})
 
 
+config_field = _opt
+"""Public name of :func:`_opt` for the other typed configs (``motion_vqvae.prior.config``)."""
+
+
 @dataclass
 class AgentConfig:
     """Every key the agent understands; each one changes what is trained or how."""
@@ -166,18 +170,7 @@ class AgentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> AgentConfig:
         """Typed construction: converts each value to its field's type, rejecting unknown keys."""
-        if not isinstance(values, dict):
-            raise TypeError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        converted = {}
-        for key, value in values.items():
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), fields, n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(fields))}"
-                raise KeyError(f"{source}: unknown config key '{key}'; {hint}")
-            converted[key] = _convert(value, hints[key], fields[key].metadata, f"{source}: key '{key}'")
-        return cls(**converted)
+        return typed_from_dict(cls, values, source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,6 +178,26 @@ class AgentConfig:
     def replace(self, **overrides: Any) -> AgentConfig:
         """A copy with some keys changed, validated like a fresh load."""
         return AgentConfig.from_dict({**self.to_dict(), **overrides})
+
+
+def typed_from_dict(cls: type, values: dict[str, Any], source: str = "config") -> Any:
+    """``cls(**values)`` for a config dataclass, each value converted to its field's declared type.
+
+    Shared by every config of the project (agent, prior), so all of them reject unknown keys naming the
+    closest valid one and read ``2e-4`` as a float.
+    """
+    if not isinstance(values, dict):
+        raise TypeError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    converted = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(fields))}"
+            raise KeyError(f"{source}: unknown config key '{key}'; {hint}")
+        converted[key] = _convert(value, hints[key], fields[key].metadata, f"{source}: key '{key}'")
+    return cls(**converted)
 
 
 def _convert(value: Any, hint: Any, meta: Any, where: str) -> Any:
@@ -248,18 +261,24 @@ def _scalar(value: Any, hint: type, where: str) -> Any:
 
 
 class ConfigLoader:
-    """Reads `agent: config: {...}` YAML files, as the original tool's README showed."""
+    """Reads `SECTION: config: {...}` YAML files (`agent:` by default, as the original tool's README showed).
+
+    ``schema`` is the typed dataclass the section is loaded into (``AgentConfig``; the prior passes its own).
+    """
 
     def __init__(
         self,
         path: str | Path | None = None,
         overrides: list[str] | None = None,
         values: dict[str, Any] | None = None,
+        *,
+        section: str = "agent",
+        schema: type = AgentConfig,
     ) -> None:
         """``overrides`` are ``key=value`` texts (``--set``); ``values`` are taken as they are (paths)."""
         self.path = Path(path) if path is not None else default_config_path()
         if not self.path.is_file():
-            raise FileNotFoundError(f"config file {self.path} does not exist; see configs/agent.yaml")
+            raise FileNotFoundError(f"config file {self.path} does not exist; see configs/{section}.yaml")
         try:
             doc = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as err:
@@ -268,30 +287,28 @@ class ConfigLoader:
             problem = getattr(err, "problem", None) or err
             raise ValueError(f"{self.path}: YAML syntax error{where}: {problem}; fix the file") from None
         try:
-            raw = doc["agent"]["config"]
+            raw = doc[section]["config"]
         except (KeyError, TypeError):
             raise KeyError(
-                f"{self.path}: expected the layout 'agent: config: {{...}}' "
-                "(as motion_vqvae/configs/agent.yaml)"
+                f"{self.path}: expected the layout '{section}: config: {{...}}' (as configs/{section}.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
-        self.raw.update(parse_overrides(overrides or []))
+        self.raw.update(parse_overrides(overrides or [], schema))
         self.raw.update(values or {})
-        self.config = AgentConfig.from_dict(self.raw, source=str(self.path))
+        self.config = typed_from_dict(schema, self.raw, source=str(self.path))
 
     def to_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
+        return dataclasses.asdict(self.config)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str], schema: type = AgentConfig) -> dict[str, Any]:
     """``key=value`` texts as config values: text keys (paths, names) verbatim, others read as YAML.
 
     A path or glob such as ``motion_file=data/*.csv`` is never YAML-parsed (``*`` would be an alias), and a
     value that is not valid YAML is passed on as text for the typed conversion to judge.
     """
-    text_keys = {
-        f.name for f in dataclasses.fields(AgentConfig) if typing.get_type_hints(AgentConfig)[f.name] in _TEXT
-    }
+    hints = typing.get_type_hints(schema)
+    text_keys = {f.name for f in dataclasses.fields(schema) if hints[f.name] in _TEXT}
     parsed: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -318,6 +335,6 @@ def default_config_path() -> Path:
     return Path(str(resources.files("motion_vqvae") / "configs" / "agent.yaml"))
 
 
-def save_config(config: AgentConfig, path: str | Path) -> None:
+def save_config(config: Any, path: str | Path, section: str = "agent") -> None:
     """Write the resolved config beside a run, in the same layout it is read from."""
-    Path(path).write_text(yaml.safe_dump({"agent": {"config": config.to_dict()}}, sort_keys=False))
+    Path(path).write_text(yaml.safe_dump({section: {"config": dataclasses.asdict(config)}}, sort_keys=False))

@@ -47,6 +47,9 @@ class BenchContext:
     checkpoint: Path | None = None
     fuzz_seconds: float = 600.0
     report_dir: Path = REPO_ROOT / "benchmarks"
+    prior: Path | None = None
+    prior_minutes: float = 5.0
+    policy_minutes: float = 4.0
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -178,6 +181,23 @@ def bench_fuzz(ctx: BenchContext) -> dict:
     return result
 
 
+def bench_prior(ctx: BenchContext) -> dict:
+    """Prior on ``--checkpoint``'s tokens: held-out bits/token and completion vs baselines, sampling speed,
+    and PPO without prior / with bonus / with constraint (``--prior``, else the default trained here)."""
+    if ctx.checkpoint is None:
+        raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
+    from motion_vqvae.prior.benchmark import bench_prior_section
+
+    return bench_prior_section(
+        ctx.checkpoint,
+        ctx.require("data/g1_moves"),
+        ctx.run_root,
+        ctx.prior,
+        ctx.prior_minutes,
+        ctx.policy_minutes,
+    )
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
@@ -186,6 +206,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "export": bench_export,
     "token_rl": bench_token_rl,
     "fuzz": bench_fuzz,
+    "prior": bench_prior,
 }
 
 
@@ -244,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", type=Path, default=None, help="export: the checkpoint to export")
     parser.add_argument("--fuzz-seconds", type=float, default=600.0, help="fuzz: duration of the run")
+    parser.add_argument("--prior", type=Path, default=None, help="prior: a trained prior (else trains one)")
+    parser.add_argument("--prior-minutes", type=float, default=5.0, help="prior: training wall-clock")
+    parser.add_argument("--policy-minutes", type=float, default=4.0, help="prior: PPO wall-clock per mode")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
@@ -255,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         train_rows=rows,
         checkpoint=args.checkpoint,
         fuzz_seconds=args.fuzz_seconds,
+        prior=args.prior,
+        prior_minutes=args.prior_minutes,
+        policy_minutes=args.policy_minutes,
     )
     results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)

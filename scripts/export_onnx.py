@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
+    parser.add_argument("--prior", type=Path, help="a prior checkpoint trained on this tokenizer's tokens")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     parser.add_argument(
         "--safety-scale",
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             motion_file=args.motion_file,
             overwrite=args.overwrite,
             safety_scale=args.safety_scale,
+            prior=args.prior,
         )
     except (ParityError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)

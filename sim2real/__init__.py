@@ -1,7 +1,8 @@
 """Robot-side runtime: numpy, onnxruntime and pyyaml only. Never imports torch or motion_vqvae.
 
-``TokenDecoder`` (and the ``runtime`` module) load onnxruntime on first use only, so ``import sim2real``
-and ``from sim2real import JointMap`` stay cheap where no decoding happens (training, data tools).
+``TokenDecoder`` and ``TokenPrior`` (and their modules) load onnxruntime on first use only, so
+``import sim2real`` and ``from sim2real import JointMap`` stay cheap where nothing is decoded (training,
+data tools).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "SafetyLimits",
     "SafetySpec",
     "TokenDecoder",
+    "TokenPrior",
     "TokenSpec",
     "available_robots",
     "load_robot",
@@ -33,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from sim2real.runtime import TokenDecoder
 
         return TokenDecoder
+    if name == "TokenPrior":
+        from sim2real.prior import TokenPrior
+
+        return TokenPrior
     raise AttributeError(f"module 'sim2real' has no attribute {name!r}")

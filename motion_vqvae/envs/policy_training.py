@@ -20,6 +20,14 @@ import numpy as np
 
 from motion_vqvae.envs.decoders import load_token_source
 from motion_vqvae.envs.g1 import G1Body
+from motion_vqvae.envs.prior_guidance import (
+    PriorGuidance,
+    guidance_results,
+    guide,
+    json_ready,
+    ppo_class,
+    predict_kwargs,
+)
 from motion_vqvae.envs.render import G1Renderer, write_gif
 from motion_vqvae.envs.wrapper import TokenActionWrapper
 
@@ -50,9 +58,11 @@ class PolicyConfig:
     eval_episodes: int = 8
     seed: int = 0
     time_budget_s: float | None = None
+    """Stop training (at a rollout boundary) after this many seconds."""
     levels: int | None = None
     """Act on the first ``levels`` quantizer levels of a multi-level tokenizer only (None: all)."""
-    """Stop training (at a rollout boundary) after this many seconds."""
+    prior: PriorGuidance | None = None
+    """A motion-token prior that scores, rewards (bonus) or constrains the policy's tokens."""
 
 
 def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
@@ -113,7 +123,6 @@ def evaluate(env: gym.Env, act, episodes: int, seed: int) -> list[float]:
 def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | None = None) -> dict[str, Any]:
     """Train PPO, evaluate it against random tokens, write the artefacts; returns the results dict."""
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -123,11 +132,16 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     torch.set_num_threads(1)
     task = task_kwargs(reachable_commands(tokenizer))
     venv = VecNormalize(
-        DummyVecEnv([lambda: make_env(tokenizer, task, levels=cfg.levels) for _ in range(cfg.num_envs)]),
+        DummyVecEnv(
+            [
+                lambda: guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior)
+                for _ in range(cfg.num_envs)
+            ]
+        ),
         norm_reward=False,
     )
     venv.seed(cfg.seed)
-    model = PPO(
+    model = ppo_class(cfg.prior)(
         "MlpPolicy",
         venv,
         n_steps=cfg.n_steps,
@@ -161,17 +175,23 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     train_seconds = time.perf_counter() - start
     venv.training = False
 
-    def policy(obs: np.ndarray) -> np.ndarray:
-        action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-        return action[0]
+    def policy_in(env: gym.Env):
+        def policy(obs: np.ndarray) -> Any:
+            kwargs = predict_kwargs(env, cfg.prior)
+            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True, **kwargs)
+            return action[0]
 
-    eval_env = make_env(tokenizer, task, levels=cfg.levels)
+        return policy
+
+    eval_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
     eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
-    returns = evaluate(eval_env, policy, cfg.eval_episodes, eval_seed)
+    returns = evaluate(eval_env, policy_in(eval_env), cfg.eval_episodes, eval_seed)
+    guided = guidance_results(eval_env, cfg.prior)
     random_returns = evaluate(
         eval_env, lambda _: eval_env.action_space.sample(), cfg.eval_episodes, eval_seed
     )
+    guided.update(guidance_results(eval_env, cfg.prior, prefix="random_token_"))
     results = {
         "mean_return": float(np.mean(returns)),
         "random_token_mean_return": float(np.mean(random_returns)),
@@ -183,12 +203,14 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
         "tokenizer": str(tokenizer),
         "lin_sigma": task["lin_sigma"],
         "yaw_sigma": task["yaw_sigma"],
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "config": json_ready(asdict(cfg)),
         "learning_curve": curve,
+        **guided,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    _record_episode(make_env(tokenizer, task, levels=cfg.levels), policy, eval_seed, out)
+    record_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
+    _record_episode(record_env, policy_in(record_env), eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))
     log.info(

@@ -131,8 +131,10 @@ def export_checkpoint(
     motion_file: str | Path | None = None,
     overwrite: bool = False,
     safety_scale: float = 1.0,
+    prior: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` to the directory ``out``; returns the manifest.
+    """Export ``checkpoint`` (and a ``prior`` trained on its tokens) to the directory ``out``; returns
+    the manifest.
 
     ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
     them, edit the YAML's ``safety`` section instead).
@@ -155,6 +157,11 @@ def export_checkpoint(
         parity = check_parity(modules, tmp, motion_file)
         manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
         validate_manifest(manifest, load_robot(agent.cfg.robot), str(out / MANIFEST))
+        if prior is not None:
+            from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
+
+            manifest["prior"] = export_prior(prior, Path(checkpoint), tmp)
+            files = [*files, *manifest["prior"]["files"]]
         for name in files:
             if name.endswith(".onnx"):
                 _add_metadata(tmp / name, onnx_metadata(manifest, name))

@@ -1,0 +1,210 @@
+"""The prior's data: a tokenizer's token streams of whole clips, computed once and cached, with captions.
+
+The prior never looks inside the tokenizer: it calls ``agent.encode`` / ``agent.decode`` and reads the
+token structure (:class:`sim2real.token_spec.TokenSpec`). Held-out clips are the tokenizer's own
+validation clips, so the prior is scored on motion neither model trained on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from motion_vqvae.agent import MVQVAEAgent, load_config_motions
+from motion_vqvae.data.mirror import mirror_motion
+from motion_vqvae.data.motion import Motion
+from motion_vqvae.data.resample import change_speed
+from motion_vqvae.training.checkpoint import load_checkpoint
+from sim2real.manifest import sha256_file
+from sim2real.token_spec import TokenSpec
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 2
+
+
+@dataclass
+class Tokenizer:
+    """A tokenizer checkpoint as the prior sees it: encode/decode, the token structure, its held-out clips."""
+
+    path: Path
+    agent: MVQVAEAgent
+    spec: TokenSpec
+    val_clips: list[str]
+
+    @classmethod
+    def load(cls, checkpoint: str | Path) -> Tokenizer:
+        state = load_checkpoint(checkpoint)
+        agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+        # The tokenizer's model carries its token structure (levels, parts, sizes): never re-derived here.
+        return cls(Path(checkpoint), agent, agent.token_spec, list(state.get("val_clips") or []))
+
+    def encode(self, motion: Motion) -> np.ndarray:
+        """``[T, S]`` tokens of a whole clip."""
+        return as_streams(self.agent.encode(motion), self.spec)
+
+    def decode(self, tokens: np.ndarray, start_pose: Any = None) -> Motion:
+        """Motion of ``[T, S]`` tokens placed at ``start_pose`` (see ``MVQVAEAgent.decode``)."""
+        return self.agent.decode(from_streams(tokens, self.spec), start_pose=start_pose)
+
+
+def as_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
+    """Tokens as ``[T, S]`` whatever the tokenizer returns (``[T]`` for one stream)."""
+    arr = spec.check_tokens(tokens)
+    return arr[:, None] if spec.is_single else arr
+
+
+def from_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
+    """Inverse of :func:`as_streams`: what ``agent.decode`` takes."""
+    arr = np.asarray(tokens, dtype=np.int64)
+    return arr[:, 0] if spec.is_single else arr
+
+
+@dataclass
+class Captions:
+    """Clip-name patterns -> captions (first match wins; ``_mirrored`` copies share their clip's)."""
+
+    rules: list[tuple[str, str]]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Captions:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"captions file {path} does not exist; see configs/captions.yaml")
+        doc = yaml.safe_load(path.read_text()) or {}
+        rules = doc.get("captions") if isinstance(doc, dict) else None
+        if not isinstance(rules, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("pattern"), str) and isinstance(r.get("caption"), str)
+            for r in rules
+        ):
+            raise ValueError(f"{path}: expected 'captions: [{{pattern: GLOB, caption: TEXT}}, ...]'")
+        return cls([(r["pattern"], r["caption"]) for r in rules])
+
+    def caption(self, clip: str) -> str | None:
+        name = clip.removesuffix("_mirrored").split("@")[0].lower()  # augmented copies: NAME@x0.8_mirrored
+        for pattern, text in self.rules:
+            if fnmatch.fnmatch(name, pattern.lower()):
+                return text
+        return None
+
+    @property
+    def texts(self) -> list[str]:
+        return sorted({text for _, text in self.rules})
+
+
+@dataclass
+class TokenClip:
+    """One clip's tokens ``[T, S]`` and caption (None: trained only unconditionally)."""
+
+    name: str
+    tokens: np.ndarray
+    caption: str | None
+
+
+def clip_motions(
+    tok: Tokenizer, motion_file: str | Path, fps: float | None
+) -> tuple[list[Motion], list[Motion]]:
+    """(training, held-out) clips of ``motion_file`` read as the tokenizer reads them, split by its
+    validation clips."""
+    cfg = tok.agent.cfg.replace(fps=fps) if fps else tok.agent.cfg
+    motions = load_config_motions(cfg, motion_file, min_frames=tok.spec.frames_per_token * 2)
+    held = set(tok.val_clips)
+    return [m for m in motions if m.name not in held], [m for m in motions if m.name in held]
+
+
+def build_corpus(
+    tok: Tokenizer,
+    motion_file: str | Path,
+    fps: float | None,
+    captions: Captions,
+    mirror: bool,
+    speeds: list[float],
+    cache: Path,
+) -> tuple[list[TokenClip], list[TokenClip]]:
+    """(training, held-out) token clips, read from ``cache`` when it was built from the same inputs.
+
+    Training clips are augmented like the tokenizer's: re-timed copies at ``speeds``, then mirrored copies
+    of all of them; held-out clips are never augmented.
+    """
+    source = f"{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{fps}|{mirror}|{sorted(speeds)}"
+    key = f"v{CACHE_VERSION}|{source}"
+    key = hashlib.sha256(key.encode()).hexdigest()
+    if cache.is_file():
+        state = torch.load(cache, weights_only=True)
+        if state.get("key") == key:
+            log.info("tokens read from %s", cache)
+            return _clips(state["train"], captions), _clips(state["val"], captions)
+        log.info("%s was built from other inputs; re-encoding", cache)
+    train, val = clip_motions(tok, motion_file, fps)
+    if not train:
+        raise ValueError(
+            f"{motion_file}: every clip is a held-out clip of the tokenizer; nothing to train on"
+        )
+    train = train + [change_speed(m, speed) for speed in speeds for m in train]
+    if mirror:
+        train = train + [mirror_motion(m) for m in train]
+    encoded = {
+        split: {m.name: torch.as_tensor(tok.encode(m)) for m in clips}
+        for split, clips in (("train", train), ("val", val))
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    torch.save({"key": key, **encoded}, tmp)
+    tmp.replace(cache)
+    log.info("encoded %d training and %d held-out clips into %s", len(train), len(val), cache)
+    return _clips(encoded["train"], captions), _clips(encoded["val"], captions)
+
+
+def _clips(table: dict[str, torch.Tensor], captions: Captions) -> list[TokenClip]:
+    return [TokenClip(name, t.numpy(), captions.caption(name)) for name, t in table.items()]
+
+
+class TokenWindows:
+    """Random ``(B, W, S)`` windows of training clips (uniform over start steps), with a loss mask.
+
+    Clips shorter than ``W`` are padded (mask 0). Owns its ``torch.Generator`` so resume is exact.
+    """
+
+    def __init__(self, clips: list[TokenClip], window: int, seed: int) -> None:
+        self.window = window
+        self.clips = clips
+        lengths = np.array([len(c.tokens) for c in clips])
+        self.starts = [(i, s) for i, n in enumerate(lengths) for s in range(max(1, n - window + 1))]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+        """tokens (B, W, S) int64, mask (B, W) bool, and each window's caption."""
+        picks = torch.randint(len(self.starts), (batch,), generator=self.generator).tolist()
+        streams = self.clips[0].tokens.shape[1]
+        tokens = torch.zeros(batch, self.window, streams, dtype=torch.long)
+        mask = torch.zeros(batch, self.window, dtype=torch.bool)
+        captions = []
+        for row, pick in enumerate(picks):
+            clip_index, start = self.starts[pick]
+            piece = self.clips[clip_index].tokens[start : start + self.window]
+            tokens[row, : len(piece)] = torch.as_tensor(piece)
+            mask[row, : len(piece)] = True
+            captions.append(self.clips[clip_index].caption)
+        return tokens, mask, captions
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def resolve_repo_path(path: str) -> Path:
+    """A relative path from the working directory, else from the repository (``configs/...`` defaults)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(__file__).resolve().parents[2] / p

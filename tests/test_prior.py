@@ -1,0 +1,160 @@
+"""The motion-token prior: model causality, KV cache, n-gram baselines, training with exact resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import train_prior  # noqa: E402
+from _tiny_tokenizer import NB_CODE, train_tiny_tokenizer  # noqa: E402
+
+from motion_vqvae.data import sample_motion_path  # noqa: E402
+from motion_vqvae.prior.model import TokenGPT  # noqa: E402
+from motion_vqvae.prior.scoring import bigram_bits, ngram_counts, unigram_bits  # noqa: E402
+from motion_vqvae.training.checkpoint import load_checkpoint  # noqa: E402
+
+TINY_PRIOR = {
+    "n_layer": 1,
+    "n_head": 2,
+    "n_embd": 32,
+    "block_size": 12,
+    "batch_size": 8,
+    "warmup_iter": 2,
+    "use_text": False,
+    "num_threads": 1,
+    "eval_every": 5,
+    "save_every": 5,
+}
+
+
+def prior_sets(iters: int, **extra: object) -> list[str]:
+    values = {**TINY_PRIOR, "total_iter": iters, **extra}
+    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(sample_motion_path()), 30)
+
+
+def train_tiny_prior(tokenizer: Path, out: Path, iters: int, *extra: str) -> Path:
+    args = ["--tokenizer", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
+    assert train_prior.main([*args, *prior_sets(iters), *extra]) == 0
+    return out / "checkpoints" / "last.pt"
+
+
+def _model(streams: int, text_dim: int = 0) -> TokenGPT:
+    torch.manual_seed(0)
+    return TokenGPT(
+        nb_code=7,
+        num_streams=streams,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        block_size=10,
+        dropout=0.0,
+        text_dim=text_dim,
+    ).eval()
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_model_is_causal_over_steps_and_streams(streams: int) -> None:
+    model = _model(streams)
+    tokens = torch.randint(7, (2, 8, streams))
+    base = model(tokens)
+    changed = tokens.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 7
+    # Steps before 5 never see step 5 or later.
+    assert torch.allclose(model(changed)[:, :5], base[:, :5], atol=1e-6)
+    assert not torch.allclose(model(changed)[:, 6:], base[:, 6:], atol=1e-4)
+    for s in range(streams):
+        later = tokens.clone()
+        later[..., s:] = (later[..., s:] + 3) % 7
+        # Stream s's prediction of a step depends on that step's coarser streams only.
+        out = model(later)
+        assert torch.allclose(out[:, 0, s], base[:, 0, s], atol=1e-6)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_kv_cache_steps_equal_whole_window(streams: int) -> None:
+    model = _model(streams, text_dim=5)
+    tokens = torch.randint(7, (2, 6, streams))
+    text, has = torch.randn(2, 5), torch.tensor([1.0, 0.0])
+    whole = model(tokens, text, has)  # (B, T, S, V)
+    hidden, cache = model.start(text, has, 2)
+    steps = [model.head(hidden, tokens[:, 0])]
+    # First two tokens in one call, then one at a time: chunked and single steps extend the same cache.
+    h, cache = model.step(tokens[:, :2], torch.tensor([1, 2]), cache)
+    steps += [model.head(h[:, i], tokens[:, i + 1]) for i in range(2)]
+    for t in range(2, 5):
+        h, cache = model.step(tokens[:, t : t + 1], torch.tensor([t + 1]), cache)
+        steps.append(model.head(h[:, -1], tokens[:, t + 1]))
+    assert torch.allclose(torch.stack(steps, dim=1), whole, atol=1e-5)
+
+
+def test_ngram_baselines_by_hand() -> None:
+    train = [np.array([[0], [1], [0], [1]])]
+    uni, bi = ngram_counts(train, 3)
+    seq = np.array([[0], [1], [2]])
+    # Add-one: p(0) = 3/7; p(1|0) = 3/5; p(2|1) = 1/4.
+    assert np.allclose(unigram_bits(seq[:1], uni), -np.log2(3 / 7))
+    assert np.allclose(bigram_bits(seq, uni, bi), [-np.log2(3 / 7), -np.log2(3 / 5), -np.log2(1 / 4)])
+
+
+def test_train_resume_is_exact_and_tokens_are_cached(
+    tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from motion_vqvae.prior.train import PriorRun
+
+    straight = load_checkpoint(train_tiny_prior(tokenizer, tmp_path / "a", 10))
+    original = PriorRun.step
+
+    def interrupted(run: PriorRun) -> dict[str, float]:
+        if run.iteration >= 5:
+            raise KeyboardInterrupt  # Ctrl-C after 5 steps: last.pt must hold everything
+        return original(run)
+
+    monkeypatch.setattr(PriorRun, "step", interrupted)
+    args = [
+        "--tokenizer",
+        str(tokenizer),
+        "--motion_file",
+        str(sample_motion_path()),
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    assert train_prior.main([*args, *prior_sets(10)]) == 130
+    monkeypatch.setattr(PriorRun, "step", original)
+    cache = tmp_path / "b" / "tokens.pt"
+    stamp = cache.stat().st_mtime_ns
+    resumed = load_checkpoint(train_tiny_prior(tokenizer, tmp_path / "b", 10, "--resume"))
+    assert cache.stat().st_mtime_ns == stamp  # the second run read the tokens, it did not re-encode
+    assert resumed["iteration"] == straight["iteration"] == 10
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    held = [r for r in rows if r["split"] == "val"]
+    assert held and all(np.isfinite(r["nll_bits_per_token"]) for r in held)
+    assert straight["token_spec"]["nb_code"] == NB_CODE
+    assert straight["val_clips"] == load_checkpoint(tokenizer)["val_clips"]
+    assert (tmp_path / "a" / "checkpoints" / "best.pt").is_file()
+
+
+def test_prior_config_is_typed_and_rejects_unknown_keys() -> None:
+    from motion_vqvae.prior.config import load_prior_config
+
+    cfg = load_prior_config(None, ["lr=2e-4", "speed_augment=[0.9]"])
+    assert cfg.lr == 2e-4 and isinstance(cfg.lr, float) and cfg.speed_augment == [0.9]
+    with pytest.raises(KeyError, match="did you mean 'n_layer'"):
+        load_prior_config(None, ["n_lyer=3"])
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        load_prior_config(None, ["n_embd=130"])
