@@ -141,11 +141,11 @@ def guide(env: gym.Env, guidance: PriorGuidance | None, training: bool = True) -
     from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
 
     prior = LoadedPrior.load(guidance.prior)
-    nb_code = env.get_wrapper_attr("source").nb_code
-    if prior.spec.nb_code != nb_code:
+    spec = env.get_wrapper_attr("source").spec
+    if prior.spec != spec:
         raise ValueError(
-            f"prior {guidance.prior} models {prior.spec.nb_code} codes, the env's tokenizer has {nb_code}; "
-            "train the prior on this tokenizer's tokens"
+            f"prior {guidance.prior} models tokens {prior.spec.to_dict()}, the env's tokenizer has "
+            f"{spec.to_dict()}; train the prior on this tokenizer's tokens"
         )
     mode = guidance.mode if training or guidance.mode == "constrain" else "none"
     scored = PriorGuidance(guidance.prior, mode, guidance.beta, guidance.top_p)
