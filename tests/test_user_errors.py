@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +20,14 @@ import pytest
 from motion_vqvae.data import load_motions, sample_motion_path, save_csv, save_npy
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_COPIES = 5
 TINY = ["--set", "total_iter=2", "--set", "width=16", "--set", "num_threads=1", "--set", "eval_every=2"]
 
 
 def _cases(tmp: Path) -> dict[str, list[str]]:
     run = str(tmp / "run")
     outs = (str(tmp / f"x{i}") for i in range(100))  # one --out each: the cases run at once
+    runs = (str(tmp / f"run{i}") for i in range(RUN_COPIES))  # a trained run each: a resume takes its lock
     train = ["scripts/train_vqvae.py"]
     sample = str(sample_motion_path())
     return {
@@ -42,10 +45,12 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
         "negative budget": [*train, "--time-budget", "-1", "--out", next(outs)],
         "existing run": [*train, "--out", run],
         "resume of nothing": [*train, "--out", next(outs), "--resume"],
-        "resume and overwrite": [*train, "--out", run, "--resume", "--overwrite"],
-        "resume changes model": [*train, "--out", run, "--resume", "--set", "nb_code=512"],
-        "resume with other data": [*train, "--out", run, "--resume", "--motion_file", str(tmp / "other.npy")],
-        "resume with --config": [*train, "--out", run, "--resume", "--config", str(tmp / "bad.yaml")],
+        "resume and overwrite": [*train, "--out", next(runs), "--resume", "--overwrite"],
+        "resume changes model": [*train, "--out", next(runs), "--resume", "--set", "nb_code=100"],
+        "resume with other data": [
+            *train, "--out", next(runs), "--resume", "--motion_file", str(tmp / "other.npy")
+        ],
+        "resume with --config": [*train, "--out", next(runs), "--resume", "--config", str(tmp / "bad.yaml")],
         "run dir in use": [*train, "--out", str(tmp / "busy"), *TINY],
         "missing checkpoint": ["scripts/evaluate.py", "--checkpoint", str(tmp / "no.pt"), "--motion_file",
                                sample, "--out", str(tmp / "ev")],
@@ -75,6 +80,8 @@ def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     (tmp / "bad.yaml").write_text("agent:\n  config:\n    lr: [1, 2\n")
     (tmp / "bad.pt").write_text("not a checkpoint")
     assert train_main(["--out", str(tmp / "run"), *TINY]) == 0
+    for i in range(RUN_COPIES):
+        shutil.copytree(tmp / "run", tmp / f"run{i}", ignore=shutil.ignore_patterns(".lock"))
     (tmp / "busy").mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("MOTION_VQVAE_DEBUG", None)
@@ -114,7 +121,7 @@ def test_messages_name_the_problem(outcomes) -> None:
         "yaml syntax error": "line 4",
         "unknown key": "did you mean 'nb_code'",
         "existing run": "--overwrite",
-        "resume changes model": "nb_code=512",
+        "resume changes model": "nb_code=100",
         "resume with other data": "differ",
         "run dir in use": "in use",
         "csv without fps": "fps",
