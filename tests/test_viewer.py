@@ -93,7 +93,7 @@ def test_clicking_a_token_decodes_it_on_a_third_robot(checkpoint: Path) -> None:
 
     from motion_vqvae.agent import MVQVAEAgent
     from motion_vqvae.data import load_motions
-    from motion_vqvae.viewer.app import COLORS, Track, Viewer
+    from motion_vqvae.viewer.app import COLORS, Track, Viewer, token_label
 
     agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
     clip = agent.prepare(load_motions(sample_motion_path())[0])
@@ -105,13 +105,14 @@ def test_clicking_a_token_decodes_it_on_a_third_robot(checkpoint: Path) -> None:
             [Track("reference", clip, COLORS["reference"])],
             clip.fps,
             tokens=tokens,
-            decode_token=lambda t: agent.decode([t] * 4),
+            frames_per_token=agent.token_spec.frames_per_token,
+            decode_token=lambda t: agent.decode(np.stack([t] * 4)),
         )
-        assert str(tokens[0]) in viewer.timeline.content and "token 1/" in viewer.timeline.content
+        assert token_label(tokens[0]) in viewer.timeline.content and "token 1/" in viewer.timeline.content
         viewer.slider.value = 4 * 3  # frame 12 is in the fourth token
         assert "token 4/" in viewer.timeline.content
-        viewer.preview(int(tokens[3]))
-        preview = viewer.stage.poses[f"token {tokens[3]}"]
+        viewer.preview(3)
+        preview = viewer.stage.poses["token #3"]
         assert preview.num_frames == 16 and np.isfinite(preview.pos).all()
         viewer.run(seconds=0.2)
         assert int(viewer.slider.value) > 12, "play advances the time slider"

@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from motion_vqvae.cli import UserError, cli_main, setup_logging
+from sim2real.token_spec import TokenSpec
+
+PREVIEW_REPEATS = 4  # a clicked token is decoded this many times over, long enough to watch
 
 log = logging.getLogger("viewer")
 
@@ -68,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
                 Track("reconstruction", recon, COLORS["reconstruction"], 1.2),
             ]
         else:
+            tokens = _shape_tokens(tokens, agent.token_spec)
             tracks = [Track("tokens", agent.decode(tokens), COLORS["reconstruction"])]
         fps = tracks[0].motion.fps
-        fpt = agent.model.frames_per_token
+        fpt = agent.token_spec.frames_per_token
         viewer_args = {
             "tokens": tokens,
             "frames_per_token": fpt,
-            "decode_token": lambda t: agent.decode([t] * 4),
+            "decode_token": lambda t: agent.decode(np.stack([t] * PREVIEW_REPEATS)),
         }
     import viser
 
@@ -109,6 +113,7 @@ def _load_clip(args: argparse.Namespace):
 
 
 def _parse_tokens(text: str) -> np.ndarray:
+    """Ids ``3,17,40`` (one stream), ``3,1,7;17,0,2`` (one group of stream entries per token), or a file."""
     path = Path(text)
     if path.suffix in (".txt", ".npy", ".csv"):
         if not path.is_file():
@@ -116,13 +121,33 @@ def _parse_tokens(text: str) -> np.ndarray:
         values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=1)
     else:
         try:
-            values = np.array([int(v) for v in text.replace(" ", "").split(",") if v])
+            groups = [g for g in text.replace(" ", "").split(";") if g]
+            rows = [[int(v) for v in g.split(",") if v] for g in groups]
+            values = np.array(rows[0] if ";" not in text else rows)
         except ValueError:
-            raise UserError(f"--tokens {text!r}: expected comma-separated integers such as 3,17,40") from None
-    values = np.asarray(values).reshape(-1)
-    if not len(values):
+            raise UserError(
+                f"--tokens {text!r}: expected comma-separated integers such as 3,17,40 (one stream) or "
+                "';'-separated groups such as 3,1,7;17,0,2 (one entry per stream)"
+            ) from None
+    values = np.asarray(values)
+    if not values.size:
         raise UserError("--tokens is empty")
     return values.astype(np.int64)
+
+
+def _shape_tokens(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
+    """``tokens`` checked against the tokenizer's structure (a flat list is cut into tokens of S entries)."""
+    if not spec.is_single and tokens.ndim == 1:
+        if tokens.size % spec.num_streams:
+            raise UserError(
+                f"--tokens: {tokens.size} ids do not make whole tokens of {spec.num_streams} streams "
+                f"{list(spec.stream_names)}; separate tokens with ';'"
+            )
+        tokens = tokens.reshape(-1, spec.num_streams)
+    try:
+        return spec.check_tokens(tokens)
+    except ValueError as err:
+        raise UserError(f"--tokens: {err}") from None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import viser
@@ -108,9 +109,11 @@ class Viewer:
         tracks: list[Track],
         fps: float,
         tokens: np.ndarray | None = None,
-        frames_per_token: int = 4,
-        decode_token: Callable[[int], Motion] | None = None,
+        frames_per_token: int | None = None,
+        decode_token: Callable[[Any], Motion] | None = None,
     ) -> None:
+        if tokens is not None and frames_per_token is None:
+            raise ValueError("Viewer: tokens need the tokenizer's frames_per_token (its TokenSpec)")
         self.server, self.fps, self.tokens, self.fpt = server, fps, tokens, frames_per_token
         self.decode_token = decode_token
         self.stage = Stage(server, ForwardKinematics())
@@ -140,11 +143,12 @@ class Viewer:
 
     def _timeline(self, current: int) -> None:
         lo, hi = max(0, current - 8), min(len(self.tokens), current + 9)
-        cells = [f"**[{t}]**" if i == current else str(t) for i, t in enumerate(self.tokens[lo:hi], lo)]
+        labels = [token_label(t) for t in self.tokens[lo:hi]]
+        cells = [f"**[{t}]**" if i == current else t for i, t in enumerate(labels, lo)]
         assert self.timeline is not None
         self.timeline.content = (
-            f"token {current + 1}/{len(self.tokens)} (frames {current * self.fpt}-{current * self.fpt + 3}): "
-            + " ".join(cells)
+            f"token {current + 1}/{len(self.tokens)} "
+            f"(frames {current * self.fpt}-{(current + 1) * self.fpt - 1}): " + " ".join(cells)
         )
         page = current // TOKENS_PER_PAGE
         if page != self.page and self.decode_token is not None:
@@ -152,19 +156,21 @@ class Viewer:
             if self.token_buttons is not None:
                 self.token_buttons.remove()
             first = page * TOKENS_PER_PAGE
-            options = [f"#{i} {t}" for i, t in enumerate(self.tokens[first : first + TOKENS_PER_PAGE], first)]
+            page_tokens = self.tokens[first : first + TOKENS_PER_PAGE]
+            options = [f"#{i} {token_label(t)}" for i, t in enumerate(page_tokens, first)]
             self.token_buttons = self.server.gui.add_button_group("click a token to see its motion", options)
-            self.token_buttons.on_click(lambda event: self.preview(int(event.target.value.split()[1])))
+            self.token_buttons.on_click(lambda event: self.preview(int(event.target.value.split()[0][1:])))
 
-    def preview(self, token: int) -> None:
-        """Decode ``token`` (repeated, so its motion is long enough to watch) on a third robot."""
-        assert self.decode_token is not None
-        motion = self.decode_token(token)
+    def preview(self, index: int) -> None:
+        """Decode the token at timeline position ``index`` (repeated, to watch) on a third robot."""
+        assert self.decode_token is not None and self.tokens is not None
+        motion = self.decode_token(self.tokens[index])
         lateral = SPACING * len(self.tracks)
-        self.stage.add(Track(f"token {token}", motion, COLORS["token"], lateral))
-        for name in self.stage.names("token "):
-            if name != f"token {token}":
-                self.stage.remove(name)
+        name = f"token #{index}"
+        self.stage.add(Track(name, motion, COLORS["token"], lateral))
+        for other in self.stage.names("token "):
+            if other != name:
+                self.stage.remove(other)
         self.preview_frame = 0
 
     def run(self, seconds: float | None = None) -> None:
@@ -178,3 +184,8 @@ class Viewer:
                 self.preview_frame = (self.preview_frame + 1) % self.stage.frames(name)
                 self.stage.show(name, self.preview_frame)
             time.sleep(period)
+
+
+def token_label(token: Any) -> str:
+    """A token as the timeline shows it: ``17`` for one stream, ``17/3/250`` for one entry per stream."""
+    return "/".join(str(int(t)) for t in np.atleast_1d(np.asarray(token)))
