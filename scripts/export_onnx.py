@@ -2,7 +2,8 @@
 
     python scripts/export_onnx.py --checkpoint runs/g1/checkpoints/best.pt --out exports/g1
 
-Exits non-zero, leaving nothing at ``--out``, when onnxruntime disagrees with torch on real clips.
+Exits 1, leaving nothing at ``--out``, when onnxruntime disagrees with torch on real clips; a user error
+(missing checkpoint, existing ``--out``, bad flag) is one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
+from motion_vqvae.cli import cli_main, run
 from motion_vqvae.export import ParityError, export_checkpoint
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt written by train_vqvae.py")
@@ -41,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             safety_scale=args.safety_scale,
             prior=args.prior,
         )
-    except (ParityError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"export failed: {exc}", file=sys.stderr)
+    except ParityError as exc:  # not the user's input: the export itself is wrong
+        print(f"error: export failed its parity check: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {', '.join(manifest['files'])}")
     print(f"parity: {manifest['parity']}")
@@ -50,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

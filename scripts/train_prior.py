@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from motion_vqvae.cli import cli_main, run
 from motion_vqvae.config_loader import save_config
 from motion_vqvae.prior.config import SECTION, load_prior_config
 from motion_vqvae.prior.train import PriorRun, train
 from motion_vqvae.training.checkpoint import load_checkpoint
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -194,6 +194,16 @@ def test_train_policy_writes_results_curve_and_gif(checkpoint: Path, tmp_path: P
     assert (tmp_path / "policy.gif").stat().st_size > 10_000
 
 
+def test_train_policy_time_budget_reports_the_steps_really_taken(checkpoint: Path, tmp_path: Path) -> None:
+    cfg = PolicyConfig(
+        timesteps=10**6, num_envs=2, n_steps=64, batch_size=64, n_epochs=1, eval_episodes=1, time_budget_s=3.0
+    )
+    results = train_policy(checkpoint, tmp_path, cfg)
+    steps = results["trained_timesteps"]
+    assert 0 < steps < 10**5, steps
+    assert all(point <= steps for point, _ in results["learning_curve"]), results["learning_curve"]
+
+
 @pytest.fixture(scope="module")
 def rvq_checkpoint(tmp_path_factory) -> Path:
     return train_tiny_tokenizer(

@@ -159,17 +159,15 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
 
     class Progress(BaseCallback):
         def _on_step(self) -> bool:
-            return True
+            # False ends learn() inside this rollout: num_timesteps stays the steps really taken and the
+            # half rollout adds no learning-curve point.
+            return cfg.time_budget_s is None or time.perf_counter() - start <= cfg.time_budget_s
 
         def _on_rollout_end(self) -> None:
             if self.model.ep_info_buffer:
                 mean = float(np.mean([e["r"] for e in self.model.ep_info_buffer]))
                 curve.append((self.num_timesteps, mean))
                 log.info("%d tokens: mean episode return %.2f", self.num_timesteps, mean)
-
-        def _on_rollout_start(self) -> None:
-            if cfg.time_budget_s is not None and time.perf_counter() - start > cfg.time_budget_s:
-                self.model.num_timesteps = cfg.timesteps  # ends learn() at this rollout boundary
 
     model.learn(total_timesteps=cfg.timesteps, callback=Progress())
     train_seconds = time.perf_counter() - start
