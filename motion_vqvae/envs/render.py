@@ -100,6 +100,9 @@ class G1Renderer:
         self._figure = None
 
 
+GIF_PANEL_PIXELS = 400  # per panel: large enough to read the pose and its label
+
+
 def write_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     """Write RGB frames as a looping GIF (imageio); the parent folder is created."""
     import imageio.v2 as imageio
@@ -121,8 +124,12 @@ def bodies_gif(
 ) -> Path:
     """GIF of body-position sequences ``(T, B, 3)`` drawn side by side (e.g. reference and reconstruction)."""
     length = min(len(p) for p in panels)
-    renderer = G1Renderer(model, backend="matplotlib")
-    frames = [renderer.render_bodies([p[t] for p in panels], titles) for t in range(length)]
+    names = list(titles) if titles is not None else [f"motion {i + 1}" for i in range(len(panels))]
+    renderer = G1Renderer(model, width=GIF_PANEL_PIXELS, height=GIF_PANEL_PIXELS, backend="matplotlib")
+    frames = [
+        renderer.render_bodies([p[t] for p in panels], [f"{name}\nt = {t / fps:.2f} s" for name in names])
+        for t in range(length)
+    ]
     renderer.close()
     return write_gif(path, frames, fps)
 
