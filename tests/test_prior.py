@@ -46,9 +46,14 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(sample_motion_path()), 30)
 
 
-def train_tiny_prior(tokenizer: Path, out: Path, iters: int, *extra: str) -> Path:
-    args = ["--tokenizer", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
-    assert train_prior.main([*args, *prior_sets(iters), *extra]) == 0
+def prior_args(tokenizer: Path, out: Path) -> list[str]:
+    """train_prior.py's required arguments for a prior on the bundled sample's tokens."""
+    return ["--tokenizer", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
+
+
+def train_tiny_prior(tokenizer: Path, out: Path, iters: int, *extra: str, **sets: object) -> Path:
+    """A tiny prior (``--set`` overrides as keywords, other flags in ``extra``); returns its last.pt."""
+    assert train_prior.main([*prior_args(tokenizer, out), *prior_sets(iters, **sets), *extra]) == 0
     return out / "checkpoints" / "last.pt"
 
 
@@ -124,15 +129,7 @@ def test_train_resume_is_exact_and_tokens_are_cached(
         return original(run)
 
     monkeypatch.setattr(PriorRun, "step", interrupted)
-    args = [
-        "--tokenizer",
-        str(tokenizer),
-        "--motion_file",
-        str(sample_motion_path()),
-        "--out",
-        str(tmp_path / "b"),
-    ]
-    assert train_prior.main([*args, *prior_sets(10)]) == 130
+    assert train_prior.main([*prior_args(tokenizer, tmp_path / "b"), *prior_sets(10)]) == 130
     monkeypatch.setattr(PriorRun, "step", original)
     cache = tmp_path / "b" / "tokens.pt"
     stamp = cache.stat().st_mtime_ns

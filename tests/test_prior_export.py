@@ -19,9 +19,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import evaluate_prior  # noqa: E402
 import export_onnx  # noqa: E402
 import sample_prior  # noqa: E402
-import train_prior  # noqa: E402
 from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
-from test_prior import prior_sets  # noqa: E402
+from test_prior import train_tiny_prior  # noqa: E402
 
 from motion_vqvae.data import load_motions, sample_motion_path  # noqa: E402
 from motion_vqvae.prior.sampling import LoadedPrior  # noqa: E402
@@ -36,17 +35,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tokenizer = train_tiny_tokenizer(root / "tok", str(sample_motion_path()), 30)
     captions = root / "captions.yaml"
     captions.write_text(f'captions:\n  - {{pattern: "sample_motion_*", caption: "{CAPTION}"}}\n')
-    args = [
-        "--tokenizer",
-        str(tokenizer),
-        "--motion_file",
-        str(sample_motion_path()),
-        "--out",
-        str(root / "p"),
-    ]
-    sets = prior_sets(20, use_text=True, captions=captions, cond_drop=0.5)
-    assert train_prior.main([*args, *sets]) == 0
-    return tokenizer, root / "p" / "checkpoints" / "last.pt"
+    prior = train_tiny_prior(tokenizer, root / "p", 20, use_text=True, captions=captions, cond_drop=0.5)
+    return tokenizer, prior
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +192,7 @@ def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -
     tokenizer = train_tiny_tokenizer(
         tmp_path / "tok", str(sample_motion_path()), 6, quantizer="rvq", num_quantizers=2
     )
-    args = [
-        "--tokenizer",
-        str(tokenizer),
-        "--motion_file",
-        str(sample_motion_path()),
-        "--out",
-        str(tmp_path / "p"),
-    ]
-    assert train_prior.main([*args, *prior_sets(6, speed_augment="[]")]) == 0
-    prior_path = tmp_path / "p" / "checkpoints" / "last.pt"
+    prior_path = train_tiny_prior(tokenizer, tmp_path / "p", 6, speed_augment="[]")
     prior = LoadedPrior.load(prior_path)
     assert prior.spec.num_streams == 2 and prior.model.num_streams == 2
     tokens = prior.sample(12, seed=0)

@@ -51,7 +51,7 @@ def test_ci_runs_the_readme_main_job_in_a_copy_without_shared() -> None:
 def readme_workdir(tmp_path_factory) -> Path:
     """A working directory with what the README's snippets name: configs, runs/g1 and exports/g1."""
     from _tiny_tokenizer import train_tiny_tokenizer  # puts scripts/ on sys.path
-    from test_prior import prior_sets
+    from test_prior import train_tiny_prior
 
     from motion_vqvae.data import sample_motion_path
     from motion_vqvae.export import export_checkpoint
@@ -66,11 +66,7 @@ def readme_workdir(tmp_path_factory) -> Path:
     (last.parent / "best.pt").write_bytes(last.read_bytes())
     captions = root / "captions.yaml"
     captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
-    prior_args = ["--tokenizer", str(last.parent / "best.pt"), "--motion_file", str(sample_motion_path())]
-    sets = prior_sets(10, use_text=True, captions=captions)
-    train_prior = importlib.import_module("train_prior")
-    assert train_prior.main([*prior_args, "--out", str(root / "prior"), *sets]) == 0
-    prior = root / "prior" / "checkpoints" / "last.pt"
+    prior = train_tiny_prior(last.parent / "best.pt", root / "prior", 10, use_text=True, captions=captions)
     export_checkpoint(last.parent / "best.pt", work / "exports" / "g1", prior=prior)
     return work
 
