@@ -37,11 +37,22 @@ class WindowSampler:
     def num_windows(self) -> int:
         return len(self.starts)
 
+    def draw(self, batch_size: int) -> torch.Tensor:
+        """Indices ``(B,)`` of a batch of windows (CPU), advancing the sampler's generator.
+
+        Drawing and gathering are separate so that data-parallel ranks can draw one global batch with the
+        same generator and each gather only its own share of it.
+        """
+        return torch.randint(len(self.starts), (batch_size,), generator=self.generator)
+
+    def gather(self, picks: torch.Tensor) -> torch.Tensor:
+        """The windows ``(B, W, F)`` at indices returned by :meth:`draw`."""
+        first = self.starts[picks.to(self.starts.device)]  # (B,)
+        return self.data[first[:, None] + self._steps]  # (B, W, F)
+
     def sample(self, batch_size: int) -> torch.Tensor:
         """A batch ``(B, W, F)`` of windows."""
-        pick = torch.randint(len(self.starts), (batch_size,), generator=self.generator)
-        first = self.starts[pick.to(self.starts.device)]  # (B,)
-        return self.data[first[:, None] + self._steps]  # (B, W, F)
+        return self.gather(self.draw(batch_size))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}
