@@ -24,31 +24,38 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
-from motion_vqvae.data.mirror import mirror_motion
-from motion_vqvae.data.resample import change_speed
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.training.cache import MotionCache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
     load_checkpoint,
     restore_rng_states,
     save_checkpoint,
 )
-from motion_vqvae.training.clips import load_config_motions, training_motions
+from motion_vqvae.training.clips import (
+    augmented,
+    capped_validation,
+    load_config_motions,
+    single_fps,
+    split_clips,
+    training_motions,
+)
 from motion_vqvae.training.evaluation import (
+    ReferenceKinematics,
     decode_tokens,
     encode_motion,
     evaluate_motions,
     reconstruct_motion,
 )
 from motion_vqvae.training.schedule import build_optimizer
-from motion_vqvae.training.windows import WindowSampler
+from motion_vqvae.training.windows import WindowDraws, WindowSampler
 from sim2real import JointMap, load_robot
 from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MVQVAEAgent", "load_config_motions", "model_hparams", "split_clips", "augmented"]
+__all__ = ["MVQVAEAgent", "augmented", "load_config_motions", "model_hparams", "single_fps", "split_clips"]
 
 StartPose = tuple[np.ndarray, float] | Motion | None
 
@@ -70,7 +77,8 @@ class MVQVAEAgent:
         self.val_motions: list[Motion] = []
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
-        self.sampler: WindowSampler | None = None
+        self.sampler: WindowDraws | None = None
+        self._references: ReferenceKinematics | None = None  # FK of val_motions, computed at first use
         self.iteration = 0
         self.best_metric = math.inf
         self.dataset: str | None = None  # fingerprint of the clips given to setup()
@@ -86,7 +94,41 @@ class MVQVAEAgent:
         _seed_everything(self.cfg.seed)
         self.dataset = dataset_fingerprint(motions)
         self.fps = single_fps(motions)
-        self.train_motions, self.val_motions = split_clips(motions, self.cfg)
+        self.train_motions, held_out = split_clips(motions, self.cfg)
+        kept = set(capped_validation({m.name: m.num_frames for m in held_out}, self.cfg))
+        self.val_motions = [m for m in held_out if m.name in kept]
+        self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
+        training_clips = augmented(self.train_motions, self.cfg)
+        train_features = [self.layout.from_motion(m) for m in training_clips]
+        self.layout.fit_normalizer(train_features)
+        self._finish_setup(
+            WindowSampler(
+                [self.layout.normalize(f) for f in train_features],
+                self.cfg.window_size + self.cfg.burn_in,
+                self.cfg.seed,
+                self.device,
+            ),
+            len(self.train_motions),
+        )
+
+    def setup_from_cache(self, cache: MotionCache) -> None:
+        """As :meth:`setup`, from a preprocessed cache (see ``scripts/preprocess.py``): split, normaliser
+        and features come from the cache, windows are gathered from its memory-mapped shards."""
+        from motion_vqvae.training.memmap_windows import MemmapWindowSampler
+
+        _seed_everything(self.cfg.seed)
+        cache.check_settings(self.cfg)
+        self.dataset = cache.fingerprint
+        self.fps = cache.fps
+        self.train_motions = []
+        self.val_motions = cache.validation_motions(capped_validation(cache.validation_lengths(), self.cfg))
+        self.layout = cache.layout()
+        sampler = MemmapWindowSampler.from_cache(
+            cache, self.cfg.window_size + self.cfg.burn_in, self.cfg.seed, self.device
+        )
+        self._finish_setup(sampler, sum(c.augmentation == "none" for c in cache.training_clips()))
+
+    def _finish_setup(self, sampler: WindowDraws, num_train_clips: int) -> None:
         robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
             robot,
@@ -94,23 +136,16 @@ class MVQVAEAgent:
             real_dof=self.cfg.real_dof,
             sim_to_real_idx=self.cfg.sim_to_real_idx,
         )
-        self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
-        training_clips = augmented(self.train_motions, self.cfg)
-        train_features = [self.layout.from_motion(m) for m in training_clips]
-        self.layout.fit_normalizer(train_features)
         self._build(hparams=None)
-        self.sampler = WindowSampler(
-            [self.layout.normalize(f) for f in train_features],
-            self.cfg.window_size + self.cfg.burn_in,
-            self.cfg.seed,
-            self.device,
-        )
+        self.sampler = sampler
+        self._references = None
+        names = [m.name for m in self.val_motions]
         log.info(
             "%d training clips (%d windows), %d validation clips: %s",
-            len(self.train_motions),
+            num_train_clips,
             self.sampler.num_windows,
-            len(self.val_motions),
-            ", ".join(m.name for m in self.val_motions),
+            len(names),
+            ", ".join(names[:20]) + (f", ... ({len(names) - 20} more)" if len(names) > 20 else ""),
         )
 
     def _build(self, hparams: dict[str, Any] | None) -> None:
@@ -131,8 +166,16 @@ class MVQVAEAgent:
     def evaluate(self, motions: list[Motion] | None = None) -> dict[str, Any]:
         """Whole-clip metrics on ``motions`` (default: the validation clips)."""
         self._require_model()
-        clips = motions if motions is not None else self.val_motions
-        summary, _ = evaluate_motions(self.model, self.layout, clips, mjcf=self.mjcf, device=self.device)
+        if motions is not None:
+            summary, _ = evaluate_motions(
+                self.model, self.layout, motions, mjcf=self.mjcf, device=self.device
+            )
+            return summary
+        if self._references is None:  # the held-out clips' forward kinematics, once per run
+            self._references = ReferenceKinematics(self.mjcf)
+        summary, _ = evaluate_motions(
+            self.model, self.layout, self.val_motions, device=self.device, references=self._references
+        )
         return summary
 
     @property
@@ -282,18 +325,6 @@ class MVQVAEAgent:
             raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
 
 
-def single_fps(motions: list[Motion]) -> float:
-    """The one frame rate of ``motions``; clips at mixed rates are refused, never silently mixed."""
-    rates = sorted({float(m.fps) for m in motions})
-    if len(rates) != 1:
-        names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
-        raise ValueError(
-            f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
-            "--set target_fps=30) to resample every clip to one rate"
-        )
-    return rates[0]
-
-
 def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
     """Model constructor arguments from the config and the training fps (checkpoints store them)."""
     return {
@@ -320,42 +351,6 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
         "parts": part_columns(cfg, layout),
         "fps": float(fps),
     }
-
-
-def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:
-    """The training clips plus their speed-changed (``speed_augment``) and mirrored copies.
-
-    Speed copies re-time each clip (a faster or slower performance of the same poses); mirroring then
-    applies to every timing, so ``[0.8, 1.25]`` with mirroring trains on six versions of each clip.
-    """
-    clips = list(motions)
-    for speed in cfg.speed_augment:
-        clips += [change_speed(m, speed) for m in motions]
-    if cfg.mirror_augment:
-        clips += [mirror_motion(m) for m in clips]
-    return clips
-
-
-def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], list[Motion]]:
-    """Clip-level split: validation never sees a frame of a training clip."""
-    if cfg.val_clips:
-        names = {m.name for m in motions}
-        missing = [n for n in cfg.val_clips if n not in names]
-        if missing:
-            raise ValueError(f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)")
-        held = set(cfg.val_clips)
-    else:
-        order = sorted(m.name for m in motions)
-        np.random.default_rng(cfg.seed).shuffle(order)
-        count = (
-            min(len(order) - 1, max(1, round(cfg.val_fraction * len(order)))) if cfg.val_fraction > 0 else 0
-        )
-        held = set(order[:count])
-    train = [m for m in motions if m.name not in held]
-    val = [m for m in motions if m.name in held]
-    if not train:
-        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
-    return train, val
 
 
 def _resolve_device(name: str) -> torch.device:

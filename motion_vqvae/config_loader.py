@@ -52,6 +52,11 @@ class AgentConfig:
     )
     val_fraction: float = _opt(0.1, "fraction of clips held out for validation", min=0.0, max=0.9)
     val_clips: list[str] | None = _opt(None, "explicit clip names held out (overrides val_fraction)")
+    max_val_frames: int | None = _opt(
+        200_000,
+        "validate on at most this many held-out frames per run (clips chosen by seed); null = all",
+        min=1,
+    )
     # --- optimisation ---
     batch_size: int = _opt(64, "windows per step", min=1)
     window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)

@@ -114,11 +114,16 @@ def dof_rmse(pred: Motion, ref: Motion) -> float:
 
 
 def motion_metrics(
-    pred: Motion, ref: Motion, mjcf: str | Path | None = None, fk: ForwardKinematics | None = None
+    pred: Motion,
+    ref: Motion,
+    mjcf: str | Path | None = None,
+    fk: ForwardKinematics | None = None,
+    ref_body_pos: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics of ``pred`` against ``ref`` (equal length and fps), FK on ``mjcf`` (default: shipped G1).
 
-    Pass ``fk`` to reuse a loaded model across calls; ``mjcf`` is then ignored.
+    Pass ``fk`` to reuse a loaded model across calls (``mjcf`` is then ignored), and ``ref_body_pos``
+    (``fk.body_positions(ref)``) when the reference is scored again and again, as a validation clip is.
     """
     if pred.num_frames != ref.num_frames:
         raise ValueError(
@@ -137,7 +142,7 @@ def motion_metrics(
     out.update(
         body_metrics(
             fk.body_positions(pred),
-            fk.body_positions(ref),
+            fk.body_positions(ref) if ref_body_pos is None else ref_body_pos,
             pred.root_pos,
             ref.root_pos,
             pred.root_quat,

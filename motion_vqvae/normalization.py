@@ -14,6 +14,43 @@ from typing import Any
 import numpy as np
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Frame count, per-column mean and sum of squared deviations of some feature frames.
+
+    Merging two (Chan et al.'s parallel update) gives the moments of the union without revisiting a frame,
+    so statistics over a dataset too large for memory come from one streaming pass, clip by clip, in any
+    order and across processes; each clip's deviations are taken around its own mean, which avoids the
+    cancellation of ``E[x^2] - E[x]^2``.
+    """
+
+    count: int
+    mean: np.ndarray  # (F,)
+    m2: np.ndarray  # (F,)
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        """Moments of the rows of a ``(T, F)`` array."""
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        return cls(len(x), mean, ((x - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: Moments) -> Moments:
+        """Moments of both sets of frames."""
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / count)
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
+        return Moments(count, mean, m2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Moments:
+        return cls(int(data["count"]), np.asarray(data["mean"], dtype=np.float64), np.asarray(data["m2"]))
+
+
 @dataclass
 class Normalizer:
     """Feature-wise ``(x - mean) / std``; ``std`` already includes the floor applied at fit time."""
@@ -61,11 +98,18 @@ class Normalizer:
         floor = np.broadcast_to(np.asarray(std_floor, dtype=np.float64), (dim,))
         if np.any(floor <= 0):
             raise ValueError(f"Normalizer.fit: std_floor must be positive, got {std_floor}")
-        count = sum(len(a) for a in arrays)
-        mean = sum(a.sum(axis=0) for a in arrays) / count
-        # Second pass around the mean: no catastrophic cancellation from E[x^2] - E[x]^2.
-        var = sum(((a - mean) ** 2).sum(axis=0) for a in arrays) / count
-        return cls(mean=mean, std=np.maximum(np.sqrt(var), floor))
+        moments = Moments.of(arrays[0])
+        for a in arrays[1:]:
+            moments = moments.merge(Moments.of(a))
+        return cls.from_moments(moments, floor)
+
+    @classmethod
+    def from_moments(cls, moments: Moments, std_floor: float | np.ndarray) -> Normalizer:
+        """Statistics from accumulated :class:`Moments`, std raised to ``std_floor`` (scalar or columns)."""
+        if moments.count == 0:
+            raise ValueError("Normalizer.from_moments: no frames were accumulated")
+        floor = np.broadcast_to(np.asarray(std_floor, dtype=np.float64), moments.mean.shape)
+        return cls(mean=moments.mean, std=np.maximum(np.sqrt(moments.m2 / moments.count), floor))
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """``(x - mean) / std`` over the last axis."""

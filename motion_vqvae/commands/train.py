@@ -19,6 +19,7 @@ from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
+from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.clips import training_motions
 from motion_vqvae.training.rundir import RunDirectory, resume_config
 
@@ -30,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train_vqvae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--motion_file", "--motion-file", help="motion file, directory or glob (NPY/PKL/CSV), taken as a path"
+        "--motion_file",
+        "--motion-file",
+        help="motion file, directory or glob (NPY/PKL/CSV), taken as a path; or a preprocess.py cache",
     )
     parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
     parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
@@ -91,13 +94,19 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
             "training on the bundled sample motion; point --motion_file at your data "
             "(a file, folder or glob of NPY/PKL/CSV, e.g. ../shared/data/g1_moves)"
         )
+    cache = MotionCache.open(config.motion_file, config) if is_cache(config.motion_file) else None
     with WarningDigest() as digest:
-        motions = training_motions(config)  # before torch is imported: data errors show at once
+        # before torch is imported: data errors show at once
+        motions = training_motions(config) if cache is None else []
     from motion_vqvae.agent import MVQVAEAgent
     from motion_vqvae.training.signals import TrainingInterrupted
 
     agent = MVQVAEAgent(config, run_dir=run.path)
-    agent.setup(motions)
+    if cache is not None:
+        log.info("training from the cache %s (made from %s)", cache.path, cache.index["source"])
+        agent.setup_from_cache(cache)
+    else:
+        agent.setup(motions)
     if state is not None and state.get("dataset") and state["dataset"] != agent.dataset:
         raise UserError(
             f"--resume: the clips read from {config.motion_file or 'the bundled sample'} differ from the "
@@ -122,11 +131,14 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
         )
         return stop.exit_code
     save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
-    _print_summary(agent, summary, run, time.monotonic() - started)
+    source = cache.index["source"] if cache is not None else config.motion_file
+    _print_summary(agent, summary, run, time.monotonic() - started, source)
     return 0
 
 
-def _print_summary(agent: Any, summary: dict[str, Any], run: RunDirectory, seconds: float) -> None:
+def _print_summary(
+    agent: Any, summary: dict[str, Any], run: RunDirectory, seconds: float, source: str | None
+) -> None:
     """The few lines a person reads at the end: what ran, how good it is, where it is, what next."""
     best = run.path / "checkpoints" / "best.pt"
     lines = [
@@ -139,7 +151,7 @@ def _print_summary(agent: Any, summary: dict[str, Any], run: RunDirectory, secon
             f"pa_mpjpe {summary['pa_mpjpe_mm']:.1f} mm, dof_rmse {summary['dof_rmse_rad']:.3f} rad, "
             f"accel {summary['accel_error_mm']:.2f} mm, codebook usage {summary['codebook_usage']:.0%}"
         )
-    data = agent.cfg.motion_file or "motion_vqvae/assets/sample_motion.npy"
+    data = source or "motion_vqvae/assets/sample_motion.npy"
     lines += [
         f"run: {run.path} (config.yaml, metrics.jsonl, checkpoints/best.pt, checkpoints/last.pt)",
         f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data} "

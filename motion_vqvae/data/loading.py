@@ -171,22 +171,28 @@ def _check_rate(value: float | None, key: str, source: str) -> None:
         raise ValueError(f"{source}: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
-def _unique_names(motions: list[Motion], files: list[Path]) -> list[Motion]:
-    """Clips renamed where two share a name (two folders each with ``clip.csv``), with a warning."""
+def unique_names(names: Sequence[str], files: Sequence[Path]) -> list[str]:
+    """Clip names with clashes resolved: a name already taken (``clip.csv`` in two folders) becomes
+    ``folder/name`` (then ``folder/name#2``, ...), with a warning. ``files[i]`` holds clip ``names[i]``."""
     seen: set[str] = set()
     out = []
-    for motion, file in zip(motions, files, strict=True):
-        name = motion.name
-        if name in seen:
-            name = f"{file.parent.name}/{motion.name}"
+    for name, file in zip(names, files, strict=True):
+        unique = name
+        if unique in seen:
+            unique = f"{file.parent.name}/{name}"
             k = 2
-            while name in seen:
-                name, k = f"{file.parent.name}/{motion.name}#{k}", k + 1
-            logger.warning("%s: clip name '%s' is taken; renamed to '%s'", file, motion.name, name)
-            motion = dataclasses.replace(motion, name=name)
-        seen.add(name)
-        out.append(motion)
+            while unique in seen:
+                unique, k = f"{file.parent.name}/{name}#{k}", k + 1
+            logger.warning("%s: clip name '%s' is taken; renamed to '%s'", file, name, unique)
+        seen.add(unique)
+        out.append(unique)
     return out
+
+
+def _unique_names(motions: list[Motion], files: list[Path]) -> list[Motion]:
+    """Motions renamed by :func:`unique_names` where two share a name."""
+    names = unique_names([m.name for m in motions], files)
+    return [m if n == m.name else dataclasses.replace(m, name=n) for m, n in zip(motions, names, strict=True)]
 
 
 def load_motions(

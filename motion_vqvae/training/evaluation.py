@@ -17,9 +17,12 @@ from tqdm import tqdm
 
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.features import FeatureLayout
+from motion_vqvae.kinematics import ForwardKinematics
 from motion_vqvae.metrics import motion_metrics
 from motion_vqvae.models.vqvae import VQVAE
 from sim2real.token_spec import TokenSpec
+
+EVAL_BATCH_FRAMES = 32_768  # padded frames per evaluation batch: bounds activation memory on any device
 
 METRIC_KEYS = (
     "dof_rmse_rad",
@@ -139,6 +142,81 @@ def reconstruct_motion(
     return recon, tokens
 
 
+class ReferenceKinematics:
+    """Forward kinematics of reference clips, computed once per clip and reused at every validation.
+
+    A clip is recognised by identity (the same ``Motion`` object), so a changed validation set is never
+    scored against stale bodies.
+    """
+
+    def __init__(self, mjcf: str | Path | None = None) -> None:
+        self.fk = ForwardKinematics(mjcf)
+        self._bodies: dict[str, tuple[Motion, np.ndarray]] = {}
+
+    def body_positions(self, motion: Motion) -> np.ndarray:
+        """World body positions ``(T, B, 3)`` of ``motion``."""
+        hit = self._bodies.get(motion.name)
+        if hit is None or hit[0] is not motion:
+            hit = (motion, self.fk.body_positions(motion))
+            self._bodies[motion.name] = hit
+        return hit[1]
+
+
+def pad_to_length(features: np.ndarray, length: int) -> np.ndarray:
+    """Right-pad by repeating the last frame up to ``length`` frames."""
+    return np.concatenate([features, np.repeat(features[-1:], length - len(features), axis=0)])
+
+
+def eval_batches(
+    motions: Sequence[Motion], causal: bool, max_frames: int = EVAL_BATCH_FRAMES
+) -> list[list[int]]:
+    """Clip indices grouped for batched reconstruction: by length, at most ``max_frames`` padded frames a
+    batch. A non-causal model would see the padding of shorter clips, so it gets one clip per batch."""
+    order = sorted(range(len(motions)), key=lambda i: motions[i].num_frames)
+    if not causal:
+        return [[i] for i in order]
+    batches: list[list[int]] = []
+    for i in order:  # ascending, so the clip added last sets the batch's padded length
+        if batches and (len(batches[-1]) + 1) * motions[i].num_frames <= max_frames:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+@torch.no_grad()
+def reconstruct_batch(
+    model: VQVAE, layout: FeatureLayout, motions: Sequence[Motion], device: torch.device, levels: int | None
+) -> list[tuple[Motion, np.ndarray]]:
+    """What :func:`reconstruct_motion` returns for each clip, from one padded forward pass.
+
+    Clips are right-padded (last frame repeated) to the longest one; a causal model's output for a frame
+    never depends on later frames, so cutting each clip back to its length gives its own reconstruction.
+    """
+    fpt = model.frames_per_token
+    feats = [layout.normalize(layout.from_motion(m)) for m in motions]
+    length = -(-max(len(f) for f in feats) // fpt) * fpt
+    x = torch.as_tensor(
+        np.stack([pad_to_length(f, length) for f in feats]), dtype=torch.float32, device=device
+    )
+    tokens = model.encode(x)  # (B, T', [S])
+    out = model.decode(tokens, levels).cpu().double().numpy()  # (B, T, F)
+    tokens = tokens.cpu().numpy()
+    results = []
+    for b, motion in enumerate(motions):
+        start_pos, start_yaw = layout.start_pose(motion)
+        recon = layout.to_motion(
+            layout.denormalize(out[b, : motion.num_frames]),
+            fps=motion.fps,
+            start_pos=start_pos,
+            start_yaw=start_yaw,
+            name=motion.name,
+        )
+        recon.joint_names = list(motion.joint_names)
+        results.append((recon, tokens[b, : -(-motion.num_frames // fpt)]))
+    return results
+
+
 def codebook_stats(tokens: Sequence[np.ndarray], spec: TokenSpec) -> dict[str, Any]:
     """Fraction of codes used and perplexity of the token histogram, per stream and averaged.
 
@@ -171,10 +249,13 @@ def evaluate_motions(
     progress: bool = False,
     levels: int | None = None,
     window: int | None = None,
+    references: ReferenceKinematics | None = None,
 ) -> tuple[dict, list[ClipResult]]:
     """Metrics averaged over clips, codebook statistics over all their tokens, and per-clip results.
 
-    ``levels`` and ``window`` as in :func:`reconstruct_motion`; the summary records both.
+    ``levels`` and ``window`` as in :func:`reconstruct_motion`; the summary records both. Whole clips are
+    reconstructed in padded batches (:func:`reconstruct_batch`); ``references`` keeps the reference
+    clips' forward kinematics between calls (default: computed for this call, on ``mjcf``).
     """
     if not motions:
         raise ValueError("evaluate_motions: no clips to evaluate")
@@ -183,14 +264,25 @@ def evaluate_motions(
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
+    references = references if references is not None else ReferenceKinematics(mjcf)
+    outputs: list[tuple[Motion, np.ndarray] | None] = [None] * len(motions)
     try:
-        results = []
-        for motion in tqdm(motions, desc="evaluate", unit="clip", disable=not progress):
-            recon, tokens = reconstruct_motion(model, layout, motion, device, levels=levels, window=window)
-            metrics = motion_metrics(recon, motion, mjcf=mjcf)
-            results.append(ClipResult(motion, recon, tokens, metrics))
+        batches = [[i] for i in range(len(motions))] if window else eval_batches(motions, model.causal)
+        for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress):
+            clips = [motions[i] for i in batch]
+            if window:
+                done = [reconstruct_motion(model, layout, clips[0], device, levels=levels, window=window)]
+            else:
+                done = reconstruct_batch(model, layout, clips, device, levels)
+            for i, out in zip(batch, done, strict=True):
+                outputs[i] = out
     finally:
         model.train(was_training)
+    results = []
+    for motion, (recon, tokens) in zip(motions, outputs, strict=True):
+        bodies = references.body_positions(motion)
+        metrics = motion_metrics(recon, motion, fk=references.fk, ref_body_pos=bodies)
+        results.append(ClipResult(motion, recon, tokens, metrics))
     summary: dict = {k: float(np.mean([r.metrics[k] for r in results])) for k in METRIC_KEYS}
     summary.update(codebook_stats([r.tokens for r in results], spec))
     summary["levels"] = used_levels

@@ -1,0 +1,278 @@
+"""Preprocess a dataset once: read, validate, repair, resample, augment and featurise every file in parallel
+worker processes, into the float32 shards of a :class:`~motion_vqvae.training.cache.MotionCache`.
+
+Each worker runs the training path's own code on one file (``load_config_motions``, ``clip_versions``,
+``FeatureLayout.from_motion``) and returns float32 features, the clip's moments per version and a digest;
+the main process appends them to shards as they arrive, in file order (a bounded number in flight keeps
+memory flat), then resolves name clashes, splits the clips exactly as training from files would, merges the
+training versions' moments into the normaliser (no second pass over the data) and writes ``index.json``.
+
+Everything is written into a hidden sibling folder first and renamed into place at the end, so a killed
+run never leaves something that passes for a cache (and an unfinished folder is refused by name).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from motion_vqvae.cli import WarningDigest
+from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.data.fingerprint import clip_digest, combined_fingerprint
+from motion_vqvae.data.loading import find_motion_files, unique_names
+from motion_vqvae.features import FeatureLayout
+from motion_vqvae.normalization import Moments, Normalizer
+from motion_vqvae.training.cache import (
+    CACHE_FORMAT,
+    INCOMPLETE,
+    INDEX,
+    VAL_MOTIONS,
+    ClipEntry,
+    MotionCache,
+    cache_settings,
+    settings_hash,
+)
+from motion_vqvae.training.clips import augmentation_names, clip_versions, held_out_names, load_config_motions
+
+log = logging.getLogger(__name__)
+
+SHARD_BYTES = 1 << 30  # a new shard after 1 GiB: few files, each well within any mmap limit
+
+
+@dataclass
+class _Clip:
+    """One clip of one file as a worker returns it (features only for clips at least a window long)."""
+
+    name: str
+    fps: float
+    joint_names: list[str]
+    length: int
+    digest: str = ""
+    motion: np.ndarray | None = None  # (T, 7 + N) float64 root position, quaternion, joint angles
+    versions: list[np.ndarray] | None = None  # float32 features per augmentation_names() entry
+    moments: list[Moments] | None = None
+
+
+def _process_file(path: str, config: dict[str, Any]) -> tuple[list[_Clip], list[str]]:
+    """A worker's job: every clip of one file, featurised in every version; and the data warnings."""
+    cfg = AgentConfig.from_dict(config)
+    with WarningDigest() as digest:
+        motions = load_config_motions(cfg, path, min_frames=0)
+    clips = []
+    for m in motions:
+        clip = _Clip(m.name, float(m.fps), list(m.joint_names), m.num_frames)
+        if m.num_frames >= cfg.window_size:
+            layout = FeatureLayout.for_motion(m, prefer_expmap=cfg.prefer_expmap)
+            features = [layout.from_motion(v) for v in clip_versions(m, cfg)]
+            clip.digest = clip_digest(m)
+            clip.motion = np.concatenate([m.root_pos, m.root_quat, m.dof], axis=1)
+            clip.versions = [f.astype(np.float32) for f in features]
+            clip.moments = [Moments.of(f) for f in features]
+        clips.append(clip)
+    return clips, [r.getMessage() for r in digest.records]
+
+
+def _in_order(files: list[Path], cfg: AgentConfig, workers: int) -> Iterator[tuple[list[_Clip], list[str]]]:
+    """Worker results in file order, with at most ``2 * workers`` files in flight (memory stays flat)."""
+    config = cfg.to_dict()
+    if workers <= 1:
+        yield from (_process_file(str(f), config) for f in files)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future] = deque()
+        for file in files:
+            pending.append(pool.submit(_process_file, str(file), config))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class _ShardWriter:
+    """Appends float32 rows to ``features_NNNNN.f32`` files, starting a new one past :data:`SHARD_BYTES`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.shards = folder, []  # [{"file", "frames"}]
+        self._fh: Any = None
+
+    def append(self, rows: np.ndarray) -> tuple[int, int]:
+        """Write ``rows`` (T, F); returns (shard, offset)."""
+        row_bytes = 4 * rows.shape[1]
+        if self._fh is None or (self.shards[-1]["frames"] + len(rows)) * row_bytes > SHARD_BYTES:
+            self._open()
+        shard = self.shards[-1]
+        offset = shard["frames"]
+        self._fh.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+        shard["frames"] += len(rows)
+        return len(self.shards) - 1, offset
+
+    def _open(self) -> None:
+        self.close()
+        name = f"features_{len(self.shards):05d}.f32"
+        self._fh = (self.folder / name).open("wb")
+        self.shards.append({"file": name, "frames": 0})
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def preprocess(
+    source: str | Path,
+    cfg: AgentConfig,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> MotionCache:
+    """Build the cache of ``source`` (file, folder or glob) made with ``cfg`` in ``out``, and open it."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    files = find_motion_files(source)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / INCOMPLETE).write_text("preprocess.py was writing this cache and did not finish\n")
+        index = _write(files, cfg, tmp, workers or default_workers(), progress)
+        index["source"] = str(source)
+        (tmp / INDEX).write_text(json.dumps(index))
+        (tmp / INCOMPLETE).unlink()
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return MotionCache.open(out)
+
+
+def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, progress: bool) -> dict[str, Any]:
+    versions = augmentation_names(cfg)
+    writer = _ShardWriter(folder)
+    clips: list[_Clip] = []
+    sources: list[Path] = []
+    places: list[list[tuple[int, int]]] = []  # per clip, (shard, offset) of each version
+    motion_offsets: list[int] = []
+    rows = 0
+    with (
+        WarningDigest() as digest,
+        (folder / "motions.tmp").open("wb") as motions_fh,
+        tqdm(total=len(files), desc="preprocess", unit="file", disable=not progress) as bar,
+    ):
+        for file, (file_clips, warnings) in zip(files, _in_order(files, cfg, workers), strict=True):
+            for text in warnings:
+                logging.getLogger("motion_vqvae.data").warning("%s", text)
+            for clip in file_clips:
+                place, motion_offset = [], -1
+                if clip.versions is not None:
+                    place = [writer.append(v) for v in clip.versions]
+                    motions_fh.write(clip.motion.tobytes())
+                    motion_offset, rows = rows, rows + clip.length
+                    clip.versions = clip.motion = None  # written; keep only the metadata
+                clips.append(clip)
+                sources.append(file)
+                places.append(place)
+                motion_offsets.append(motion_offset)
+            bar.update(1)
+            bar.set_postfix(frames=sum(s["frames"] for s in writer.shards))
+        writer.close()
+    digest.report(folder / "data_warnings.log", log)
+    names = unique_names([c.name for c in clips], sources)
+    kept = [i for i, c in enumerate(clips) if c.moments is not None]
+    if not kept:
+        raise ValueError(f"{files[0].parent}: no clip of at least window_size={cfg.window_size} frames")
+    _check_uniform([clips[i] for i in kept], names, kept)
+    held = held_out_names([names[i] for i in kept], cfg)
+    train = [i for i in kept if names[i] not in held]
+    if not train:
+        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
+
+    def entry(i: int, k: int, val: bool, motion_offset: int = -1) -> ClipEntry:
+        name = names[i] if k == 0 else f"{names[i]}[{versions[k]}]"
+        shard, offset = places[i][k]
+        return ClipEntry(
+            name, shard, offset, clips[i].length, str(sources[i]), versions[k], val, motion_offset
+        )
+
+    order = [(k, i) for k in range(len(versions)) for i in train]  # version-major, as augmented() lists
+    entries = [entry(i, k, False) for k, i in order]
+    moments = functools.reduce(Moments.merge, (clips[i].moments[k] for k, i in order))
+    val = [i for i in kept if names[i] in held]
+    _compact_val_motions(
+        folder, [(motion_offsets[i], clips[i].length) for i in val], len(clips[kept[0]].joint_names)
+    )
+    offset = 0
+    for i in val:
+        entries.append(entry(i, 0, True, offset))
+        offset += clips[i].length
+    layout = FeatureLayout(len(clips[kept[0]].joint_names), cfg.prefer_expmap, clips[kept[0]].joint_names)
+    layout.normalizer = Normalizer.from_moments(moments, layout.default_std_floor())
+    settings = cache_settings(cfg)
+    return {
+        "format": CACHE_FORMAT,
+        "settings": settings,
+        "settings_hash": settings_hash(settings),
+        "dataset": combined_fingerprint({names[i]: clips[i].digest for i in kept}),
+        "fps": clips[kept[0]].fps,
+        "joint_names": clips[kept[0]].joint_names,
+        "layout": layout.to_dict(),
+        "moments": moments.to_dict(),
+        "shards": writer.shards,
+        "clips": [asdict(e) for e in entries],
+    }
+
+
+def _check_uniform(clips: list[_Clip], names: list[str], kept: list[int]) -> None:
+    """One frame rate and one joint order across the clips, as training from files requires."""
+    first = clips[0]
+    for clip, i in zip(clips, kept, strict=True):
+        if abs(clip.fps - first.fps) > 1e-9:
+            raise ValueError(
+                f"clips at mixed frame rates ({names[kept[0]]}: {first.fps}, {names[i]}: {clip.fps}); set "
+                "target_fps (e.g. --set target_fps=30) to resample every clip to one rate"
+            )
+        if clip.joint_names != first.joint_names:
+            raise ValueError(
+                f"clip '{names[i]}' has other joints than '{names[kept[0]]}'; set robot to map them onto one "
+                "joint set"
+            )
+
+
+def _compact_val_motions(folder: Path, blocks: list[tuple[int, int]], num_dof: int) -> None:
+    """Keep the motions of the validation clips only (``val_motions.f64``); drop the rest."""
+    width = 7 + num_dof
+    tmp = folder / "motions.tmp"
+    total = tmp.stat().st_size // (8 * width)
+    table = np.memmap(tmp, dtype=np.float64, mode="r", shape=(total, width)) if total else None
+    with (folder / VAL_MOTIONS).open("wb") as fh:
+        for offset, length in blocks:
+            fh.write(np.asarray(table[offset : offset + length]).tobytes())
+    del table
+    tmp.unlink()
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished cache into place; an existing one is swapped out, then deleted."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
