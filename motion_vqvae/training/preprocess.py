@@ -169,7 +169,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
     writer = _ShardWriter(folder)
     clips: list[_Clip] = []
     sources: list[Path] = []
-    places: list[list[tuple[int, int]]] = []  # per clip, (shard, offset) of each version
+    places: list[list[tuple[int, int, int]]] = []  # per clip, (shard, offset, frames) of each version
     motion_offsets: list[int] = []
     rows = 0
     with (
@@ -183,7 +183,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
             for clip in file_clips:
                 place, motion_offset = [], -1
                 if clip.versions is not None:
-                    place = [writer.append(v) for v in clip.versions]
+                    place = [(*writer.append(v), len(v)) for v in clip.versions]
                     motions_fh.write(clip.motion.tobytes())
                     motion_offset, rows = rows, rows + clip.length
                     clip.versions = clip.motion = None  # written; keep only the metadata
@@ -207,10 +207,8 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
 
     def entry(i: int, k: int, val: bool, motion_offset: int = -1) -> ClipEntry:
         name = names[i] if k == 0 else f"{names[i]}[{versions[k]}]"
-        shard, offset = places[i][k]
-        return ClipEntry(
-            name, shard, offset, clips[i].length, str(sources[i]), versions[k], val, motion_offset
-        )
+        shard, offset, length = places[i][k]
+        return ClipEntry(name, shard, offset, length, str(sources[i]), versions[k], val, motion_offset)
 
     order = [(k, i) for k in range(len(versions)) for i in train]  # version-major, as augmented() lists
     entries = [entry(i, k, False) for k, i in order]
