@@ -50,6 +50,7 @@ class BenchContext:
     prior: Path | None = None
     prior_minutes: float = 5.0
     policy_minutes: float = 4.0
+    scale_frames: int = 10_000_000
 
     def require(self, relative: str) -> Path:
         """Path under ``shared``, or skip the section when it is absent."""
@@ -198,6 +199,15 @@ def bench_prior(ctx: BenchContext) -> dict:
     )
 
 
+def bench_scale(ctx: BenchContext) -> dict:
+    """Preprocessing frames/s and peak RSS on ``--scale-frames`` synthesised frames (re-timed, mirrored,
+    re-headed g1_moves copies), training windows/s and peak RSS from its cache, and g1_moves from files
+    vs from its cache; writes scale.md."""
+    from motion_vqvae.training.scale_benchmark import bench_scale as run_scale
+
+    return run_scale(ctx.require("data/g1_moves"), ctx.run_root, ctx.report_dir, frames=ctx.scale_frames)
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
@@ -207,6 +217,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "token_rl": bench_token_rl,
     "fuzz": bench_fuzz,
     "prior": bench_prior,
+    "scale": bench_scale,
 }
 
 
@@ -268,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior", type=Path, default=None, help="prior: a trained prior (else trains one)")
     parser.add_argument("--prior-minutes", type=float, default=5.0, help="prior: training wall-clock")
     parser.add_argument("--policy-minutes", type=float, default=4.0, help="prior: PPO wall-clock per mode")
+    parser.add_argument(
+        "--scale-frames", type=int, default=10_000_000, help="scale: frames of the synthesised dataset"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     rows = tuple(r.strip() for r in args.train_rows.split(",") if r.strip())
@@ -282,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         prior=args.prior,
         prior_minutes=args.prior_minutes,
         policy_minutes=args.policy_minutes,
+        scale_frames=args.scale_frames,
     )
     results = run(args.sections, ctx)
     args.out.parent.mkdir(parents=True, exist_ok=True)
