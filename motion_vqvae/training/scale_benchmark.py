@@ -3,9 +3,10 @@
 The dataset is made from the real g1_moves clips: re-timed (0.8x to 1.25x), mirrored half of the time and
 re-headed (turned about z, moved on the ground) copies, written as NPY files of about 100k frames that the
 project's readers load like any other (generated clip by clip and file by file, never all in memory).
-Each measured command runs as a subprocess with one torch/OpenMP thread per process; its peak memory is the ``ru_maxrss`` of the process and its
-descendants (``os.wait4``) and, sampled every 0.2 s, the summed RSS (and anonymous RSS, i.e. not counting
-the page cache that memory-mapped shards bring in) of its whole process tree.
+Each measured command runs as a subprocess with one torch/OpenMP thread per process; its peak memory is
+the ``ru_maxrss`` of the process and its descendants (``os.wait4``) and, sampled every 0.2 s, the summed
+RSS (and anonymous RSS, i.e. not counting the page cache that memory-mapped shards bring in) of its whole
+process tree.
 
 ``LAUNCHERS`` maps a process count to the command prefix that starts training with that many processes;
 only one process is wired here (a data-parallel launcher such as torchrun adds the others).
