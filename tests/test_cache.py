@@ -208,3 +208,22 @@ def test_streaming_moments_equal_the_two_pass_statistics() -> None:
     fitted = Normalizer.fit(arrays, std_floor=1e-9)
     assert np.allclose(fitted.mean, stacked.mean(axis=0), rtol=1e-15)
     assert np.allclose(fitted.std, stacked.std(axis=0), rtol=1e-9)
+
+
+def test_scale_benchmark_at_a_small_frame_count(tmp_path: Path, g1_moves_dir: Path) -> None:
+    from motion_vqvae.training.scale_benchmark import bench_scale
+
+    sets = [f"{k}={v}" for k, v in TINY.items()] + ["max_val_frames=2000"]
+    results = bench_scale(
+        g1_moves_dir, tmp_path, tmp_path / "report", frames=30_000, train_iters=6, train_sets=sets
+    )
+    assert results["synthesis"]["frames"] >= 30_000
+    pre = results["preprocess"]
+    assert (
+        pre["frames"] == results["synthesis"]["frames"] and pre["feature_frames"] >= 2 * 0.8 * pre["frames"]
+    )
+    for row in (pre, results["g1_moves"]["train_from_cache"], results["train_from_cache"]["1"]):
+        assert 10 < row["peak_rss_mb"] < 3000 and row["seconds"] > 0
+    assert results["train_from_cache"]["1"]["windows_per_s"] > 0 and results["meets_rss_bar"]
+    assert "train from cache, 1 proc" in (tmp_path / "report" / "scale.md").read_text()
+    assert not (tmp_path / "scale" / "synthetic").exists() and not (tmp_path / "scale" / "cache").exists()

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from typing import Any
 
 from motion_vqvae.cli import cli_main, setup_logging
+from motion_vqvae.commands.train import add_config_arguments, path_values
 from motion_vqvae.config_loader import ConfigLoader
 
 log = logging.getLogger("preprocess")
@@ -32,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--motion_file", "--motion-file", required=True, help="motion file, directory or glob (NPY/PKL/CSV)"
     )
     parser.add_argument("--out", required=True, help="cache directory to write")
-    parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--workers",
         type=int,
@@ -55,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
-    values: dict[str, Any] = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
-    config = ConfigLoader(
-        args.config, overrides=args.set, values={k: v for k, v in values.items() if v is not None}
-    ).config
+    config = ConfigLoader(args.config, overrides=args.set, values=path_values(args)).config
     from motion_vqvae.training.preprocess import preprocess
 
     started = time.monotonic()

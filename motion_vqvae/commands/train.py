@@ -35,13 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--motion-file",
         help="motion file, directory or glob (NPY/PKL/CSV), taken as a path; or a preprocess.py cache",
     )
-    parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
     parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--time-budget",
         type=float,
@@ -57,6 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config, --fps, --quat-order and --set: how a command reads motion files (train and preprocess)."""
+    parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
+    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
+    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+
+
+def path_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values given as flags (--motion_file, --fps, --quat-order), where given."""
+    paths = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
+    return {k: v for k, v in paths.items() if v is not None}
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -64,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     if args.time_budget is not None and not args.time_budget > 0:
         parser.error(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
-    paths: dict[str, Any] = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
-    paths = {k: v for k, v in paths.items() if v is not None}
+    paths = path_values(args)
     run = RunDirectory(args.out)
     run.check(args.resume, args.overwrite)
     state = _resume_state(run, args.config) if args.resume else None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ class MotionCache:
         self.path = Path(path)
         self.index = index
         self.clips = [ClipEntry(**entry) for entry in index["clips"]]
-        self._shards: list[np.memmap] | None = None
+        self._shards: list[np.ndarray] | None = None
+        self._maps: list[mmap.mmap] = []
 
     @classmethod
     def open(cls, path: str | Path, cfg: AgentConfig | None = None) -> MotionCache:
@@ -161,15 +163,29 @@ class MotionCache:
         assert normalizer is not None
         return normalizer
 
-    def shards(self) -> list[np.memmap]:
-        """Every shard as a read-only ``(frames, F)`` float32 memory map (nothing is read until used)."""
+    def shards(self) -> list[np.ndarray]:
+        """Every shard as a read-only ``(frames, F)`` float32 array over a memory map (nothing is read
+        until used). The maps are advised random access: a window read faults in its own pages, not the
+        read-ahead around them that sequential access would want."""
         if self._shards is None:
             dim = int(self.index["layout"]["dim"])
+            self._maps = []
+            for shard in self.index["shards"]:
+                with (self.path / shard["file"]).open("rb") as fh:
+                    self._maps.append(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+                self._maps[-1].madvise(mmap.MADV_RANDOM)
             self._shards = [
-                np.memmap(self.path / s["file"], dtype=np.float32, mode="r", shape=(s["frames"], dim))
-                for s in self.index["shards"]
+                np.frombuffer(m, dtype=np.float32).reshape(s["frames"], dim)
+                for m, s in zip(self._maps, self.index["shards"], strict=True)
             ]
         return self._shards
+
+    def release_pages(self) -> None:
+        """Unmap the shard pages this process has touched (they stay in the page cache, so reading them
+        again costs a minor fault, not a disk read). The training sampler calls it now and then, so the
+        process's resident memory stays bounded however long it samples from a cache of any size."""
+        for m in self._maps:
+            m.madvise(mmap.MADV_DONTNEED)
 
     def training_clips(self) -> list[ClipEntry]:
         """The training clip versions in the order the in-memory path lists them (version-major)."""

@@ -4,11 +4,15 @@ dataset grows: only the windows of the current batch are read (the page cache ke
 Window ``k`` is found without a table of every window start: the clips' cumulative window counts (one int64
 per clip, not per window) and a binary search give its clip and its offset. With the same clips in the same
 order and the same seed, the draws and windows are exactly those of the in-memory ``WindowSampler``.
+
+Pages of a memory map that a process has read count in its resident memory until unmapped, so a long run
+over a large cache would end up holding all of it; every :data:`RESIDENT_BYTES` of windows read, the
+sampler asks the cache to unmap them (they stay in the kernel's page cache).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +20,9 @@ import torch
 from motion_vqvae.normalization import Normalizer
 from motion_vqvae.training.cache import ClipEntry, MotionCache
 from motion_vqvae.training.windows import WindowDraws, too_short
+
+PAGE_BYTES = 4096
+RESIDENT_BYTES = 256 << 20  # shard pages a sampler lets its process hold before unmapping them
 
 
 class MemmapWindowSampler(WindowDraws):
@@ -34,8 +41,11 @@ class MemmapWindowSampler(WindowDraws):
         seed: int,
         device: torch.device,
         normalizer: Normalizer,
+        release_pages: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(seed)
+        self.release_pages = release_pages
+        self._mapped_bytes = 0  # shard bytes touched since the last release_pages()
         usable = [c for c in clips if c.length >= window]
         if not usable:
             raise too_short([c.length for c in clips], window)
@@ -54,7 +64,15 @@ class MemmapWindowSampler(WindowDraws):
         cls, cache: MotionCache, window: int, seed: int, device: torch.device
     ) -> MemmapWindowSampler:
         """Over the cache's training clip versions, normalised with the cache's statistics."""
-        return cls(cache.shards(), cache.training_clips(), window, seed, device, cache.normalizer)
+        return cls(
+            cache.shards(),
+            cache.training_clips(),
+            window,
+            seed,
+            device,
+            cache.normalizer,
+            cache.release_pages,
+        )
 
     @property
     def num_windows(self) -> int:
@@ -70,5 +88,10 @@ class MemmapWindowSampler(WindowDraws):
         """The windows ``(B, W, F)`` float32 on the device, read from the memory maps."""
         shard, row = self.locate(picks)
         batch = np.stack([self.shards[s][r : r + self.window] for s, r in zip(shard, row, strict=True)])
+        if self.release_pages is not None:
+            self._mapped_bytes += batch.nbytes + len(batch) * PAGE_BYTES  # a window's partial end pages
+            if self._mapped_bytes > RESIDENT_BYTES:
+                self.release_pages()
+                self._mapped_bytes = 0
         normalized = self.normalizer.normalize(batch.astype(np.float64)).astype(np.float32)
         return torch.from_numpy(normalized).to(self.device)

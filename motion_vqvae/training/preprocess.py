@@ -48,6 +48,7 @@ from motion_vqvae.training.clips import augmentation_names, clip_versions, held_
 
 log = logging.getLogger(__name__)
 
+WARNINGS = "data_warnings.log"
 SHARD_BYTES = 1 << 30  # a new shard after 1 GiB: few files, each well within any mmap limit
 
 
@@ -158,6 +159,8 @@ def preprocess(
         (tmp / INDEX).write_text(json.dumps(index))
         (tmp / INCOMPLETE).unlink()
         _replace(tmp, out)
+        if (out / WARNINGS).stat().st_size:
+            log.warning("every data warning is in %s", out / WARNINGS)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -194,7 +197,8 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
             bar.update(1)
             bar.set_postfix(frames=sum(s["frames"] for s in writer.shards))
         writer.close()
-    digest.report(folder / "data_warnings.log", log)
+    digest.report(None, log)
+    (folder / WARNINGS).write_text("".join(r.getMessage() + "\n" for r in digest.records))
     names = unique_names([c.name for c in clips], sources)
     kept = [i for i, c in enumerate(clips) if c.moments is not None]
     if not kept:

@@ -148,10 +148,14 @@ def _size(folder: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def preprocess_figures(source: Path, cache: Path, frames: int, workers: int, logs: Path) -> dict[str, Any]:
-    """Preprocess ``source`` into ``cache`` in a subprocess; throughput per source frame and memory."""
+def preprocess_figures(
+    source: Path, cache: Path, frames: int, workers: int, logs: Path, sets: Sequence[str]
+) -> dict[str, Any]:
+    """Preprocess ``source`` into ``cache`` in a subprocess (with the training run's ``--set`` values);
+    throughput per source frame and memory."""
     command = [sys.executable, "scripts/preprocess.py", "--motion_file", str(source), "--out", str(cache)]
-    figures = measured([*command, "--workers", str(workers), "--overwrite"], logs / "preprocess.log")
+    command += ["--workers", str(workers), "--overwrite", *(a for s in sets for a in ("--set", s))]
+    figures = measured(command, logs / "preprocess.log")
     index = json.loads((cache / "index.json").read_text())
     figures.update(
         workers=workers,
@@ -186,7 +190,7 @@ def bench_scale(
     report_dir: Path | None,
     frames: int = DEFAULT_FRAMES,
     workers: int | None = None,
-    train_iters: int = 120,
+    train_iters: int = 400,
     train_sets: Sequence[str] = ("max_val_frames=20000",),
     processes: Sequence[int] = (1,),
     keep_data: bool = False,
@@ -200,13 +204,15 @@ def bench_scale(
     results: dict[str, Any] = {"frames_requested": frames, "train_sets": list(train_sets)}
     g1_frames = sum(m.num_frames for m in load_motions(g1_moves, target_fps=30))
     results["g1_moves"] = {
-        "preprocess": preprocess_figures(g1_moves, root / "g1_cache", g1_frames, workers, root / "g1_logs"),
+        "preprocess": preprocess_figures(
+            g1_moves, root / "g1_cache", g1_frames, workers, root / "g1_logs", train_sets
+        ),
         "train_from_files": train_figures(g1_moves, root / "g1_files_run", train_iters, train_sets),
         "train_from_cache": train_figures(root / "g1_cache", root / "g1_cache_run", train_iters, train_sets),
     }
     results["synthesis"] = synthesize(g1_moves, root / "synthetic", frames)
     results["preprocess"] = preprocess_figures(
-        root / "synthetic", root / "cache", results["synthesis"]["frames"], workers, root / "logs"
+        root / "synthetic", root / "cache", results["synthesis"]["frames"], workers, root / "logs", train_sets
     )
     results["train_from_cache"] = {
         str(n): train_figures(root / "cache", root / f"cache_run_{n}", train_iters, train_sets, n)
