@@ -227,3 +227,21 @@ def test_scale_benchmark_at_a_small_frame_count(tmp_path: Path, g1_moves_dir: Pa
     assert results["train_from_cache"]["1"]["windows_per_s"] > 0 and results["meets_rss_bar"]
     assert "train from cache, 1 proc" in (tmp_path / "report" / "scale.md").read_text()
     assert not (tmp_path / "scale" / "synthetic").exists() and not (tmp_path / "scale" / "cache").exists()
+
+
+def test_memmap_sampler_unmaps_what_it_read_and_reads_the_same_windows_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from motion_vqvae.training import memmap_windows
+
+    cfg = _config()
+    cache = preprocess(sample_motion_path(), cfg, tmp_path / "cache", workers=1, progress=False)
+    sampler = memmap_windows.MemmapWindowSampler.from_cache(cache, cfg.window_size, 0, torch.device("cpu"))
+    releases = []
+    sampler.release_pages = lambda: (releases.append(1), cache.release_pages())
+    monkeypatch.setattr(memmap_windows, "RESIDENT_BYTES", 1 << 20)
+    picks = sampler.draw(16)
+    before = sampler.gather(picks)
+    for _ in range(10):
+        sampler.sample(16)
+    assert releases and torch.equal(sampler.gather(picks), before)

@@ -21,8 +21,10 @@ from motion_vqvae.normalization import Normalizer
 from motion_vqvae.training.cache import ClipEntry, MotionCache
 from motion_vqvae.training.windows import WindowDraws, too_short
 
-PAGE_BYTES = 4096
-RESIDENT_BYTES = 256 << 20  # shard pages a sampler lets its process hold before unmapping them
+# A read fault on a file mapping also maps the already-cached pages around it (Linux fault_around_bytes,
+# 64 KiB by default): each window can bring that much into the process besides its own bytes.
+FAULT_AROUND_BYTES = 64 << 10
+RESIDENT_BYTES = 256 << 20  # shard bytes a sampler lets its process map before unmapping them
 
 
 class MemmapWindowSampler(WindowDraws):
@@ -89,7 +91,7 @@ class MemmapWindowSampler(WindowDraws):
         shard, row = self.locate(picks)
         batch = np.stack([self.shards[s][r : r + self.window] for s, r in zip(shard, row, strict=True)])
         if self.release_pages is not None:
-            self._mapped_bytes += batch.nbytes + len(batch) * PAGE_BYTES  # a window's partial end pages
+            self._mapped_bytes += batch.nbytes + len(batch) * FAULT_AROUND_BYTES
             if self._mapped_bytes > RESIDENT_BYTES:
                 self.release_pages()
                 self._mapped_bytes = 0
