@@ -83,7 +83,8 @@ def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:
 def held_out_names(names: list[str], cfg: AgentConfig) -> set[str]:
     """Names of the validation clips among ``names``: ``val_clips``, else a seeded ``val_fraction``."""
     if cfg.val_clips:
-        missing = [n for n in cfg.val_clips if n not in set(names)]
+        known = set(names)
+        missing = [n for n in cfg.val_clips if n not in known]
         if missing:
             raise ValueError(f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)")
         return set(cfg.val_clips)

@@ -168,6 +168,11 @@ def preprocess(
 
 
 def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, progress: bool) -> dict[str, Any]:
+    """Shards, validation motions and warnings into ``folder``; returns the index (without ``source``).
+
+    Names, split and statistics are settled only once every file is read, because a clip name clash or
+    the seeded split depends on all of them; until then only per-clip metadata is kept in memory.
+    """
     versions = augmentation_names(cfg)
     writer = _ShardWriter(folder)
     clips: list[_Clip] = []
@@ -201,8 +206,19 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
     (folder / WARNINGS).write_text("".join(r.getMessage() + "\n" for r in digest.records))
     names = unique_names([c.name for c in clips], sources)
     kept = [i for i, c in enumerate(clips) if c.moments is not None]
+    if len(kept) < len(clips):
+        short = ", ".join(f"{names[i]} ({c.length} frames)" for i, c in enumerate(clips) if c.moments is None)
+        log.warning(
+            "skipped %d clip(s) shorter than window_size=%d: %s",
+            len(clips) - len(kept),
+            cfg.window_size,
+            short,
+        )
     if not kept:
-        raise ValueError(f"{files[0].parent}: no clip of at least window_size={cfg.window_size} frames")
+        raise ValueError(
+            f"no clip of at least window_size={cfg.window_size} frames in {len(files)} file(s) "
+            f"({files[0]}, ...); lower window_size or add longer clips"
+        )
     _check_uniform([clips[i] for i in kept], names, kept)
     held = held_out_names([names[i] for i in kept], cfg)
     train = [i for i in kept if names[i] not in held]
@@ -262,8 +278,7 @@ def _compact_val_motions(folder: Path, blocks: list[tuple[int, int]], num_dof: i
     """Keep the motions of the validation clips only (``val_motions.f64``); drop the rest."""
     width = 7 + num_dof
     tmp = folder / "motions.tmp"
-    total = tmp.stat().st_size // (8 * width)
-    table = np.memmap(tmp, dtype=np.float64, mode="r", shape=(total, width)) if total else None
+    table = np.memmap(tmp, dtype=np.float64, mode="r", shape=(tmp.stat().st_size // (8 * width), width))
     with (folder / VAL_MOTIONS).open("wb") as fh:
         for offset, length in blocks:
             fh.write(np.asarray(table[offset : offset + length]).tobytes())

@@ -184,6 +184,32 @@ def train_figures(
     return figures
 
 
+def gather_figures(
+    cache: Path, sets: Sequence[str], g1_moves: Path | None = None, batches: int = 300
+) -> dict[str, float]:
+    """Milliseconds to draw and gather one batch (the config's batch size and window): from the cache's
+    memory map and (given ``g1_moves``) from the in-memory sampler of training from files. The samplers
+    alone, without the model step that dominates training time and makes windows/s noisy."""
+    from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.config_loader import ConfigLoader
+    from motion_vqvae.training.cache import MotionCache
+
+    cfg = ConfigLoader(overrides=[*sets, "device=cpu", "max_val_frames=1000"]).config
+    agents = {"cache": MVQVAEAgent(cfg, run_dir=cache.parent / "unused")}
+    agents["cache"].setup_from_cache(MotionCache.open(cache, cfg))
+    if g1_moves is not None:
+        agents["files"] = MVQVAEAgent(cfg, run_dir=cache.parent / "unused")
+        agents["files"].setup_from_file(g1_moves)
+    figures = {}
+    for name, agent in agents.items():
+        agent.sampler.sample(cfg.batch_size)  # first touch
+        started = time.perf_counter()
+        for _ in range(batches):
+            agent.sampler.sample(cfg.batch_size)
+        figures[f"gather_ms_per_batch_{name}"] = 1e3 * (time.perf_counter() - started) / batches
+    return figures
+
+
 def bench_scale(
     g1_moves: Path,
     run_root: Path,
@@ -210,6 +236,7 @@ def bench_scale(
         "train_from_files": train_figures(g1_moves, root / "g1_files_run", train_iters, train_sets),
         "train_from_cache": train_figures(root / "g1_cache", root / "g1_cache_run", train_iters, train_sets),
     }
+    results["g1_moves"]["sampler"] = gather_figures(root / "g1_cache", train_sets, g1_moves)
     results["synthesis"] = synthesize(g1_moves, root / "synthetic", frames)
     results["preprocess"] = preprocess_figures(
         root / "synthetic", root / "cache", results["synthesis"]["frames"], workers, root / "logs", train_sets
@@ -218,6 +245,7 @@ def bench_scale(
         str(n): train_figures(root / "cache", root / f"cache_run_{n}", train_iters, train_sets, n)
         for n in processes
     }
+    results["sampler"] = gather_figures(root / "cache", train_sets)
     one = results["train_from_cache"]["1"]
     results["rss_bar_gb"] = RSS_BAR_GB
     results["meets_rss_bar"] = max(one["peak_rss_mb"], one["peak_tree_rss_mb"]) / 1024 < RSS_BAR_GB
@@ -260,8 +288,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['synthesis']['files']} NPY files of re-timed, mirrored, re-headed g1_moves copies "
         f"({results['synthesis']['bytes'] / 1e9:.1f} GB), its cache {pre['cache_bytes'] / 1e9:.1f} GB "
         f"({pre['feature_frames']:,} feature frames with mirrored copies). Training runs "
-        f"{results['train_from_cache']['1'].get('iterations')} iterations with the default model "
+        f"{results['train_from_cache']['1'].get('iterations')} iterations with configs/agent.yaml "
         f"(--set {' '.join(results['train_sets'])}); windows/s is the median after the first log interval. "
+        f"Drawing and gathering one batch takes {g1['sampler']['gather_ms_per_batch_files']:.2f} ms from "
+        f"memory and {g1['sampler']['gather_ms_per_batch_cache']:.2f} ms from the g1_moves cache, "
+        f"{results['sampler']['gather_ms_per_batch_cache']:.2f} ms from the {pre['frames']:,}-frame cache. "
         f"Bar: training from the cache under {results['rss_bar_gb']:g} GB peak RSS: "
         f"{'met' if results['meets_rss_bar'] else 'NOT met'}.",
     ]
