@@ -26,7 +26,7 @@ from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
-from motion_vqvae.training.cache import MotionCache
+from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
     load_checkpoint,
@@ -86,8 +86,13 @@ class MVQVAEAgent:
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
-        """Load motions (file, directory or glob; default: config's motion_file, else the bundled sample)."""
-        self.setup(training_motions(self.cfg, path))
+        """Load motions (file, directory or glob; default: config's motion_file, else the bundled sample);
+        a preprocess.py cache folder is read as one (:meth:`setup_from_cache`)."""
+        source = path if path is not None else self.cfg.motion_file
+        if is_cache(source):
+            self.setup_from_cache(MotionCache.open(source, self.cfg))
+        else:
+            self.setup(training_motions(self.cfg, path))
 
     def setup(self, motions: list[Motion]) -> None:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""

@@ -70,7 +70,7 @@ def test_cache_matches_training_from_files_on_the_bundled_sample(tmp_path: Path)
     files_agent = MVQVAEAgent(cfg, run_dir=tmp_path / "a")
     files_agent.setup_from_file()
     cache_agent = MVQVAEAgent(cfg, run_dir=tmp_path / "b")
-    cache_agent.setup_from_cache(cache)
+    cache_agent.setup_from_file(cache.path)  # a cache folder is recognised as one
     _same_setup(files_agent, cache_agent)
     for p, q in zip(files_agent.model.parameters(), cache_agent.model.parameters(), strict=True):
         assert torch.equal(p, q)

@@ -214,4 +214,6 @@ class MotionCache:
 
 def _yaml(value: Any) -> str:
     """A value as ``--set`` parses it back (YAML flow style)."""
-    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))  # no spaces: one shell word; true/false/null as YAML
