@@ -7,14 +7,20 @@
 Writes OUT/checkpoints/{last,best}.pt, OUT/metrics.jsonl and OUT/config.yaml. Without --motion_file it
 trains on the bundled sample motion. Ctrl-C, SIGTERM and SIGHUP stop at a step boundary and save last.pt;
 --resume continues from it exactly, with the checkpoint's config.
+
+On several processes (``torchrun --nproc_per_node=N scripts/train_vqvae.py ...``, see the README) rank 0
+alone checks, locks and writes the run directory; the other ranks wait for its verdict, then train.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
@@ -63,15 +69,39 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
     paths: dict[str, Any] = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
     paths = {k: v for k, v in paths.items() if v is not None}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one of several ranks
+        from motion_vqvae.training import distributed
+
+        with distributed.process_group() as here:
+            if not here.is_main:
+                logging.getLogger().setLevel(logging.WARNING)  # rank 0 tells the story once
+            return _main_rank(args, paths, here.is_main, distributed.agree)
+    return _main_rank(args, paths, True, lambda error: error)
+
+
+def _main_rank(
+    args: argparse.Namespace, paths: dict[str, Any], main: bool, agree: Callable[[str | None], str | None]
+) -> int:
+    """Check and lock the run directory (rank 0), share the verdict (``agree``), then train on every rank."""
     run = RunDirectory(args.out)
-    run.check(args.resume, args.overwrite)
-    state = _resume_state(run, args.config) if args.resume else None
-    if state is not None:
-        config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
-    else:
-        config = ConfigLoader(args.config, overrides=args.set, values=paths).config
-    with run.locked():
-        return _train(run, config, state, args.time_budget)
+    with ExitStack() as held:
+        failure: UserError | None = None
+        if main:
+            try:
+                run.check(args.resume, args.overwrite)
+                held.enter_context(run.locked())
+            except UserError as exc:
+                failure = exc
+        if agree(None if failure is None else str(failure)) is not None:
+            if failure is not None:
+                raise failure
+            return 2  # another rank: rank 0 reports the error
+        state = _resume_state(run, args.config) if args.resume else None
+        if state is not None:
+            config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
+        else:
+            config = ConfigLoader(args.config, overrides=args.set, values=paths).config
+        return _train(run, config, state, args.time_budget, main)
 
 
 def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
@@ -85,7 +115,9 @@ def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
     return load_checkpoint(run.last)
 
 
-def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None) -> int:
+def _train(
+    run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None, main: bool
+) -> int:
     if config.motion_file is None:
         log.info(
             "training on the bundled sample motion; point --motion_file at your data "
@@ -94,8 +126,13 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
     with WarningDigest() as digest:
         motions = training_motions(config)  # before torch is imported: data errors show at once
     from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.training.distributed import local_batch
     from motion_vqvae.training.signals import TrainingInterrupted
 
+    try:
+        local_batch(config.batch_size)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     agent = MVQVAEAgent(config, run_dir=run.path)
     agent.setup(motions)
     if state is not None and state.get("dataset") and state["dataset"] != agent.dataset:
@@ -104,25 +141,29 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
             f"ones {run.last} was trained on (dataset {agent.dataset} vs {state['dataset']}); resume with "
             "the original data, or start a new run with another --out"
         )
-    if state is None and run.existing_files():
+    if main and state is None and run.existing_files():
         run.clear()  # --overwrite (check() refused everything else)
-    digest.report(run.path / "data_warnings.log", log)
-    save_config(config, run.path / "config.yaml")
+    if main:
+        digest.report(run.path / "data_warnings.log", log)
+        save_config(config, run.path / "config.yaml")
     if state is not None:
         agent.load(run.last, resume=True)
-        run.truncate_metrics(agent.iteration)
+        if main:
+            run.truncate_metrics(agent.iteration)
         log.info("resumed from %s at iteration %d", run.last, agent.iteration)
     started = time.monotonic()
     try:
         summary = agent.fit(time_budget_s=budget * 60 if budget else None)
     except TrainingInterrupted as stop:
-        print(
-            f"{stop}: {run.last} holds it; continue with the same command plus --resume",
-            file=sys.stderr,
-        )
+        if main:
+            print(
+                f"{stop}: {run.last} holds it; continue with the same command plus --resume",
+                file=sys.stderr,
+            )
         return stop.exit_code
-    save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
-    _print_summary(agent, summary, run, time.monotonic() - started)
+    if main:
+        save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
+        _print_summary(agent, summary, run, time.monotonic() - started)
     return 0
 
 
