@@ -126,12 +126,14 @@ def _train(
     with WarningDigest() as digest:
         motions = training_motions(config)  # before torch is imported: data errors show at once
     from motion_vqvae.agent import MVQVAEAgent
-    from motion_vqvae.training.distributed import local_batch
+    from motion_vqvae.training.distributed import barrier, local_batch
     from motion_vqvae.training.signals import TrainingInterrupted
 
     try:
         local_batch(config.batch_size)
     except ValueError as exc:
+        if not main:
+            return 2  # every rank finds it; rank 0 reports it
         raise UserError(str(exc)) from None
     agent = MVQVAEAgent(config, run_dir=run.path)
     agent.setup(motions)
@@ -160,11 +162,14 @@ def _train(
                 f"{stop}: {run.last} holds it; continue with the same command plus --resume",
                 file=sys.stderr,
             )
-        return stop.exit_code
-    if main:
-        save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
-        _print_summary(agent, summary, run, time.monotonic() - started)
-    return 0
+        code = stop.exit_code
+    else:
+        if main:
+            save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
+            _print_summary(agent, summary, run, time.monotonic() - started)
+        code = 0
+    barrier()  # ranks leave the process group together, none while another still talks to it
+    return code
 
 
 def _print_summary(agent: Any, summary: dict[str, Any], run: RunDirectory, seconds: float) -> None:

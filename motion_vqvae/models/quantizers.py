@@ -93,8 +93,18 @@ class Quantizer(nn.Module, ABC):
 
     def batch_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(perplexity, usage fraction) of a batch of indices (the global batch's when training)."""
-        counts = torch.bincount(indices.reshape(-1), minlength=self.nb_code).float()  # (K,)
+        counts = self.histogram(indices)
         return self.code_stats(distributed.all_reduce_sum(counts) if self.training else counts)
+
+    def histogram(self, indices: torch.Tensor) -> torch.Tensor:
+        """Hits per code ``(K,)`` float32 of any shape of indices.
+
+        A scatter-add rather than ``torch.bincount``, whose CUDA version reads the largest index back to
+        the host to size its output: a stall at every training step.
+        """
+        flat = indices.reshape(-1)
+        ones = torch.ones(flat.shape, dtype=torch.float32, device=flat.device)
+        return torch.zeros(self.nb_code, device=flat.device).index_add_(0, flat, ones)
 
     @staticmethod
     def code_stats(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +217,7 @@ class VectorQuantizer(Quantizer):
         if self.training:
             counts = self._update(flat.detach(), indices)
         else:
-            counts = torch.bincount(indices, minlength=self.nb_code).float()
+            counts = self.histogram(indices)
         loss = F.mse_loss(flat, quant.detach())
         if not self.ema:
             loss = loss + F.mse_loss(quant, flat.detach())
@@ -235,7 +245,7 @@ class VectorQuantizer(Quantizer):
         """
         offset, total = distributed.row_offset(len(flat))
         expected = total / self.nb_code  # hits per code per batch if all were used equally
-        columns = [torch.bincount(indices, minlength=self.nb_code).to(flat.dtype)[:, None]]  # (K, 1)
+        columns = [self.histogram(indices).to(flat.dtype)[:, None]]  # (K, 1)
         if self.ema:
             columns.append(torch.zeros_like(self.ema_sum).index_add_(0, indices, flat))  # (K, D)
         if self.reset:
