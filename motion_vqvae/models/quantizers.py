@@ -251,7 +251,7 @@ class VectorQuantizer(Quantizer):
         if self.reset:
             rows = torch.randint(total, (self.nb_code,), device=flat.device) - offset  # (K,) local rows
             mine = (rows >= 0) & (rows < len(flat))
-            columns.append(flat[rows.clamp(0, len(flat) - 1)] * mine[:, None])  # (K, D)
+            columns.append(torch.where(mine[:, None], flat[rows.clamp(0, len(flat) - 1)], 0.0))  # (K, D)
         stats = distributed.all_reduce_sum(torch.cat(columns, dim=1))
         counts = stats[:, 0]
         self.ema_count.mul_(self.mu).add_(counts, alpha=1.0 - self.mu)
