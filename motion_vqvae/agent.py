@@ -41,6 +41,7 @@ from motion_vqvae.training.clips import (
     split_clips,
     training_motions,
 )
+from motion_vqvae.training.distributed import local_rank
 from motion_vqvae.training.evaluation import (
     ReferenceKinematics,
     decode_tokens,
@@ -48,6 +49,7 @@ from motion_vqvae.training.evaluation import (
     evaluate_motions,
     reconstruct_motion,
 )
+from motion_vqvae.training.precision import enable_tf32
 from motion_vqvae.training.schedule import build_optimizer
 from motion_vqvae.training.windows import WindowDraws, WindowSampler
 from sim2real import JointMap, load_robot
@@ -67,6 +69,7 @@ class MVQVAEAgent:
         self.cfg = config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config or {})
         self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         self.device = _resolve_device(self.cfg.device)
+        enable_tf32(self.device)
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
         self.model: VQVAE | None = None
@@ -263,7 +266,7 @@ class MVQVAEAgent:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
-            "rng": capture_rng_states(),
+            "rng": capture_rng_states(self.device),
             "iteration": self.iteration,
             "best_metric": self.best_metric,
             "config": self.cfg.to_dict(),
@@ -278,8 +281,12 @@ class MVQVAEAgent:
         return Path(path)
 
     def load(self, path: str | Path, resume: bool = True) -> None:
-        """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states."""
-        state = load_checkpoint(path, map_location=self.device)
+        """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states.
+
+        Read onto the CPU, then copied into the model's and optimizer's device: RNG states must stay CPU
+        tensors, and a checkpoint from any device or world size loads the same way.
+        """
+        state = load_checkpoint(path)
         if "token_spec" not in state:
             raise ValueError(
                 f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
@@ -301,7 +308,7 @@ class MVQVAEAgent:
             self.scheduler.load_state_dict(state["scheduler"])
             if self.sampler is not None and state.get("sampler"):
                 self.sampler.load_state_dict(state["sampler"])
-            restore_rng_states(state["rng"])
+            restore_rng_states(state["rng"], self.device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None) -> MVQVAEAgent:
@@ -359,12 +366,14 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
 
 
 def _resolve_device(name: str) -> torch.device:
+    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
+    return torch.device("cuda", local_rank()) if device.type == "cuda" and device.index is None else device
 
 
 def _seed_everything(seed: int) -> None:

@@ -132,7 +132,9 @@ class AgentConfig:
     eval_every: int = _opt(500, "validate (and maybe write best.pt) every N steps", min=1)
     print_iter: int = _opt(50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1)
     seed: int = _opt(42, "seed for torch, numpy and the window sampler")
-    device: str = _opt("auto", "torch device: auto, cpu, cuda, cuda:1, ...")
+    device: str = _opt("auto", "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
+    amp: str = _opt("none", "forward pass precision: none | bf16 (autocast)", choices=("none", "bf16"))
+    compile: bool = _opt(False, "torch.compile the encoder and decoder (first steps pay the compile time)")
     num_threads: int = _opt(0, "torch CPU threads; 0 = torch's default", min=0)
 
     def __post_init__(self) -> None:

@@ -64,10 +64,10 @@ def test_resume_exact_export_parity_and_levels(
 
     original = loop._step
 
-    def interrupted(agent, weights):
+    def interrupted(agent, *rest):
         if agent.iteration == ITERS // 2 - 1:  # Ctrl-C inside a step: training stops after it
             os.kill(os.getpid(), signal.SIGINT)
-        return original(agent, weights)
+        return original(agent, *rest)
 
     monkeypatch.setattr(loop, "_step", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -170,10 +170,10 @@ def _interrupt_at(stop: int, out: Path, karate_glob: str) -> None:
 
     original = loop._step
 
-    def step(agent, weights):
+    def step(agent, *rest):
         if agent.iteration == stop:
             os.kill(os.getpid(), signal.SIGINT)  # handled by the loop's flag, not a KeyboardInterrupt
-        return original(agent, weights)
+        return original(agent, *rest)
 
     loop._step = step
     try:

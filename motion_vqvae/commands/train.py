@@ -7,14 +7,20 @@
 Writes OUT/checkpoints/{last,best}.pt, OUT/metrics.jsonl and OUT/config.yaml. Without --motion_file it
 trains on the bundled sample motion. Ctrl-C, SIGTERM and SIGHUP stop at a step boundary and save last.pt;
 --resume continues from it exactly, with the checkpoint's config.
+
+On several processes (``torchrun --nproc_per_node=N scripts/train_vqvae.py ...``, see the README) rank 0
+alone checks, locks and writes the run directory; the other ranks wait for its verdict, then train.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
@@ -76,15 +82,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_budget is not None and not args.time_budget > 0:
         parser.error(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
     paths = path_values(args)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one of several ranks
+        from motion_vqvae.training import distributed
+
+        with distributed.process_group() as here:
+            if not here.is_main:
+                logging.getLogger().setLevel(logging.WARNING)  # rank 0 tells the story once
+            return _main_rank(args, paths, here.is_main, distributed.agree)
+    return _main_rank(args, paths, True, lambda error: error)
+
+
+def _main_rank(
+    args: argparse.Namespace, paths: dict[str, Any], main: bool, agree: Callable[[str | None], str | None]
+) -> int:
+    """Check and lock the run directory (rank 0), share the verdict (``agree``), then train on every rank."""
     run = RunDirectory(args.out)
-    run.check(args.resume, args.overwrite)
-    state = _resume_state(run, args.config) if args.resume else None
-    if state is not None:
-        config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
-    else:
-        config = ConfigLoader(args.config, overrides=args.set, values=paths).config
-    with run.locked():
-        return _train(run, config, state, args.time_budget)
+    with ExitStack() as held:
+        failure: UserError | None = None
+        if main:
+            try:
+                run.check(args.resume, args.overwrite)
+                held.enter_context(run.locked())
+            except UserError as exc:
+                failure = exc
+        if agree(None if failure is None else str(failure)) is not None:
+            if failure is not None:
+                raise failure
+            return 2  # another rank: rank 0 reports the error
+        state = _resume_state(run, args.config) if args.resume else None
+        if state is not None:
+            config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
+        else:
+            config = ConfigLoader(args.config, overrides=args.set, values=paths).config
+        return _train(run, config, state, args.time_budget, main)
 
 
 def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
@@ -98,7 +128,9 @@ def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:
     return load_checkpoint(run.last)
 
 
-def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None) -> int:
+def _train(
+    run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None, budget: float | None, main: bool
+) -> int:
     if config.motion_file is None:
         log.info(
             "training on the bundled sample motion; point --motion_file at your data "
@@ -109,8 +141,15 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
         # before torch is imported: data errors show at once
         motions = training_motions(config) if cache is None else []
     from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.training.distributed import barrier, local_batch
     from motion_vqvae.training.signals import TrainingInterrupted
 
+    try:
+        local_batch(config.batch_size)
+    except ValueError as exc:
+        if not main:
+            return 2  # every rank finds it; rank 0 reports it
+        raise UserError(str(exc)) from None
     agent = MVQVAEAgent(config, run_dir=run.path)
     if cache is not None:
         log.info("training from the cache %s (made from %s)", cache.path, cache.index["source"])
@@ -123,27 +162,34 @@ def _train(run: RunDirectory, config: AgentConfig, state: dict[str, Any] | None,
             f"ones {run.last} was trained on (dataset {agent.dataset} vs {state['dataset']}); resume with "
             "the original data, or start a new run with another --out"
         )
-    if state is None and run.existing_files():
+    if main and state is None and run.existing_files():
         run.clear()  # --overwrite (check() refused everything else)
-    digest.report(run.path / "data_warnings.log", log)
-    save_config(config, run.path / "config.yaml")
+    if main:
+        digest.report(run.path / "data_warnings.log", log)
+        save_config(config, run.path / "config.yaml")
     if state is not None:
         agent.load(run.last, resume=True)
-        run.truncate_metrics(agent.iteration)
+        if main:
+            run.truncate_metrics(agent.iteration)
         log.info("resumed from %s at iteration %d", run.last, agent.iteration)
     started = time.monotonic()
     try:
         summary = agent.fit(time_budget_s=budget * 60 if budget else None)
     except TrainingInterrupted as stop:
-        print(
-            f"{stop}: {run.last} holds it; continue with the same command plus --resume",
-            file=sys.stderr,
-        )
-        return stop.exit_code
-    save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
-    source = cache.index["source"] if cache is not None else config.motion_file
-    _print_summary(agent, summary, run, time.monotonic() - started, source)
-    return 0
+        if main:
+            print(
+                f"{stop}: {run.last} holds it; continue with the same command plus --resume",
+                file=sys.stderr,
+            )
+        code = stop.exit_code
+    else:
+        if main:
+            save_config(agent.cfg, run.path / "config.yaml")  # a time budget may have fitted total_iter
+            source = cache.index["source"] if cache is not None else config.motion_file
+            _print_summary(agent, summary, run, time.monotonic() - started, source)
+        code = 0
+    barrier()  # ranks leave the process group together, none while another still talks to it
+    return code
 
 
 def _print_summary(

@@ -7,6 +7,19 @@ import torch.nn.functional as F
 
 LOSS_KINDS = ("smooth_l1", "l1", "l2")
 
+_last_checked: tuple[torch.Tensor | None, int] = (None, -1)  # weights found non-negative, and their version
+
+
+def _check_non_negative(weights: torch.Tensor) -> None:
+    """ValueError for negative weights, read on the host once per weights tensor (again after an in-place
+    change), not at every training step: on a GPU each read would stall the pipeline."""
+    global _last_checked
+    if _last_checked[0] is weights and _last_checked[1] == weights._version:
+        return
+    if bool((weights < 0).any()):
+        raise ValueError("weights must be non-negative")
+    _last_checked = (weights, weights._version)
+
 
 def _elementwise(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "smooth_l1":
@@ -38,8 +51,7 @@ def reconstruction_loss(
         raise ValueError(
             f"weights must be a per-feature vector of shape ({pred.shape[-1]},), got {tuple(weights.shape)}"
         )
-    if bool((weights < 0).any()):
-        raise ValueError("weights must be non-negative")
+    _check_non_negative(weights)
     return (loss * weights).mean()
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motion_vqvae.models.quantizers import Quantizer, QuantizerOutput, VectorQuantizer
+from motion_vqvae.training import distributed
 
 
 class ResidualVQ(Quantizer):
@@ -69,23 +70,22 @@ class ResidualVQ(Quantizer):
         with torch.autocast(z.device.type, enabled=False):
             flat = self._flatten(z)  # (N, D)
             residual = flat
-            codes, indices, losses = [], [], []
+            codes, indices, losses, stats = [], [], [], []
             for level in self.levels:
                 # Each level's commitment pulls the encoder towards what the earlier levels left over.
-                code, index, loss = level.quantize_flat(residual)
+                code, index, loss, counts = level.quantize_flat(residual)
                 residual = residual - code.detach()
                 codes.append(code.detach())
                 indices.append(index)
                 losses.append(loss)
+                stats.append(self.code_stats(counts))
             kept = self._kept_levels(b, t, flat.device)  # (N, L) 1 = this level decodes, 0 = dropped
             quant = (torch.stack(codes, dim=1) * kept[..., None]).sum(dim=1)  # (N, D)
             if flat.requires_grad:  # straight-through: the encoder gets the decoder's gradient unchanged
                 quant = flat + (quant - flat).detach()
-            idx = torch.stack(indices, dim=-1).view(b, t, self.num_levels)  # (B, T', L)
-            stats = [self.batch_stats(idx[..., level]) for level in range(self.num_levels)]
             return QuantizerOutput(
                 quant.view(b, t, -1).permute(0, 2, 1),
-                idx,
+                torch.stack(indices, dim=-1).view(b, t, self.num_levels),  # (B, T', L)
                 torch.stack(losses).sum(),
                 torch.stack([s[0] for s in stats]),
                 torch.stack([s[1] for s in stats]),
@@ -93,12 +93,16 @@ class ResidualVQ(Quantizer):
 
     def _kept_levels(self, b: int, t: int, device: torch.device) -> torch.Tensor:
         """Quantizer dropout mask (N, L): per window, with probability ``quantize_dropout``, keep only
-        the first k levels (k uniform in 1..L); all levels otherwise and always outside training."""
+        the first k levels (k uniform in 1..L); all levels otherwise and always outside training.
+
+        The draws are made for the global batch and this rank keeps its windows' share, so data-parallel
+        ranks drop exactly what one process with the whole batch would."""
         full = torch.ones(b * t, self.num_levels, device=device)
         if not self.training or self.quantize_dropout <= 0 or self.num_levels == 1:
             return full
-        drop = torch.rand(b, device=device) < self.quantize_dropout  # (B,)
-        keep = torch.randint(1, self.num_levels + 1, (b,), device=device)  # (B,)
+        first, total = distributed.row_offset(b)
+        drop = torch.rand(total, device=device)[first : first + b] < self.quantize_dropout  # (B,)
+        keep = torch.randint(1, self.num_levels + 1, (total,), device=device)[first : first + b]  # (B,)
         keep = torch.where(drop, keep, torch.full_like(keep, self.num_levels))
         mask = (torch.arange(self.num_levels, device=device)[None] < keep[:, None]).float()  # (B, L)
         return mask.repeat_interleave(t, dim=0)  # (N, L), rows ordered as the flattened (B, T')

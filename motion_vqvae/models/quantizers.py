@@ -9,6 +9,15 @@ Loss convention: ``QuantizerOutput.loss`` is *unweighted*. It is the commitment 
 ``mse(z, sg(e))`` and, for the gradient-trained codebooks (``orig``, ``reset``), also the codebook term
 ``mse(e, sg(z))``. The training loop multiplies it by its ``commit`` weight (with Adam the scale of a term
 that alone drives the codebook does not matter, so one weight serves both).
+
+Data-parallel training (:mod:`motion_vqvae.training.distributed`): every statistic that updates a codebook
+is that of the *global* batch on every rank, so all ranks hold the same codebook as one process would. The
+first batch's seeds are drawn from the all-gathered encodings; each step's code hit counts, EMA sums and
+dead-code replacement candidates travel in one all-reduce per codebook. Random choices use the same global
+RNG on every rank, over global row indices. With one process every collective is the identity.
+
+The training step never reads a tensor on the host (no ``.item()``, ``bool(tensor)``): on a GPU each read
+would stall the pipeline, so dead-code re-seeding is branch-free.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from motion_vqvae.training import distributed
 
 
 class QuantizerOutput(NamedTuple):
@@ -81,8 +92,23 @@ class Quantizer(nn.Module, ABC):
             )
 
     def batch_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(perplexity, usage fraction) of a batch of indices; logging only, no gradient."""
-        counts = torch.bincount(indices.reshape(-1), minlength=self.nb_code).float()  # (K,)
+        """(perplexity, usage fraction) of a batch of indices (the global batch's when training)."""
+        counts = self.histogram(indices)
+        return self.code_stats(distributed.all_reduce_sum(counts) if self.training else counts)
+
+    def histogram(self, indices: torch.Tensor) -> torch.Tensor:
+        """Hits per code ``(K,)`` float32 of any shape of indices.
+
+        A scatter-add rather than ``torch.bincount``, whose CUDA version reads the largest index back to
+        the host to size its output: a stall at every training step.
+        """
+        flat = indices.reshape(-1)
+        ones = torch.ones(flat.shape, dtype=torch.float32, device=flat.device)
+        return torch.zeros(self.nb_code, device=flat.device).index_add_(0, flat, ones)
+
+    @staticmethod
+    def code_stats(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perplexity, usage fraction) of a code histogram ``(K,)``."""
         probs = counts / counts.sum().clamp_min(1.0)
         perplexity = torch.exp(-torch.special.xlogy(probs, probs).sum())
         return perplexity, (counts > 0).float().mean()
@@ -132,6 +158,11 @@ class VectorQuantizer(Quantizer):
             self.embed = nn.Parameter(init)
         self.register_buffer("ema_count", torch.zeros(nb_code))
         self.register_buffer("initialised", torch.tensor(False))
+        self._initialised_seen = False  # host mirror of a True `initialised`: read the buffer only until then
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._initialised_seen = False  # a loaded state may be uninitialised again
 
     def extra_repr(self) -> str:
         return (
@@ -161,29 +192,36 @@ class VectorQuantizer(Quantizer):
             return self._quantize(self._flatten(z), z.shape[0], z.shape[2])
 
     def _quantize(self, flat: torch.Tensor, b: int, t: int) -> QuantizerOutput:
-        quant, indices, loss = self.quantize_flat(flat)
+        quant, indices, loss, counts = self.quantize_flat(flat)
         if flat.requires_grad:  # straight-through estimator; without gradients return the exact codes
             quant = flat + (quant - flat).detach()
-        indices = indices.view(b, t)
-        perplexity, usage = self.batch_stats(indices)
-        return QuantizerOutput(quant.view(b, t, -1).permute(0, 2, 1), indices, loss, perplexity, usage)
+        perplexity, usage = self.code_stats(counts)
+        quant = quant.view(b, t, -1).permute(0, 2, 1)
+        return QuantizerOutput(quant, indices.view(b, t), loss, perplexity, usage)
 
-    def quantize_flat(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, D) encodings -> (codes (N, D), indices (N,), unweighted loss); updates state when training.
+    def quantize_flat(
+        self, flat: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, D) encodings -> (codes (N, D), indices (N,), unweighted loss, code hits (K,)).
 
-        The codes are read *before* this step's codebook update, so they are exactly the vectors the
-        indices name at lookup time (an update or a re-seed must not change what this batch decodes).
+        Training also updates the state, and the hits are then the global batch's. The codes are read
+        *before* this step's codebook update, so they are exactly the vectors the indices name at lookup
+        time (an update or a re-seed must not change what this batch decodes).
         """
-        if self.training and not bool(self.initialised):
-            self._init_codebook(flat.detach())
+        if self.training and not self._initialised_seen:
+            if not bool(self.initialised):  # read once per fresh or loaded state, never per step
+                self._init_codebook(flat.detach())
+            self._initialised_seen = True
         indices = self._nearest(flat.detach())  # (N,)
         quant = F.embedding(indices, self._codes())  # (N, D), a copy; differentiable when a Parameter
         if self.training:
-            self._update(flat.detach(), indices)
+            counts = self._update(flat.detach(), indices)
+        else:
+            counts = self.histogram(indices)
         loss = F.mse_loss(flat, quant.detach())
         if not self.ema:
             loss = loss + F.mse_loss(quant, flat.detach())
-        return quant, indices, loss
+        return quant, indices, loss, counts
 
     def dequantize(self, indices: torch.Tensor) -> torch.Tensor:
         self._check_indices(indices)
@@ -196,34 +234,50 @@ class VectorQuantizer(Quantizer):
         return torch.addmm((codes**2).sum(-1), flat, codes.t(), alpha=-2.0).argmin(-1)
 
     @torch.no_grad()
-    def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+    def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Count hits, apply the EMA step, then re-seed codes whose EMA hit count fell below threshold.
 
-        A re-seeded code restarts at the average hit count, so it has time to attract encodings.
+        Returns the global batch's hits per code. A re-seeded code restarts at the average hit count, so it
+        has time to attract encodings. Every code gets a candidate replacement, a random encoding of the
+        global batch (uniform over its rows); only dead codes take theirs. Each rank contributes the
+        candidates among its own rows and the all-reduce (sum) completes them, so they travel with the
+        counts and sums in one collective instead of an all-gather of every encoding.
         """
-        expected = len(flat) / self.nb_code  # hits per code per batch if all were used equally
-        counts = torch.bincount(indices, minlength=self.nb_code).to(flat.dtype)  # (K,)
+        offset, total = distributed.row_offset(len(flat))
+        expected = total / self.nb_code  # hits per code per batch if all were used equally
+        columns = [self.histogram(indices).to(flat.dtype)[:, None]]  # (K, 1)
+        if self.ema:
+            columns.append(torch.zeros_like(self.ema_sum).index_add_(0, indices, flat))  # (K, D)
+        if self.reset:
+            rows = torch.randint(total, (self.nb_code,), device=flat.device) - offset  # (K,) local rows
+            mine = (rows >= 0) & (rows < len(flat))
+            columns.append(torch.where(mine[:, None], flat[rows.clamp(0, len(flat) - 1)], 0.0))  # (K, D)
+        stats = distributed.all_reduce_sum(torch.cat(columns, dim=1))
+        counts = stats[:, 0]
         self.ema_count.mul_(self.mu).add_(counts, alpha=1.0 - self.mu)
         if self.ema:
-            sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, flat)  # (K, D)
-            self.ema_sum.mul_(self.mu).add_(sums, alpha=1.0 - self.mu)
+            self.ema_sum.mul_(self.mu).add_(stats[:, 1 : 1 + self.code_dim], alpha=1.0 - self.mu)
             alive = self.ema_count > 1e-5  # long-unused codes keep their vector instead of collapsing to 0
             means = self.ema_sum / self.ema_count.clamp_min(1e-5)[:, None]
             self.embed.copy_(torch.where(alive[:, None], means, self.embed))
         if self.reset:
             dead = self.ema_count < self.reset_threshold * expected  # (K,)
-            n_dead = int(dead.sum())
-            if n_dead:
-                seeds = flat[torch.randint(len(flat), (n_dead,), device=flat.device)]  # (n_dead, D)
-                # Through .data: this step's graph may hold embed (l2_normalize) and must stay valid.
-                self.embed.data[dead] = seeds
-                self.ema_count[dead] = expected
-                if self.ema:
-                    self.ema_sum[dead] = seeds * expected
+            self._reseed(dead, stats[:, -self.code_dim :], expected)
+        return counts
+
+    @torch.no_grad()
+    def _reseed(self, dead: torch.Tensor, seeds: torch.Tensor, expected: float) -> None:
+        """Codes ``dead`` (K,) take their ``seeds`` (K, D) and restart at ``expected`` hits."""
+        # Through .data: this step's graph may hold embed (l2_normalize) and must stay valid.
+        self.embed.data.copy_(torch.where(dead[:, None], seeds, self.embed.data))
+        self.ema_count.copy_(torch.where(dead, expected, self.ema_count))
+        if self.ema:
+            self.ema_sum.copy_(torch.where(dead[:, None], seeds * expected, self.ema_sum))
 
     @torch.no_grad()
     def _init_codebook(self, flat: torch.Tensor) -> None:
-        """Seed the codebook with random encodings of the first batch (tiled with noise if too few)."""
+        """Seed the codebook with random encodings of the first (global) batch, tiled with noise if few."""
+        flat = distributed.all_gather_rows(flat)
         if len(flat) < self.nb_code:
             reps = -(-self.nb_code // len(flat))
             std = 0.01 / self.code_dim**0.5  # jitter far below the spread of real encodings

@@ -139,7 +139,7 @@ class PriorRun:
             "scheduler": self.scheduler.state_dict(),
             "windows": self.windows.state_dict(),
             "cond_generator": self.cond_gen.get_state(),
-            "rng": capture_rng_states(),
+            "rng": capture_rng_states(next(self.model.parameters()).device),
             "iteration": self.iteration,
             "best_metric": self.best_metric,
             "config": dataclasses.asdict(self.cfg),
@@ -163,7 +163,7 @@ class PriorRun:
         self.scheduler.load_state_dict(state["scheduler"])
         self.windows.load_state_dict(state["windows"])
         self.cond_gen.set_state(state["cond_generator"])
-        restore_rng_states(state["rng"])
+        restore_rng_states(state["rng"], next(self.model.parameters()).device)
         self.iteration, self.best_metric = int(state["iteration"]), float(state["best_metric"])
 
 

@@ -105,8 +105,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def capture_rng_states() -> dict[str, Any]:
-    """Every RNG that training touches, as tensors and plain types (weights_only-safe)."""
+def capture_rng_states(device: torch.device | None = None) -> dict[str, Any]:
+    """Every RNG that training touches, as CPU tensors and plain types (weights_only-safe).
+
+    The CUDA generator saved is the training device's alone (``cuda_device``): under torchrun every rank's
+    GPU generator is seeded and advanced alike, so one state resumes any number of GPUs.
+    """
     np_state = np.random.get_state()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -118,13 +122,14 @@ def capture_rng_states() -> dict[str, Any]:
         },
         "python": _to_lists(random.getstate()),
     }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        states["cuda_device"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
+def restore_rng_states(states: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore :func:`capture_rng_states`' states (CPU tensors, as ``load_checkpoint`` maps them)."""
+    torch.set_rng_state(states["torch"].cpu())
     npst = states["numpy"]
     np.random.set_state(
         (
@@ -137,8 +142,11 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     )
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if device is not None and device.type == "cuda":
+        if "cuda_device" in states:
+            torch.cuda.set_rng_state(states["cuda_device"].cpu(), device)
+        elif len(states.get("cuda", [])) == torch.cuda.device_count():  # format before cuda_device
+            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
 
 
 def _to_lists(value: Any) -> Any:

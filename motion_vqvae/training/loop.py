@@ -3,6 +3,11 @@
 Nothing is lost when a run stops early: Ctrl-C, SIGTERM, SIGHUP and a time budget all end at a step
 boundary with ``last.pt`` written (atomically); an exception inside a step leaves the last checkpoint as
 it was rather than saving a half-done step. ``best.pt`` tracks the best validation ``mpjpe_local_mm``.
+
+Under ``torchrun`` (:mod:`motion_vqvae.training.distributed`) every rank runs this loop on its share of each
+global batch; rank 0 alone writes checkpoints, ``metrics.jsonl`` and the progress bar and validates, and
+all ranks agree at each step boundary on whether to stop and on ``total_iter`` (rank 0's budget fit).
+A step reads nothing back to the host: its statistics stay tensors until a logging step.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
+from motion_vqvae.training import distributed, precision
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
@@ -64,13 +70,21 @@ def train(
     """
     cfg, model = agent.cfg, agent.model
     assert model is not None and agent.sampler is not None and agent.optimizer is not None
+    main = distributed.world().is_main
+    rows = distributed.local_batch(cfg.batch_size)
+    precision.check_amp(cfg.amp, agent.device)
+    if cfg.compile:
+        precision.compile_convs(model)
+    net = distributed.wrap(model, agent.device)
     ckpt_dir = agent.run_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = agent.run_dir / "metrics.jsonl"
-    wandb_run = _start_wandb(agent) if cfg.use_wandb else None
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    wandb_run = _start_wandb(agent) if cfg.use_wandb and main else None
     weights = loss_weights(agent)
     deadline = time.monotonic() + time_budget_s if time_budget_s else math.inf
-    fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule else None
+    fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule and main else None
+    control = distributed.StepControl()
     summary: dict[str, Any] = {}
     model.train()
     bar = tqdm(
@@ -80,19 +94,27 @@ def train(
         unit="it",
         dynamic_ncols=True,
         mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10 per s
+        disable=not main,
     )
     window_start, windows_seen = time.monotonic(), 0
-    stopped_by = "total_iter"
+    stopped_by, signum = "total_iter", None
     with StopRequests() as stop:
-        while agent.iteration < agent.cfg.total_iter:
-            if stop.signum is not None:
-                stopped_by = signal.Signals(stop.signum).name
+        while True:
+            signum, out_of_time, total = control.sync(
+                stop.signum, time.monotonic() >= deadline, agent.cfg.total_iter
+            )
+            if total != agent.cfg.total_iter:  # rank 0's time budget refitted the schedule
+                agent.cfg = set_total_iter(agent.cfg, agent.scheduler, total)
+            if agent.iteration >= agent.cfg.total_iter:
                 break
-            if time.monotonic() >= deadline:
+            if signum is not None:
+                stopped_by = signal.Signals(signum).name
+                break
+            if out_of_time:
                 stopped_by = "time budget"
                 break
             step_started = time.monotonic()
-            stats = _step(agent, weights)
+            stats = _step(agent, weights, net, rows)
             agent.iteration += 1
             windows_seen += cfg.batch_size
             bar.update(1)
@@ -100,35 +122,39 @@ def train(
             if fitter is not None and fitter.after_step(time.monotonic() - step_started):
                 bar.total = agent.cfg.total_iter
             if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
+                record = _host_stats(distributed.mean_over_ranks(stats))  # the only host sync of a step
                 elapsed = time.monotonic() - window_start
-                stats["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
+                record["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
                 window_start, windows_seen = time.monotonic(), 0
-                stats["lr"] = agent.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(
-                    loss=f"{stats['loss']:.4f}",
-                    rec=f"{stats['recons']:.4f}",
-                    ppl=f"{stats['perplexity']:.0f}",
-                )
-                _log_metrics(metrics_path, wandb_run, {"iteration": it, "split": "train", **stats})
-            if agent.val_motions and it % cfg.eval_every == 0:
+                record["lr"] = agent.optimizer.param_groups[0]["lr"]
+                if main:
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4f}",
+                        rec=f"{record['recons']:.4f}",
+                        ppl=f"{record['perplexity']:.0f}",
+                    )
+                    _log_metrics(metrics_path, wandb_run, {"iteration": it, "split": "train", **record})
+            if main and agent.val_motions and it % cfg.eval_every == 0:
                 started = time.monotonic()
                 summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
                 if fitter is not None and fitter.after_validation(time.monotonic() - started):
                     bar.total = agent.cfg.total_iter
-            if it % cfg.save_every == 0:
+            if main and it % cfg.save_every == 0:
                 agent.save(ckpt_dir / "last.pt")
         bar.close()
-        agent.save(ckpt_dir / "last.pt")  # at a step boundary, whatever stopped the loop
-        interrupted = stop.signum is not None and stopped_by != "total_iter"
-        if not interrupted and agent.val_motions and (not summary or agent.iteration % cfg.eval_every):
-            summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
-        if not (ckpt_dir / "best.pt").exists():
-            agent.save(ckpt_dir / "best.pt")
+        interrupted = signum is not None and stopped_by != "total_iter"
+        if main:
+            agent.save(ckpt_dir / "last.pt")  # at a step boundary, whatever stopped the loop
+            if not interrupted and agent.val_motions and (not summary or agent.iteration % cfg.eval_every):
+                summary = _validate(agent, metrics_path, wandb_run, ckpt_dir)
+            if not (ckpt_dir / "best.pt").exists():
+                agent.save(ckpt_dir / "best.pt")
+        distributed.barrier()  # every rank returns once the checkpoints are on disk
     log.info("stopped by %s at iteration %d; checkpoints in %s", stopped_by, agent.iteration, ckpt_dir)
     if wandb_run is not None:
         wandb_run.finish()
     if interrupted:
-        raise TrainingInterrupted(stop.signum, agent.iteration)
+        raise TrainingInterrupted(signum, agent.iteration)
     return summary
 
 
@@ -191,12 +217,29 @@ class _BudgetFitter:
         return True
 
 
-def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:
-    cfg, model = agent.cfg, agent.model
-    x = agent.sampler.sample(cfg.batch_size)  # (B, burn_in + W, F)
-    recon, q = model(x)
+def _step(
+    agent: MVQVAEAgent,
+    weights: torch.Tensor,
+    net: torch.nn.Module | None = None,
+    rows: slice = slice(None),
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on this rank's ``rows`` of a global batch; statistics stay on the device.
+
+    ``net`` is the model as trained (DDP-wrapped under torchrun; default ``agent.model``).
+
+    Every rank draws the same global batch (same generator), so the sampler advances identically
+    everywhere; the loss is this rank's mean and DDP averages the gradients, which makes it the global
+    batch's mean (equal shares). Clipping follows the all-reduce, so it sees the global gradient.
+    """
+    cfg = agent.cfg
+    picks = agent.sampler.draw(cfg.batch_size)[rows]  # (B / world,) CPU
+    if agent.device.type == "cuda":  # pinned + non_blocking: the copy does not wait for the GPU
+        picks = picks.pin_memory().to(agent.device, non_blocking=True)
+    x = agent.sampler.gather(picks)  # (B / world, burn_in + W, F)
+    with precision.autocast(cfg.amp, agent.device):
+        recon, q = (net or agent.model)(x)
     # The burn-in frames give the causal model real history; only the window after them is scored.
-    recon, x = recon[:, cfg.burn_in :], x[:, cfg.burn_in :]
+    recon, x = recon[:, cfg.burn_in :].float(), x[:, cfg.burn_in :]
     rec = reconstruction_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     vel = velocity_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     loss = rec + cfg.loss_vel * vel + cfg.commit * q.loss
@@ -207,19 +250,28 @@ def _step(agent: MVQVAEAgent, weights: torch.Tensor) -> dict[str, float]:
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.gradient_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.gradient_clip)
+        torch.nn.utils.clip_grad_norm_(agent.model.parameters(), cfg.gradient_clip)
     agent.optimizer.step()
     agent.scheduler.step()
     return {
-        "loss": float(loss.detach()),
-        "recons": float(rec.detach()),
-        "vel": float(vel.detach()),
-        "commit": float(q.loss.detach()),
-        "perplexity": float(q.perplexity.mean()),
-        "usage": float(q.usage.mean()),
-        "perplexity_per_stream": q.perplexity.reshape(-1).tolist(),
-        "usage_per_stream": q.usage.reshape(-1).tolist(),
+        "loss": loss.detach(),
+        "recons": rec.detach(),
+        "vel": vel.detach(),
+        "commit": q.loss.detach(),
+        "perplexity": q.perplexity.detach().reshape(-1),
+        "usage": q.usage.detach().reshape(-1),
     }
+
+
+def _host_stats(stats: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A step's tensors as the numbers metrics.jsonl holds (one device-to-host copy for all of them)."""
+    flat = torch.cat([v.float().reshape(-1) for v in stats.values()]).cpu()
+    values = dict(zip(stats, flat.split([v.numel() for v in stats.values()]), strict=True))
+    record: dict[str, Any] = {k: float(values[k]) for k in ("loss", "recons", "vel", "commit")}
+    for key in ("perplexity", "usage"):
+        record[key] = float(values[key].mean())
+        record[f"{key}_per_stream"] = values[key].tolist()
+    return record
 
 
 def _validate(agent: MVQVAEAgent, metrics_path: Path, wandb_run: Any, ckpt_dir: Path) -> dict[str, Any]:

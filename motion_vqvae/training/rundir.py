@@ -41,6 +41,8 @@ RESUMABLE_KEYS = frozenset(
         "use_wandb",
         "wandb_project",
         "device",
+        "amp",
+        "compile",
         "num_threads",
         "motion_file",  # the path may move; the data itself is compared by fingerprint
     }

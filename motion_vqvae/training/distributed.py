@@ -1,0 +1,178 @@
+"""Data-parallel training over the processes ``torchrun`` starts: process group, global batch, collectives.
+
+``torchrun --nproc_per_node=N scripts/train_vqvae.py ...`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``;
+:func:`process_group` then joins the group (gloo for CPU tensors, NCCL for CUDA ones). A plain
+``python scripts/train_vqvae.py`` sets none of them: no group is created and every helper here is the
+identity, so a single process trains exactly as it always did.
+
+The contract that makes N processes equal one: ``batch_size`` is the *global* batch. Every rank draws the
+same global batch of window indices with the sampler's generator and gathers only its contiguous slice
+(:func:`local_batch`), so concatenating the ranks' rows in rank order gives the one-process batch. The
+quantizers (:mod:`motion_vqvae.models.quantizers`) use :func:`all_reduce_sum`, :func:`all_gather_rows` and
+:func:`row_offset` so that their codebook statistics are those of the global batch on every rank.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+"""How long a rank waits in a collective, e.g. while rank 0 alone validates or writes a checkpoint."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (a lone process is rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints, metrics and logs, and validates."""
+        return self.rank == 0
+
+
+def active() -> bool:
+    """True inside a process group of more than one rank (collectives are needed)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world() -> World:
+    """The current process group's view, or torchrun's environment before the group is joined."""
+    if active():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    env = os.environ
+    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def local_rank() -> int:
+    """The GPU index this process should use (``LOCAL_RANK``; 0 for a plain process)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+@contextmanager
+def process_group() -> Iterator[World]:
+    """Join the group torchrun describes (if ``WORLD_SIZE`` > 1) for the duration of the block."""
+    here = world()
+    if here.size <= 1:
+        yield here
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(here.local_rank)
+        backend = "cpu:gloo,cuda:nccl"  # CUDA tensors over NCCL, the small CPU control messages over gloo
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+    try:
+        yield world()
+    finally:
+        dist.destroy_process_group()
+
+
+def local_batch(batch_size: int) -> slice:
+    """This rank's rows of a global batch of ``batch_size``; ValueError if it does not split evenly."""
+    here = world()
+    if batch_size % here.size:
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch and must be divisible by the number of processes "
+            f"({here.size}); set --set batch_size={max(here.size, batch_size // here.size * here.size)} or "
+            "change --nproc_per_node"
+        )
+    share = batch_size // here.size
+    return slice(here.rank * share, (here.rank + 1) * share)
+
+
+def agree(error: str | None) -> str | None:
+    """Rank 0's verdict (an error message or None) on every rank, so all stop or none does."""
+    if not active():
+        return error
+    message = [error]
+    dist.broadcast_object_list(message, src=0)
+    return message[0]
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks, in place (and returned); the identity for a lone process."""
+    if active():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``(n, ...)`` rows concatenated in rank order: the global batch's rows."""
+    if not active():
+        return rows
+    parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, rows.contiguous())
+    return torch.cat(parts)
+
+
+def row_offset(rows: int) -> tuple[int, int]:
+    """(index of this rank's first row in the global batch, global row count) for ``rows`` local rows."""
+    here = world() if active() else World()
+    return here.rank * rows, here.size * rows
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each tensor averaged over ranks in one collective (for logging: equal batches, so global means)."""
+    if not active():
+        return values
+    flat = torch.cat([v.detach().float().reshape(-1) for v in values.values()])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    out, start = {}, 0
+    for key, value in values.items():
+        out[key] = flat[start : start + value.numel()].view(value.shape)
+        start += value.numel()
+    return out
+
+
+def barrier() -> None:
+    """Wait for every rank (a CPU collective, so it also works under NCCL without a device)."""
+    if active():
+        dist.all_reduce(torch.zeros(1))
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` under DistributedDataParallel when there are several ranks, else ``model`` itself.
+
+    ``broadcast_buffers=False``: the quantizer buffers are kept identical by reducing their statistics
+    inside the forward pass (see :mod:`motion_vqvae.models.quantizers`), so DDP's per-step copy of rank 0's
+    buffers would be a redundant collective.
+    """
+    if not active():
+        return model
+    ids = [device.index if device.index is not None else local_rank()] if device.type == "cuda" else None
+    ddp = nn.parallel.DistributedDataParallel
+    # Newer torch renames the option (and deprecates the old name); the buffers start equal either way.
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters else None
+    return ddp(model, device_ids=ids, gradient_as_bucket_view=True, **{no_sync or "broadcast_buffers": False})
+
+
+class StepControl:
+    """The per-step agreement of all ranks: stop (a signal on any rank, rank 0's deadline) and total_iter.
+
+    One small CPU all-reduce (max) per step, even under NCCL, so it never waits for the GPU. Rank 0's
+    ``total_iter`` wins, so the time-budget fitter (run on rank 0) makes the decision for every rank.
+    """
+
+    def sync(self, signum: int | None, out_of_time: bool, total_iter: int) -> tuple[int | None, bool, int]:
+        """(signal number or None, out of time, total_iter) as every rank sees them this step."""
+        if not active():
+            return signum, out_of_time, total_iter
+        main = dist.get_rank() == 0
+        message = torch.tensor([signum or 0, int(out_of_time and main), total_iter if main else 0])
+        dist.all_reduce(message, op=dist.ReduceOp.MAX)
+        agreed_signal, agreed_time, agreed_total = message.tolist()
+        return agreed_signal or None, bool(agreed_time), agreed_total
