@@ -25,6 +25,7 @@ from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
 from motion_vqvae.features import FeatureLayout
+from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
@@ -339,6 +340,13 @@ class MVQVAEAgent:
 
 def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
     """Model constructor arguments from the config and the training fps (checkpoints store them)."""
+    if cfg.body_parts and cfg.quantizer not in MULTI_LEVEL:
+        log.warning(
+            "quantizer=%s is one level per body part: body_parts=%s makes one token stream per part "
+            "(MultiDiscrete actions); add --set body_parts=null for a single Discrete stream",
+            cfg.quantizer,
+            cfg.body_parts,
+        )
     return {
         "in_dim": layout.dim,
         "width": cfg.width,
@@ -356,7 +364,7 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
         "reset_threshold": cfg.reset_threshold,
         "l2_normalize": cfg.l2_normalize_codes,
         # num_quantizers and quantize_dropout are rvq keys (as fsq_levels is fsq's): another quantizer
-        # ignores them, so the one-level tokenizer stays one `--set quantizer=ema_reset` away.
+        # ignores them, so a one-level tokenizer needs only the quantizer (and body_parts) changed.
         "num_quantizers": cfg.num_quantizers if cfg.quantizer == "rvq" else 1,
         "quantize_dropout": cfg.quantize_dropout if cfg.quantizer == "rvq" else 0.0,
         "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,

@@ -25,7 +25,7 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
         raise ValueError(
             f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; "
             f"available: {sorted(partitions)} "
-            "(add it under body_parts: in the robot YAML)"
+            "(add it under body_parts: in the robot YAML, or --set body_parts=null for one token stream)"
         )
     names = layout.joint_names or list(robot.sim_joint_names)
     dof, vel = layout.slices["dof_pos"], layout.slices["dof_vel"]

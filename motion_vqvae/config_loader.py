@@ -66,7 +66,7 @@ class AgentConfig:
         "loss (the causal decoder sees real history as when streaming); a multiple of stride_t**down_t",
         min=0,
     )
-    total_iter: int = _opt(12000, "optimizer steps", min=1)
+    total_iter: int = _opt(15000, "optimizer steps", min=1)
     warmup_iter: int = _opt(
         300, "linear learning-rate warmup steps (at most a quarter of total_iter is used)", min=0
     )
@@ -110,7 +110,8 @@ class AgentConfig:
     )
     fsq_levels: list[int] = _opt([8, 5, 5, 5], "fsq: values per digit; a token is their mixed-radix index")
     body_parts: str | None = _opt(
-        None, "null (one token stream set) or a partition of the robot YAML's body_parts (upper_lower)"
+        "upper_lower",
+        "null (one token stream set) or a partition of the robot YAML's body_parts (upper_lower)",
     )
     reset_threshold: float = _opt(
         0.75,

@@ -24,6 +24,7 @@ TINY = {
     "num_threads": 1,
     "causal": True,
     "quantizer": "ema_reset",  # one stream: the runtime, wrapper and export tests use plain token ids
+    "body_parts": None,
 }
 
 

@@ -115,18 +115,26 @@ def test_invalid_combinations_name_the_fix() -> None:
         ResidualVQ(nb_code=8, code_dim=4, num_levels=2, quantize_dropout=1.5)
 
 
-def test_default_is_multi_level_and_one_level_is_one_set_away() -> None:
+def test_default_is_body_part_rvq_and_one_stream_is_two_sets_away(caplog) -> None:
     from motion_vqvae.agent import model_hparams
     from motion_vqvae.config_loader import ConfigLoader
     from motion_vqvae.features import FeatureLayout
 
     layout = FeatureLayout(num_dof=29)
-    default = VQVAE(**model_hparams(ConfigLoader().config, layout, 30.0)).token_spec
+
+    def spec(*overrides: str):
+        return VQVAE(**model_hparams(ConfigLoader(overrides=list(overrides)).config, layout, 30.0)).token_spec
+
+    default = spec()
     assert default.kind == "rvq" and default.num_levels > 1 and default.fps == 30.0
-    one = VQVAE(
-        **model_hparams(ConfigLoader(overrides=["quantizer=ema_reset"]).config, layout, 30.0)
-    ).token_spec
-    assert one.is_single and one.kind == "vq"
-    parts = model_hparams(ConfigLoader(overrides=["body_parts=upper_lower"]).config, layout, 30.0)["parts"]
+    assert default.parts == ("upper", "lower"), "the default tokenizer has a stream set per body part"
+    parts = model_hparams(ConfigLoader().config, layout, 30.0)["parts"]
     assert sorted(c for cols in parts.values() for c in cols) == list(range(layout.dim))
     assert layout.slices["root_height"].start in parts["lower"]
+    assert spec("body_parts=null").parts == ("body",)
+    one = spec("quantizer=ema_reset", "body_parts=null")
+    assert one.is_single and one.kind == "vq"
+    caplog.clear()
+    per_part = spec("quantizer=ema_reset")
+    assert per_part.num_streams == 2 and per_part.num_levels == 1
+    assert "body_parts=null" in caplog.text, "a one-level quantizer on body parts says how to get one stream"

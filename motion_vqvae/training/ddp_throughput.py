@@ -24,17 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "scripts" / "train_vqvae.py"
 
 
+def torchrun_prefix(nproc: int) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=nproc`` with this Python: what precedes a script's path."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
 def torchrun_command(nproc: int, args: list[str]) -> list[str]:
     """``torchrun --standalone --nproc_per_node=nproc scripts/train_vqvae.py *args`` with this Python."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        str(TRAIN_SCRIPT),
-        *args,
-    ]
+    return [*torchrun_prefix(nproc), str(TRAIN_SCRIPT), *args]
 
 
 def measure_ddp_throughput(

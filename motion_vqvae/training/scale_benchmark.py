@@ -8,8 +8,8 @@ the ``ru_maxrss`` of the process and its descendants (``os.wait4``) and, sampled
 RSS (and anonymous RSS, i.e. not counting the page cache that memory-mapped shards bring in) of its whole
 process tree.
 
-``LAUNCHERS`` maps a process count to the command prefix that starts training with that many processes;
-only one process is wired here (a data-parallel launcher such as torchrun adds the others).
+``LAUNCHERS`` maps a process count to the command prefix that starts training with that many processes:
+the interpreter for one, ``torchrun --standalone`` for two (same global batch, split across them).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from motion_vqvae.data import Motion, load_motions, save_npy
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.rotations import quat_from_yaw, quat_mul, quat_rotate
+from motion_vqvae.training.ddp_throughput import torchrun_prefix
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,9 @@ DEFAULT_FRAMES = 10_000_000
 FILE_FRAMES = 100_000
 RSS_BAR_GB = 3.0
 MEMORY = ("peak_rss_mb", "peak_tree_rss_mb", "peak_tree_anon_mb")
-# Training processes -> command prefix (before "scripts/train_vqvae.py ..."). The hook for data-parallel
-# figures: add e.g. 2: lambda: [sys.executable, "-m", "torch.distributed.run", "--standalone",
-# "--nproc_per_node=2"] and ask bench_scale for processes=(1, 2).
-LAUNCHERS: dict[int, Callable[[], list[str]]] = {1: lambda: [sys.executable]}
+# Training processes -> command prefix (before "scripts/train_vqvae.py ..."): one plain process, or torchrun
+# (data-parallel, the global batch split across the processes).
+LAUNCHERS: dict[int, Callable[[], list[str]]] = {1: lambda: [sys.executable], 2: lambda: torchrun_prefix(2)}
 
 
 # ---------------------------------------------------------------------------------------------- dataset
@@ -218,7 +218,7 @@ def bench_scale(
     workers: int | None = None,
     train_iters: int = 400,
     train_sets: Sequence[str] = ("max_val_frames=20000",),
-    processes: Sequence[int] = (1,),
+    processes: Sequence[int] = (1, 2),
     keep_data: bool = False,
 ) -> dict[str, Any]:
     """Figures at ``frames`` synthesised frames, and on g1_moves itself from files and from its cache."""
