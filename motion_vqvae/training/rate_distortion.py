@@ -26,12 +26,12 @@ from motion_vqvae.training.reference_codecs import reference_rows
 
 log = logging.getLogger(__name__)
 
-# Config overrides of each neural row on top of configs/agent.yaml (the default is the multi-level row).
+# Config overrides of each neural row on top of configs/agent.yaml (the default: RVQ per body part).
 NEURAL_ROWS: dict[str, dict[str, Any]] = {
     "default": {},
-    "vq": {"quantizer": "ema_reset", "nb_code": 384},  # the previous one-level default
-    "fsq": {"quantizer": "fsq"},
-    "body_parts": {"body_parts": "upper_lower"},
+    "rvq": {"body_parts": None},  # one stream set for the whole body
+    "vq": {"quantizer": "ema_reset", "nb_code": 384, "body_parts": None},  # the old one-level default
+    "fsq": {"quantizer": "fsq", "body_parts": None},
 }
 SUMMARY_KEYS = (
     "bits_per_second",
