@@ -22,7 +22,7 @@ import torch
 
 from motion_vqvae.models.quantizers import VectorQuantizer
 from motion_vqvae.training import distributed, loop
-from motion_vqvae.training.ddp_throughput import measure_ddp_throughput, torchrun_command
+from motion_vqvae.training.distributed import torchrun_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import train_vqvae  # noqa: E402
 
 MOTION = str(REPO / "motion_vqvae" / "assets" / "sample_motion.npy")
+TRAIN_SCRIPT = str(REPO / "scripts" / "train_vqvae.py")
 SMALL = {
     "width": 32,
     "depth": 1,
@@ -62,7 +63,9 @@ def _args(out: Path, iters: int, **extra: object) -> list[str]:
 
 def _torchrun(args: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(torchrun_command(2, args), env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [*torchrun_prefix(2), TRAIN_SCRIPT, *args], env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
@@ -186,12 +189,3 @@ def test_training_step_reads_nothing_back_to_the_host(
             for _ in range(3):
                 loop._step(agent, weights)
         assert reads == [], reads
-
-
-def test_measure_ddp_throughput_reads_the_runs_own_metrics() -> None:
-    small = [f"{k}={v}" for k, v in SMALL.items() if k not in ("print_iter", "eval_every", "save_every")]
-    result = measure_ddp_throughput(MOTION, 2, 3.0, small, print_iter=5)
-    assert result["nproc"] == 2 and result["batch_size"] == 32 and result["intervals"] >= 1
-    assert result["iterations"] >= 5 and 0 < result["windows_per_s"] < 1e6
-    with pytest.raises(ValueError, match="nproc"):
-        measure_ddp_throughput(MOTION, 0, 3.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+def torchrun_prefix(nproc: int) -> list[str]:
+    """``torchrun --standalone --nproc_per_node=nproc`` with this Python: what precedes a script's path."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 """How long a rank waits in a collective, e.g. while rank 0 alone validates or writes a checkpoint."""

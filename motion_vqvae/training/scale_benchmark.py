@@ -33,7 +33,7 @@ from motion_vqvae.data import Motion, load_motions, save_npy
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.rotations import quat_from_yaw, quat_mul, quat_rotate
-from motion_vqvae.training.ddp_throughput import torchrun_prefix
+from motion_vqvae.training.distributed import torchrun_prefix
 
 log = logging.getLogger(__name__)
 
