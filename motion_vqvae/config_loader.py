@@ -79,6 +79,12 @@ class AgentConfig:
     commit: float = _opt(0.02, "commitment loss weight", min=0.0)
     loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
     loss_accel: float = _opt(3.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
+    loss_body_accel: float = _opt(
+        0.02, "weight of the world body acceleration error (mm/frame^2, through forward kinematics)", min=0.0
+    )
+    loss_body_pos: float = _opt(
+        0.001, "weight of the root-relative body position error (mm, through forward kinematics)", min=0.0
+    )
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
     joint_weights_by_std: bool = _opt(

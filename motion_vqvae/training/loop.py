@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
+from motion_vqvae.training.body_loss import BodySpaceLoss
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
@@ -58,6 +59,15 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
     return weights
 
 
+def _body_space_loss(agent: MVQVAEAgent) -> BodySpaceLoss | None:
+    """The forward-kinematics loss when ``loss_body_accel`` or ``loss_body_pos`` weighs it; else None."""
+    cfg = agent.cfg
+    if cfg.loss_body_accel == 0 and cfg.loss_body_pos == 0:
+        return None
+    assert agent.layout is not None
+    return BodySpaceLoss(agent.layout, agent.mjcf, agent.fps).to(agent.device)
+
+
 def train(
     agent: MVQVAEAgent, time_budget_s: float | None = None, fit_schedule: bool = True
 ) -> dict[str, Any]:
@@ -82,6 +92,7 @@ def train(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     wandb_run = _start_wandb(agent) if cfg.use_wandb and main else None
     weights = loss_weights(agent)
+    body_loss = _body_space_loss(agent)
     deadline = time.monotonic() + time_budget_s if time_budget_s else math.inf
     fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule and main else None
     control = distributed.StepControl()
@@ -114,7 +125,7 @@ def train(
                 stopped_by = "time budget"
                 break
             step_started = time.monotonic()
-            stats = _step(agent, weights, net, rows)
+            stats = _step(agent, weights, net, rows, body_loss)
             agent.iteration += 1
             windows_seen += cfg.batch_size
             bar.update(1)
@@ -222,6 +233,7 @@ def _step(
     weights: torch.Tensor,
     net: torch.nn.Module | None = None,
     rows: slice = slice(None),
+    body_loss: BodySpaceLoss | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on this rank's ``rows`` of a global batch; statistics stay on the device.
 
@@ -247,6 +259,10 @@ def _step(
         # velocity_loss of the first differences = the loss on second differences (accelerations).
         accel = velocity_loss(recon.diff(dim=-2), x.diff(dim=-2), kind=cfg.recons_loss, weights=weights)
         loss = loss + cfg.loss_accel * accel
+    body: dict[str, torch.Tensor] = {}
+    if body_loss is not None:
+        body["body_accel_mm"], body["body_pos_mm"] = body_loss(recon, x)
+        loss = loss + cfg.loss_body_accel * body["body_accel_mm"] + cfg.loss_body_pos * body["body_pos_mm"]
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.gradient_clip > 0:
@@ -260,6 +276,7 @@ def _step(
         "commit": q.loss.detach(),
         "perplexity": q.perplexity.detach().reshape(-1),
         "usage": q.usage.detach().reshape(-1),
+        **{k: v.detach() for k, v in body.items()},
     }
 
 
@@ -267,7 +284,8 @@ def _host_stats(stats: dict[str, torch.Tensor]) -> dict[str, Any]:
     """A step's tensors as the numbers metrics.jsonl holds (one device-to-host copy for all of them)."""
     flat = torch.cat([v.float().reshape(-1) for v in stats.values()]).cpu()
     values = dict(zip(stats, flat.split([v.numel() for v in stats.values()]), strict=True))
-    record: dict[str, Any] = {k: float(values[k]) for k in ("loss", "recons", "vel", "commit")}
+    scalars = ("loss", "recons", "vel", "commit", "body_accel_mm", "body_pos_mm")
+    record: dict[str, Any] = {k: float(values[k]) for k in scalars if k in values}
     for key in ("perplexity", "usage"):
         record[key] = float(values[key].mean())
         record[f"{key}_per_stream"] = values[key].tolist()
