@@ -39,6 +39,8 @@ ORIGINAL_SETTINGS: dict[str, Any] = {
     "warmup_iter": 0,
     "loss_vel": 0.5,
     "commit": 0.02,
+    "loss_body_accel": 0.0,  # the original scored features only
+    "loss_body_pos": 0.0,
 }
 
 REPORTED = ("mpjpe_local_mm", "pa_mpjpe_mm", "dof_rmse_rad", "accel_error_mm")
