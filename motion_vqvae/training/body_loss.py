@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from motion_vqvae.features import FeatureLayout
-from motion_vqvae.robot_model import body_names, free_joint_id, load_model, resolve_mjcf
+from motion_vqvae.robot_model import body_names, free_joint_id, hinge_joint_names, load_model, resolve_mjcf
+from motion_vqvae.rotations import quat_to_matrix
 
 _MM = 1000.0
 _FLOOR_M = 1e-4  # see _mean_norm_mm
@@ -54,12 +55,6 @@ def sixd_matrix(d6: torch.Tensor) -> torch.Tensor:
     return torch.stack([c0, c1, torch.linalg.cross(c0, c1)], dim=-1)
 
 
-def _quat_matrix(wxyz: np.ndarray) -> np.ndarray:
-    mat = np.empty(9)
-    mujoco.mju_quat2Mat(mat, np.asarray(wxyz, dtype=np.float64))
-    return mat.reshape(3, 3)
-
-
 class TorchKinematics(torch.nn.Module):
     """World positions of every body but the world, as ``ForwardKinematics.body_positions``, in torch.
 
@@ -74,8 +69,8 @@ class TorchKinematics(torch.nn.Module):
         root_joint = free_joint_id(model, path)
         self.root_body = int(model.jnt_bodyid[root_joint]) - 1  # index among the returned bodies
         column = {name: i for i, name in enumerate(joint_names)}
-        known = {model.joint(j).name for j in range(model.njnt)}
-        unknown = [name for name in joint_names if name not in known]
+        hinges = set(hinge_joint_names(model))
+        unknown = [name for name in joint_names if name not in hinges]
         if unknown:
             raise ValueError(
                 f"{path}: joints {unknown} are not in this model, so the body-space loss cannot place them; "
@@ -91,7 +86,8 @@ class TorchKinematics(torch.nn.Module):
         self.has_anchor: list[bool] = []
         offsets, rotations, cross, cross2, anchors = [], [], [], [], []
         for body in range(1, model.nbody):
-            joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] == body]
+            first = int(model.body_jntadr[body])
+            joints = list(range(first, first + int(model.body_jntnum[body])))
             hinge = [j for j in joints if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
             if len(joints) > 1 or (joints and not hinge and body - 1 != self.root_body):
                 raise ValueError(
@@ -101,7 +97,7 @@ class TorchKinematics(torch.nn.Module):
                 )
             self.parents.append(int(model.body_parentid[body]) - 1)
             offsets.append(model.body_pos[body])
-            rotation = _quat_matrix(model.body_quat[body])
+            rotation = quat_to_matrix(np.roll(model.body_quat[body], -1))  # MuJoCo's wxyz -> xyzw
             rotations.append(rotation)
             self.has_rotation.append(not np.allclose(rotation, np.eye(3), atol=1e-12))
             joint = hinge[0] if hinge else None
