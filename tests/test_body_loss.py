@@ -119,3 +119,14 @@ def test_body_loss_keys_train_and_are_logged(tmp_path) -> None:
 def test_unknown_joint_names_are_refused() -> None:
     with pytest.raises(ValueError, match="not in this model.*loss_body_accel=0"):
         TorchKinematics(None, ["left_hip_pitch_joint", "tail_joint"])
+
+
+def test_windows_of_a_real_clip_score_like_the_metrics(g1_moves_dir: Path) -> None:
+    """A retargeted g1_moves dance at 30 fps: the windowed bodies are its decoded motion's, as scored."""
+    clip = load_motions(g1_moves_dir / "J_Dance5_Hype.csv", fps=60, target_fps=30, robot="g1_29dof")[0]
+    layout, feats = _layout(clip, True)
+    motion = layout.to_motion(
+        feats, fps=clip.fps, start_pos=np.zeros(3), start_yaw=0.0, joint_names=clip.joint_names
+    )
+    world, _ = BodySpaceLoss(layout, None, clip.fps).bodies(_normalized(layout, feats))
+    np.testing.assert_allclose(world[0].numpy(), ForwardKinematics().body_positions(motion), atol=1e-6)
