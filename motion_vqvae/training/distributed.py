@@ -14,6 +14,7 @@ quantizers (:mod:`motion_vqvae.models.quantizers`) use :func:`all_reduce_sum`, :
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 import sys
@@ -84,6 +85,10 @@ def process_group() -> Iterator[World]:
     try:
         yield world()
     finally:
+        # DDP wrappers sit in reference cycles that hold the group's pending work; collected only at
+        # interpreter exit, after the group is gone, gloo's threads can abort the process
+        # ("terminate called without an active exception") once every run is saved. Free them now.
+        gc.collect()
         dist.destroy_process_group()
 
 
