@@ -20,9 +20,10 @@ here imports torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def load_index(path: str | Path) -> dict[str, Any]:
             f"{folder}: cache format {found!r}, this version reads {CACHE_FORMAT}; "
             f"{remake_advice(folder, index)}"
         )
-    validate_index(index, folder, remake_advice(folder, index))
+    validate_index(index, folder, lambda: remake_advice(folder, index))
     return index
 
 
@@ -171,7 +172,7 @@ class MotionCache:
         cache = cls(folder, load_index(folder))
         if cfg is not None:
             cache.check_settings(cfg)
-        remake = remake_advice(folder, cache.index)
+        remake = functools.partial(remake_advice, folder, cache.index)
         cache._shards, cache._val_motions = open_checked(folder, cache.index, remake, verify)
         return cache
 
@@ -230,10 +231,13 @@ class MotionCache:
         assert normalizer is not None
         return normalizer
 
-    def read_rows(self, shard: int, row: int, out: np.ndarray) -> None:
-        """Fill ``out`` ``(T, F)`` float32 with rows ``row ..`` of ``shard``; a shard that shrank since it
-        was opened raises :class:`CacheError` naming it (never SIGBUS: nothing is memory-mapped)."""
-        self._shards[shard].read_into(row, out)
+    def read_windows(self, shards: Sequence[int], rows: Sequence[int], out: np.ndarray) -> None:
+        """Fill ``out[i]`` ``(B, T, F)`` float32 with rows ``rows[i] ..`` of shard ``shards[i]``; a shard
+        that shrank since it was opened raises :class:`CacheError` naming it (never SIGBUS: nothing here is
+        memory-mapped)."""
+        files = self._shards
+        for i, (shard, row) in enumerate(zip(shards, rows, strict=True)):
+            files[shard].read_into(row, out[i])
 
     def training_clips(self) -> list[ClipEntry]:
         """The training clip versions in the order the in-memory path lists them (version-major)."""

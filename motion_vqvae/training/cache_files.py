@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ CLIP_FIELDS = {
     "val": bool,
     "motion_offset": int,
 }
+
+
+Advice = Callable[[], str]
+"""The fix every cache error names (a preprocess.py command); built only when an error is raised."""
 
 
 class CacheError(UserError):
@@ -65,7 +70,7 @@ class CheckedFile:
     and on every short read; :meth:`verify` compares its checksum. The descriptor stays open, so the file
     verified is the file read even if a new one is renamed over its path meanwhile."""
 
-    def __init__(self, path: Path, rows: int, row_bytes: int, remake: str) -> None:
+    def __init__(self, path: Path, rows: int, row_bytes: int, remake: Advice) -> None:
         self.path, self.rows, self.row_bytes, self.remake = path, rows, row_bytes, remake
         self._file = path.open("rb", buffering=0)
         self.fd = self._file.fileno()
@@ -74,7 +79,7 @@ class CheckedFile:
             self.close()
             raise CacheError(
                 f"{path}: {size} bytes, but index.json says {rows} rows of {row_bytes} bytes "
-                f"({rows * row_bytes} bytes): the file was truncated or changed; {remake}"
+                f"({rows * row_bytes} bytes): the file was truncated or changed; {remake()}"
             )
 
     def verify(self, expected: str) -> None:
@@ -83,23 +88,21 @@ class CheckedFile:
         if found != expected:
             raise CacheError(
                 f"{self.path}: checksum mismatch (index.json: {expected}, file: {found}): its bytes changed "
-                f"after preprocess.py wrote it; {self.remake}"
+                f"after preprocess.py wrote it; {self.remake()}"
             )
 
     def read_into(self, row: int, out: np.ndarray) -> None:
         """Fill ``out`` (C-contiguous) with the bytes from ``row`` on; raise if the file is shorter now."""
-        view = memoryview(out).cast("B")
         start = row * self.row_bytes
-        done = 0
-        while done < len(view):
-            got = os.preadv(self.fd, [view[done:]], start + done)
+        done = os.preadv(self.fd, [out], start)  # one call fills it, except at the end of a shrunk file
+        while done < out.nbytes:
+            got = os.preadv(self.fd, [memoryview(out).cast("B")[done:]], start + done)
             if got == 0:
                 size = os.fstat(self.fd).st_size
                 raise CacheError(
                     f"{self.path} shrank to {size} bytes while this process read it (index.json: "
                     f"{self.rows * self.row_bytes}; row {row + done // self.row_bytes} is gone); nothing was "
-                    f"trained on the missing rows. {self.remake[0].upper()}{self.remake[1:]}, then continue "
-                    "the run with --resume"
+                    f"trained on the missing rows; {self.remake()}, then continue the run with --resume"
                 )
             done += got
 
@@ -107,7 +110,7 @@ class CheckedFile:
         self._file.close()
 
 
-def validate_index(index: Any, folder: Path, remake: str) -> None:
+def validate_index(index: Any, folder: Path, remake: Advice) -> None:
     """Raise naming the first field of ``index.json`` that is malformed or points outside the cache.
 
     Shard names must be plain names of files in ``folder`` (not ``../x`` nor a link out of it); every
@@ -116,7 +119,7 @@ def validate_index(index: Any, folder: Path, remake: str) -> None:
     where = folder / "index.json"
 
     def fail(field: str, value: Any, rule: str) -> None:
-        raise CacheError(f"{where}: {field} = {value!r}: {rule}; the index was edited or damaged; {remake}")
+        raise CacheError(f"{where}: {field} = {value!r}: {rule}; the index was edited or damaged; {remake()}")
 
     def need(value: Any, kind: type, field: str, low: float = -math.inf, high: float = math.inf) -> None:
         if type(value) is not kind or (kind is int and not low <= value <= high):
@@ -169,7 +172,7 @@ def validate_index(index: Any, folder: Path, remake: str) -> None:
 
 
 def open_checked(
-    folder: Path, index: dict[str, Any], remake: str, verify: bool
+    folder: Path, index: dict[str, Any], remake: Advice, verify: bool
 ) -> tuple[list[CheckedFile], CheckedFile]:
     """The shards and ``val_motions.f64`` of a validated index, opened (and with ``verify``, checksummed)."""
     dim = index["layout"]["dim"]
@@ -182,7 +185,7 @@ def open_checked(
     try:
         for name, rows, row_bytes, checksum in specs:
             if not (folder / name).is_file():
-                raise CacheError(f"{folder / name}: missing (index.json lists it); {remake}")
+                raise CacheError(f"{folder / name}: missing (index.json lists it); {remake()}")
             opened.append(CheckedFile(folder / name, rows, row_bytes, remake))
             if verify:
                 opened[-1].verify(checksum)

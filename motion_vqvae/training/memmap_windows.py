@@ -5,7 +5,7 @@ Window ``k`` is found without a table of every window start: the clips' cumulati
 per clip, not per window) and a binary search give its clip and its offset. With the same clips in the same
 order and the same seed, the draws and windows are exactly those of the in-memory ``WindowSampler``.
 
-Each window is read with one positioned read into the batch array (:meth:`MotionCache.read_rows`), not
+Each window is read with one positioned read into the batch array (:meth:`MotionCache.read_windows`), not
 through a memory map: a shard that shrinks under the run then raises an error naming it instead of killing
 the process with SIGBUS, and no read page stays mapped in the process, so its resident memory does not grow
 with the bytes it has read. (The module keeps its name: the sampler was memory-mapped first.)
@@ -22,8 +22,8 @@ from motion_vqvae.normalization import Normalizer
 from motion_vqvae.training.cache import ClipEntry, MotionCache
 from motion_vqvae.training.windows import WindowDraws, too_short
 
-RowReader = Callable[[int, int, np.ndarray], None]
-"""``read(shard, row, out)``: fill ``out`` ``(T, F)`` float32 with the rows of ``shard`` from ``row`` on."""
+WindowReader = Callable[[Sequence[int], Sequence[int], np.ndarray], None]
+"""``read(shards, rows, out)``: fill ``out[i]`` ``(B, T, F)`` with rows ``rows[i] ..`` of ``shards[i]``."""
 
 
 class MemmapWindowSampler(WindowDraws):
@@ -36,7 +36,7 @@ class MemmapWindowSampler(WindowDraws):
 
     def __init__(
         self,
-        read_rows: RowReader,
+        read_windows: WindowReader,
         dim: int,
         clips: Sequence[ClipEntry],
         window: int,
@@ -48,7 +48,7 @@ class MemmapWindowSampler(WindowDraws):
         usable = [c for c in clips if c.length >= window]
         if not usable:
             raise too_short([c.length for c in clips], window)
-        self.read_rows, self.dim = read_rows, dim
+        self.read_windows, self.dim = read_windows, dim
         self.window = window
         self.device = device
         self.normalizer = normalizer
@@ -63,7 +63,7 @@ class MemmapWindowSampler(WindowDraws):
         cls, cache: MotionCache, window: int, seed: int, device: torch.device
     ) -> MemmapWindowSampler:
         """Over the cache's training clip versions, normalised with the cache's statistics."""
-        return cls(cache.read_rows, cache.dim, cache.training_clips(), window, seed, device, cache.normalizer)
+        return cls(cache.read_windows, cache.dim, cache.training_clips(), window, seed, device, cache.normalizer)
 
     @property
     def num_windows(self) -> int:
@@ -79,7 +79,6 @@ class MemmapWindowSampler(WindowDraws):
         """The windows ``(B, W, F)`` float32 on the device, read from the shards."""
         shard, row = self.locate(picks)
         batch = np.empty((len(row), self.window, self.dim), dtype=np.float32)
-        for i, (s, r) in enumerate(zip(shard.tolist(), row.tolist(), strict=True)):
-            self.read_rows(s, r, batch[i])
+        self.read_windows(shard.tolist(), row.tolist(), batch)
         normalized = self.normalizer.normalize(batch.astype(np.float64)).astype(np.float32)
         return torch.from_numpy(normalized).to(self.device)
