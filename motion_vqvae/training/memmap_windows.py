@@ -63,7 +63,9 @@ class MemmapWindowSampler(WindowDraws):
         cls, cache: MotionCache, window: int, seed: int, device: torch.device
     ) -> MemmapWindowSampler:
         """Over the cache's training clip versions, normalised with the cache's statistics."""
-        return cls(cache.read_windows, cache.dim, cache.training_clips(), window, seed, device, cache.normalizer)
+        return cls(
+            cache.read_windows, cache.dim, cache.training_clips(), window, seed, device, cache.normalizer
+        )
 
     @property
     def num_windows(self) -> int:
