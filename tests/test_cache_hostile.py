@@ -114,14 +114,18 @@ HOSTILE_INDEXES = {
     "sub folder": (_shard_file("sub/features_00000.f32"), "shards[0].file"),
     "negative offset": (_clip("offset", -500), "clips[0].offset"),
     "offset past the shard": (_clip("offset", 10**9), "clips[0].offset"),
-    "length past the shard": (_clip("length", 10**9), "clips[0].offset"),
+    "length past the shard": (_clip("length", 10**9), "clips[0].length"),
+    "range past the shard": (
+        lambda i: i["clips"][0].update(offset=i["shards"][0]["frames"] - 3),
+        "clips[0].offset",
+    ),
     "zero length": (_clip("length", 0), "clips[0].length"),
     "float offset": (_clip("offset", 1.5), "clips[0].offset"),
     "text offset": (_clip("offset", "12"), "clips[0].offset"),
     "bool shard": (_clip("shard", True), "clips[0].shard"),
     "missing shard": (_clip("shard", 3), "clips[0].shard"),
     "unknown field": (_clip("evil", 1), "clips[0]"),
-    "validation rows outside": (_val_clip("motion_offset", 10**6), "val_motions.rows"),
+    "validation rows outside": (_val_clip("motion_offset", 10**6), "motion_offset"),
     "negative validation offset": (_val_clip("motion_offset", -1), "motion_offset"),
     "more frames than the file": (
         lambda i: i["shards"][0].update(frames=i["shards"][0]["frames"] + 1),
@@ -309,3 +313,26 @@ def test_a_run_adopts_the_caches_settings_and_refuses_only_real_conflicts(
     assert train_vqvae.main(args) == 2
     err = capsys.readouterr().err
     assert "target_fps (cache: 30.0, run: 50.0)" in err and err.count("(cache:") == 1
+
+
+def test_real_clips_cache_adopts_fps_verifies_and_survives_truncation(
+    tmp_path: Path, g1_moves_dir: Path
+) -> None:
+    """On real g1_moves clips: a cache made with fps=60 gives a run without it fps=60 and nothing else; a
+    changed number is refused at open; a shard truncated after opening raises instead of faulting."""
+    from motion_vqvae.training.cache import adopted_settings, load_index
+
+    source = str(g1_moves_dir / "B_*Karate.csv")
+    cfg = ConfigLoader(overrides=[*SETS, "fps=60"]).config
+    out = preprocess(source, cfg, tmp_path / "cache", workers=1, progress=False).path
+    run_cfg = ConfigLoader(overrides=SETS).config
+    assert adopted_settings(load_index(out)["settings"], run_cfg, explicit=set()) == {"fps": 60.0}
+    assert adopted_settings(load_index(out)["settings"], run_cfg, explicit={"fps"}) == {}
+    opened = MotionCache.open(out, cfg)
+    sampler = MemmapWindowSampler.from_cache(opened, 16, 0, torch.device("cpu"))
+    picks = sampler.draw(64)
+    os.truncate(out / SHARD, 4096)
+    with pytest.raises(CacheError, match="shrank to 4096 bytes"):
+        sampler.gather(picks)
+    with pytest.raises(CacheError, match=r"4096 bytes, but index\.json says"):
+        MotionCache.open(out)

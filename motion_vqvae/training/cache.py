@@ -24,7 +24,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,13 @@ from motion_vqvae.data.fingerprint import feature_code_fingerprint
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Normalizer
-from motion_vqvae.training.cache_files import CacheError, CheckedFile, open_checked, validate_index
+from motion_vqvae.training.cache_files import (
+    CacheError,
+    CheckedFile,
+    ClipEntry,
+    open_checked,
+    validate_index,
+)
 
 CACHE_FORMAT = 2  # 2: a checksum per file, validated index
 INDEX = "index.json"
@@ -99,20 +104,6 @@ def is_cache(path: str | Path | None) -> bool:
         return False
     folder = Path(path)
     return folder.is_dir() and ((folder / INDEX).is_file() or (folder / INCOMPLETE).is_file())
-
-
-@dataclass(frozen=True)
-class ClipEntry:
-    """One clip version in the cache: where its features lie and where it came from."""
-
-    name: str
-    shard: int
-    offset: int  # first row in the shard
-    length: int  # frames
-    source: str  # the motion file it was read from
-    augmentation: str  # none, speed<s>, mirror, mirror+speed<s> (training.clips.augmentation_names)
-    val: bool  # a validation clip (never augmented, never sampled for training)
-    motion_offset: int = -1  # first row in val_motions.f64 (validation clips only)
 
 
 def load_index(path: str | Path) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import typing
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +30,6 @@ from motion_vqvae.cli import UserError
 VAL_MOTIONS = "val_motions.f64"
 CHECKSUM = "sha256"
 CHECKSUM_BLOCK = 8 << 20  # bytes hashed per task: threads hash blocks in parallel (hashlib drops the GIL)
-CLIP_FIELDS = {
-    "name": str,
-    "shard": int,
-    "offset": int,
-    "length": int,
-    "source": str,
-    "augmentation": str,
-    "val": bool,
-    "motion_offset": int,
-}
 
 
 Advice = Callable[[], str]
@@ -46,6 +38,23 @@ Advice = Callable[[], str]
 
 class CacheError(UserError):
     """A cache that cannot be trusted (damaged, edited, stale or changed while read): re-run preprocess."""
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    """One clip version in the cache: where its features lie and where it came from."""
+
+    name: str
+    shard: int
+    offset: int  # first row in the shard
+    length: int  # frames
+    source: str  # the motion file it was read from
+    augmentation: str  # none, speed<s>, mirror, mirror+speed<s> (training.clips.augmentation_names)
+    val: bool  # a validation clip (never augmented, never sampled for training)
+    motion_offset: int = -1  # first row in val_motions.f64 (validation clips only)
+
+
+CLIP_FIELDS: dict[str, type] = typing.get_type_hints(ClipEntry)
 
 
 def file_checksum(fd: int, size: int, name: str | Path = "") -> str:
@@ -153,7 +162,8 @@ def validate_index(index: Any, folder: Path, remake: Advice) -> None:
         need(shard.get("checksum"), str, f"shards[{i}].checksum")
         frames.append(shard["frames"])
     need(index["val_motions"].get("checksum"), str, "val_motions.checksum")
-    val_rows = 0
+    need(index["val_motions"].get("rows"), int, "val_motions.rows", 0)
+    val_rows = index["val_motions"]["rows"]
     for i, clip in enumerate(index["clips"]):
         need(clip, dict, f"clips[{i}]")
         if set(clip) != set(CLIP_FIELDS):
@@ -161,14 +171,13 @@ def validate_index(index: Any, folder: Path, remake: Advice) -> None:
         for key, kind in CLIP_FIELDS.items():
             need(clip[key], kind, f"clips[{i}].{key}")
         need(clip["shard"], int, f"clips[{i}].shard", 0, len(frames) - 1)
-        need(clip["length"], int, f"clips[{i}].length", 1)
-        need(clip["offset"], int, f"clips[{i}].offset", 0, frames[clip["shard"]] - clip["length"])
+        rows = frames[clip["shard"]]
+        need(clip["length"], int, f"clips[{i}].length", 1, rows)
+        need(clip["offset"], int, f"clips[{i}].offset", 0, rows - clip["length"])
         if clip["val"]:
-            need(clip["motion_offset"], int, f"clips[{i}].motion_offset", 0)
-            val_rows = max(val_rows, clip["motion_offset"] + clip["length"])
+            need(clip["motion_offset"], int, f"clips[{i}].motion_offset", 0, val_rows - clip["length"])
     if not any(not clip["val"] for clip in index["clips"]):
         fail("clips", f"{len(index['clips'])} entries", "must hold at least one training clip")
-    need(index["val_motions"].get("rows"), int, "val_motions.rows", val_rows)
 
 
 def open_checked(
