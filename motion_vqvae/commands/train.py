@@ -132,7 +132,7 @@ def _adopt_cache_settings(args: argparse.Namespace, paths: dict[str, Any]) -> Ag
     if args.config is not None:
         shipped = ConfigLoader().raw
         explicit |= {
-            k for k, v in ConfigLoader(args.config).raw.items() if shipped.get(k, v) != v or k not in shipped
+            k for k, v in ConfigLoader(args.config).raw.items() if k not in shipped or shipped[k] != v
         }
     adopted = adopted_settings(load_index(config.motion_file)["settings"], config, explicit)
     if not adopted:
