@@ -229,19 +229,24 @@ def test_scale_benchmark_at_a_small_frame_count(tmp_path: Path, g1_moves_dir: Pa
     assert not (tmp_path / "scale" / "synthetic").exists() and not (tmp_path / "scale" / "cache").exists()
 
 
-def test_memmap_sampler_unmaps_what_it_read_and_reads_the_same_windows_again(
-    tmp_path: Path, monkeypatch
-) -> None:
-    from motion_vqvae.training import memmap_windows
+def test_cache_sampler_reads_exact_rows_and_maps_no_shard(tmp_path: Path) -> None:
+    """Windows are read (not memory-mapped) from the right rows, so resident memory cannot grow with the
+    bytes read, and the same picks give the same windows again."""
+    from motion_vqvae.training.memmap_windows import MemmapWindowSampler
 
     cfg = _config()
     cache = preprocess(sample_motion_path(), cfg, tmp_path / "cache", workers=1, progress=False)
-    sampler = memmap_windows.MemmapWindowSampler.from_cache(cache, cfg.window_size, 0, torch.device("cpu"))
-    releases = []
-    sampler.release_pages = lambda: (releases.append(1), cache.release_pages())
-    monkeypatch.setattr(memmap_windows, "RESIDENT_BYTES", 1 << 20)
+    sampler = MemmapWindowSampler.from_cache(cache, cfg.window_size, 0, torch.device("cpu"))
     picks = sampler.draw(16)
     before = sampler.gather(picks)
+    raw = np.fromfile(cache.path / "features_00000.f32", dtype=np.float32).reshape(-1, cache.dim)
+    _, rows = sampler.locate(picks)
+    expected = np.stack([raw[r : r + cfg.window_size] for r in rows])
+    expected = cache.normalizer.normalize(expected.astype(np.float64)).astype(np.float32)
+    assert torch.equal(before, torch.from_numpy(expected))
     for _ in range(10):
         sampler.sample(16)
-    assert releases and torch.equal(sampler.gather(picks), before)
+    assert torch.equal(sampler.gather(picks), before)
+    maps = Path("/proc/self/maps")
+    if maps.exists():
+        assert "features_00000.f32" not in maps.read_text()

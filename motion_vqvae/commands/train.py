@@ -25,7 +25,7 @@ from typing import Any
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
-from motion_vqvae.training.cache import MotionCache, is_cache
+from motion_vqvae.training.cache import MotionCache, adopted_settings, is_cache, load_index
 from motion_vqvae.training.clips import training_motions
 from motion_vqvae.training.rundir import RunDirectory, resume_config
 
@@ -113,8 +113,36 @@ def _main_rank(
         if state is not None:
             config = resume_config(state["config"], {**parse_overrides(args.set), **paths}, run.last)
         else:
-            config = ConfigLoader(args.config, overrides=args.set, values=paths).config
+            config = _adopt_cache_settings(args, paths)
         return _train(run, config, state, args.time_budget, main)
+
+
+def _adopt_cache_settings(args: argparse.Namespace, paths: dict[str, Any]) -> AgentConfig:
+    """The run's config; from a cache, with the cache's settings where the command line leaves them unset.
+
+    Set means given as --set, --fps or --quat-order, or in a --config file with another value than the
+    shipped configs/agent.yaml. So ``preprocess.py --fps 60`` followed by ``train_vqvae.py --motion_file
+    CACHE`` trains at the cache's fps, while ``--fps 30`` against it is a real conflict, refused when the
+    cache is opened.
+    """
+    config = ConfigLoader(args.config, overrides=args.set, values=paths).config
+    if not is_cache(config.motion_file):
+        return config
+    explicit = set(parse_overrides(args.set)) | set(paths)
+    if args.config is not None:
+        shipped = ConfigLoader().raw
+        explicit |= {
+            k for k, v in ConfigLoader(args.config).raw.items() if k not in shipped or shipped[k] != v
+        }
+    adopted = adopted_settings(load_index(config.motion_file)["settings"], config, explicit)
+    if not adopted:
+        return config
+    log.info(
+        "adopting the settings %s was preprocessed with, which the command line leaves unset: %s",
+        config.motion_file,
+        ", ".join(f"{k}={v!r}" for k, v in adopted.items()),
+    )
+    return ConfigLoader(args.config, overrides=args.set, values={**adopted, **paths}).config
 
 
 def _resume_state(run: RunDirectory, config_path: str | None) -> dict[str, Any]:

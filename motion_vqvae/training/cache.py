@@ -11,33 +11,40 @@ Layout of a cache folder (written by :func:`motion_vqvae.training.preprocess.pre
 The features are stored un-normalised and normalised when a window is gathered: the statistics belong to
 the training split and travel with each checkpoint, so the same cache serves any normaliser, and the cost
 is one subtract-and-divide over the batch. ``index.json`` holds the settings that made the cache (and their
-sha256), so a run whose config would have produced other features is refused rather than trained on stale
-data. Nothing here imports torch.
+sha256) and a fingerprint of the code that made the features, so a run whose config or code would have
+produced other features is refused rather than trained on stale data; a run that leaves a setting unset
+adopts the cache's (:func:`adopted_settings`). ``index.json`` also holds a checksum per file; nothing in the
+folder is trusted before :mod:`motion_vqvae.training.cache_files` has validated and verified it. Nothing
+here imports torch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import mmap
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.config_loader import AgentConfig, ConfigLoader
+from motion_vqvae.data.fingerprint import feature_code_fingerprint
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Normalizer
+from motion_vqvae.training.cache_files import (
+    CacheError,
+    CheckedFile,
+    ClipEntry,
+    open_checked,
+    validate_index,
+)
 
-CACHE_FORMAT = 1
-# Bump when the readers, repair, resampling, mirroring or features.py change what a clip's features are:
-# every cache made before then is refused with a request to re-run preprocess.py.
-FEATURE_CODE_VERSION = 1
+CACHE_FORMAT = 2  # 2: a checksum per file, validated index
 INDEX = "index.json"
 INCOMPLETE = "INCOMPLETE"  # written first, removed when index.json is in place
-VAL_MOTIONS = "val_motions.f64"
 
 SETTINGS_KEYS = (
     "robot",
@@ -59,18 +66,36 @@ SETTINGS_KEYS = (
 """Config keys that change which clips a cache holds, how they are split or what their features are."""
 
 
+CODE_KEY = "feature_code"
+
+
 def cache_settings(cfg: AgentConfig) -> dict[str, Any]:
     """The settings a cache is made with: :data:`SETTINGS_KEYS`, the seed where it draws the validation
-    split (no ``val_clips``, ``val_fraction`` > 0) and the feature code version."""
+    split (no ``val_clips``, ``val_fraction`` > 0) and the fingerprint of the feature code."""
     settings = {key: getattr(cfg, key) for key in SETTINGS_KEYS}
     settings["seed"] = cfg.seed if not cfg.val_clips and cfg.val_fraction > 0 else None
-    settings["feature_code_version"] = FEATURE_CODE_VERSION
-    return settings
+    settings[CODE_KEY] = feature_code_fingerprint()
+    return _canonical(settings)
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
     """sha256 of the settings in canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def adopted_settings(stored: dict[str, Any], cfg: AgentConfig, explicit: Collection[str]) -> dict[str, Any]:
+    """The cache's settings a run takes over: those that differ from ``cfg`` on a key the run did not set
+    (``explicit`` names the keys it set). A cache made with ``--fps 60`` then trains without ``--fps``;
+    a key the run did set is left to :meth:`MotionCache.check_settings` to refuse, naming both values."""
+    wanted = cache_settings(cfg)
+    adopted = {}
+    for key in (*SETTINGS_KEYS, "seed"):
+        if key in explicit or key not in stored or stored[key] == wanted[key]:
+            continue
+        if key == "seed" and stored[key] is None:
+            continue  # the cache's split is not drawn by a seed: the run's seed stays its own
+        adopted[key] = stored[key]
+    return adopted
 
 
 def is_cache(path: str | Path | None) -> bool:
@@ -81,62 +106,91 @@ def is_cache(path: str | Path | None) -> bool:
     return folder.is_dir() and ((folder / INDEX).is_file() or (folder / INCOMPLETE).is_file())
 
 
-@dataclass(frozen=True)
-class ClipEntry:
-    """One clip version in the cache: where its features lie and where it came from."""
+def load_index(path: str | Path) -> dict[str, Any]:
+    """The validated ``index.json`` of a finished cache (its files are not read: :meth:`MotionCache.open`)."""
+    folder = Path(path)
+    if (folder / INCOMPLETE).is_file() or not (folder / INDEX).is_file():
+        raise CacheError(
+            f"{folder}: an unfinished cache (preprocess.py was stopped before writing {INDEX}); "
+            "re-run scripts/preprocess.py with --out pointing at it"
+        )
+    try:
+        index = json.loads((folder / INDEX).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CacheError(f"{folder / INDEX}: not JSON ({exc}); {remake_advice(folder, None)}") from None
+    if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
+        found = index.get("format") if isinstance(index, dict) else None
+        raise CacheError(
+            f"{folder}: cache format {found!r}, this version reads {CACHE_FORMAT}; "
+            f"{remake_advice(folder, index)}"
+        )
+    validate_index(index, folder, lambda: remake_advice(folder, index))
+    return index
 
-    name: str
-    shard: int
-    offset: int  # first row in the shard
-    length: int  # frames
-    source: str  # the motion file it was read from
-    augmentation: str  # none, speed<s>, mirror, mirror+speed<s> (training.clips.augmentation_names)
-    val: bool  # a validation clip (never augmented, never sampled for training)
-    motion_offset: int = -1  # first row in val_motions.f64 (validation clips only)
+
+def remake_advice(folder: Path, index: Any) -> str:
+    """How to make the cache again with the settings it holds: the fix named by every cache error."""
+    source = index.get("source") if isinstance(index, dict) else None
+    source = source if isinstance(source, str) else "SOURCE"
+    settings = index.get("settings") if isinstance(index, dict) else None
+    flags = ""
+    if isinstance(settings, dict):
+        defaults = cache_settings(ConfigLoader().config)
+        flags = "".join(
+            f" {_flag(k, settings[k])}"
+            for k in (*SETTINGS_KEYS, "seed")
+            if settings.get(k, defaults[k]) != defaults[k]
+        )
+    return f"re-run `python scripts/preprocess.py --motion_file {source} --out {folder} --overwrite{flags}`"
 
 
 class MotionCache:
-    """A finished cache opened read-only; the shards are memory-mapped on first use."""
+    """A finished cache opened read-only: index validated, files verified, rows read on demand."""
 
     def __init__(self, path: str | Path, index: dict[str, Any]) -> None:
         self.path = Path(path)
         self.index = index
         self.clips = [ClipEntry(**entry) for entry in index["clips"]]
-        self._shards: list[np.ndarray] | None = None
-        self._maps: list[mmap.mmap] = []
+        self._shards: list[CheckedFile] = []
+        self._val_motions: CheckedFile | None = None
 
     @classmethod
-    def open(cls, path: str | Path, cfg: AgentConfig | None = None) -> MotionCache:
-        """Open a cache, refusing an unfinished one and (given ``cfg``) one made with other settings."""
+    def open(cls, path: str | Path, cfg: AgentConfig | None = None, *, verify: bool = True) -> MotionCache:
+        """Open a cache, refusing an unfinished, malformed or changed one and (given ``cfg``) one made with
+        other settings or code. ``verify`` checksums every file (about 1 s per GB per core from the page
+        cache); without it only sizes are checked."""
         folder = Path(path)
-        if (folder / INCOMPLETE).is_file() or not (folder / INDEX).is_file():
-            raise ValueError(
-                f"{folder}: an unfinished cache (preprocess.py was stopped before writing {INDEX}); "
-                "re-run scripts/preprocess.py with --out pointing at it"
-            )
-        index = json.loads((folder / INDEX).read_text())
-        if index.get("format") != CACHE_FORMAT:
-            raise ValueError(
-                f"{folder}: cache format {index.get('format')!r}, this version reads {CACHE_FORMAT}; "
-                "re-run scripts/preprocess.py"
-            )
-        cache = cls(folder, index)
+        cache = cls(folder, load_index(folder))
         if cfg is not None:
             cache.check_settings(cfg)
+        remake = functools.partial(remake_advice, folder, cache.index)
+        cache._shards, cache._val_motions = open_checked(folder, cache.index, remake, verify)
         return cache
+
+    def close(self) -> None:
+        for file in [*self._shards, *([self._val_motions] if self._val_motions else [])]:
+            file.close()
+        self._shards, self._val_motions = [], None
 
     def check_settings(self, cfg: AgentConfig) -> None:
         """Raise naming every setting where the cache and the run disagree, and how to reconcile them."""
         stored, wanted = self.index["settings"], cache_settings(cfg)
-        if self.index["settings_hash"] == settings_hash(wanted):
+        if settings_hash(stored) == settings_hash(wanted):
             return
+        if stored.get(CODE_KEY) != wanted[CODE_KEY]:
+            raise CacheError(
+                f"{self.path} was made by other feature code (cache: {stored.get(CODE_KEY)!r}, this code: "
+                f"{wanted[CODE_KEY]!r}): the readers, resampling, augmentation or features changed since, so "
+                f"its features may be stale; {remake_advice(self.path, self.index)}"
+            )
         keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         listed = ", ".join(f"{k} (cache: {stored.get(k)!r}, run: {wanted.get(k)!r})" for k in keys)
-        sets = " ".join(f"--set {k}={_yaml(wanted[k])}" for k in keys if k in SETTINGS_KEYS or k == "seed")
-        raise ValueError(
-            f"{self.path} was preprocessed with other settings than this run's: {listed}; re-run "
-            f"`python scripts/preprocess.py --motion_file {self.index['source']} --out {self.path} "
-            f"--overwrite {sets}` or drop those --set values from the training command"
+        flags = " ".join(_flag(k, wanted[k]) for k in keys if k in wanted)
+        raise CacheError(
+            f"{self.path} was preprocessed with other settings than this run's: {listed}; drop those values "
+            "from the training command (a run adopts the cache's settings where it leaves them unset) or "
+            f"re-run `python scripts/preprocess.py --motion_file {self.index['source']} --out {self.path} "
+            f"--overwrite {flags}`"
         )
 
     # ------------------------------------------------------------------------------------------ contents
@@ -153,6 +207,11 @@ class MotionCache:
     def num_frames(self) -> int:
         return int(sum(s["frames"] for s in self.index["shards"]))
 
+    @property
+    def dim(self) -> int:
+        """Features per frame (float32 columns of every shard)."""
+        return int(self.index["layout"]["dim"])
+
     def layout(self) -> FeatureLayout:
         """The feature layout with the normaliser fitted on the training clips (all their versions)."""
         return FeatureLayout.from_dict(self.index["layout"])
@@ -163,29 +222,13 @@ class MotionCache:
         assert normalizer is not None
         return normalizer
 
-    def shards(self) -> list[np.ndarray]:
-        """Every shard as a read-only ``(frames, F)`` float32 array over a memory map (nothing is read
-        until used). The maps are advised random access: a window read faults in its own pages, not the
-        read-ahead around them that sequential access would want."""
-        if self._shards is None:
-            dim = int(self.index["layout"]["dim"])
-            self._maps = []
-            for shard in self.index["shards"]:
-                with (self.path / shard["file"]).open("rb") as fh:
-                    self._maps.append(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-                self._maps[-1].madvise(mmap.MADV_RANDOM)
-            self._shards = [
-                np.frombuffer(m, dtype=np.float32).reshape(s["frames"], dim)
-                for m, s in zip(self._maps, self.index["shards"], strict=True)
-            ]
-        return self._shards
-
-    def release_pages(self) -> None:
-        """Unmap the shard pages this process has touched (they stay in the page cache, so reading them
-        again costs a minor fault, not a disk read). The training sampler calls it now and then, so the
-        process's resident memory stays bounded however long it samples from a cache of any size."""
-        for m in self._maps:
-            m.madvise(mmap.MADV_DONTNEED)
+    def read_windows(self, shards: Sequence[int], rows: Sequence[int], out: np.ndarray) -> None:
+        """Fill ``out[i]`` ``(B, T, F)`` float32 with rows ``rows[i] ..`` of shard ``shards[i]``; a shard
+        that shrank since it was opened raises :class:`CacheError` naming it (never SIGBUS: nothing here is
+        memory-mapped)."""
+        files = self._shards
+        for i, (shard, row) in enumerate(zip(shards, rows, strict=True)):
+            files[shard].read_into(row, out[i])
 
     def training_clips(self) -> list[ClipEntry]:
         """The training clip versions in the order the in-memory path lists them (version-major)."""
@@ -197,19 +240,30 @@ class MotionCache:
 
     def validation_motions(self, names: list[str] | None = None) -> list[Motion]:
         """The validation clips (or those named) as motions, read from ``val_motions.f64``."""
+        assert self._val_motions is not None, "MotionCache.open() opens the files"
         wanted = None if names is None else set(names)
         joints = list(self.index["joint_names"])
-        width = 7 + len(joints)
-        entries = [c for c in self.clips if c.val and (wanted is None or c.name in wanted)]
-        if not entries:
-            return []
-        rows = sum(c.length for c in self.clips if c.val)
-        table = np.memmap(self.path / VAL_MOTIONS, dtype=np.float64, mode="r", shape=(rows, width))
         motions = []
-        for c in entries:
-            block = np.array(table[c.motion_offset : c.motion_offset + c.length])
-            motions.append(Motion(c.name, self.fps, block[:, :3], block[:, 3:7], block[:, 7:], joints))
+        for c in self.clips:
+            if c.val and (wanted is None or c.name in wanted):
+                block = np.empty((c.length, 7 + len(joints)), dtype=np.float64)
+                self._val_motions.read_into(c.motion_offset, block)
+                motions.append(Motion(c.name, self.fps, block[:, :3], block[:, 3:7], block[:, 7:], joints))
         return motions
+
+
+def _canonical(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as index.json gives them back (tuples as lists), so stored and wanted values compare."""
+    return json.loads(json.dumps(settings))
+
+
+def _flag(key: str, value: Any) -> str:
+    """The command-line flag that sets ``key`` to ``value`` for preprocess.py and train_vqvae.py."""
+    if key == "fps" and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"--fps {value:g}"
+    if key == "quat_order" and value is not None:
+        return f"--quat-order {value}"
+    return f"--set {key}={_yaml(value)}"
 
 
 def _yaml(value: Any) -> str:

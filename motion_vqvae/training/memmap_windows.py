@@ -1,13 +1,14 @@
-"""Training windows gathered from a preprocessed cache's memory-mapped shards, so memory stays flat as the
-dataset grows: only the windows of the current batch are read (the page cache keeps recently read ones).
+"""Training windows gathered from a preprocessed cache's shards, so memory stays flat as the dataset grows:
+only the windows of the current batch are read (the kernel's page cache keeps recently read ones).
 
 Window ``k`` is found without a table of every window start: the clips' cumulative window counts (one int64
 per clip, not per window) and a binary search give its clip and its offset. With the same clips in the same
 order and the same seed, the draws and windows are exactly those of the in-memory ``WindowSampler``.
 
-Pages of a memory map that a process has read count in its resident memory until unmapped, so a long run
-over a large cache would end up holding all of it; every :data:`RESIDENT_BYTES` of windows read, the
-sampler asks the cache to unmap them (they stay in the kernel's page cache).
+Each window is read with one positioned read into the batch array (:meth:`MotionCache.read_windows`), not
+through a memory map: a shard that shrinks under the run then raises an error naming it instead of killing
+the process with SIGBUS, and no read page stays mapped in the process, so its resident memory does not grow
+with the bytes it has read. (The module keeps its name: the sampler was memory-mapped first.)
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from motion_vqvae.normalization import Normalizer
 from motion_vqvae.training.cache import ClipEntry, MotionCache
 from motion_vqvae.training.windows import WindowDraws, too_short
 
-# A read fault on a file mapping also maps the already-cached pages around it (Linux fault_around_bytes,
-# 64 KiB by default): each window can bring that much into the process besides its own bytes.
-FAULT_AROUND_BYTES = 64 << 10
-RESIDENT_BYTES = 256 << 20  # shard bytes a sampler lets its process map before unmapping them
+WindowReader = Callable[[Sequence[int], Sequence[int], np.ndarray], None]
+"""``read(shards, rows, out)``: fill ``out[i]`` ``(B, T, F)`` with rows ``rows[i] ..`` of ``shards[i]``."""
 
 
 class MemmapWindowSampler(WindowDraws):
@@ -37,22 +36,20 @@ class MemmapWindowSampler(WindowDraws):
 
     def __init__(
         self,
-        shards: Sequence[np.ndarray],
+        read_windows: WindowReader,
+        dim: int,
         clips: Sequence[ClipEntry],
         window: int,
         seed: int,
         device: torch.device,
         normalizer: Normalizer,
-        release_pages: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(seed)
-        self.release_pages = release_pages
-        self._mapped_bytes = 0  # shard bytes touched since the last release_pages()
         usable = [c for c in clips if c.length >= window]
         if not usable:
             raise too_short([c.length for c in clips], window)
+        self.read_windows, self.dim = read_windows, dim
         self.window = window
-        self.shards = list(shards)
         self.device = device
         self.normalizer = normalizer
         self.clip_shard = np.array([c.shard for c in usable], dtype=np.int64)
@@ -67,13 +64,7 @@ class MemmapWindowSampler(WindowDraws):
     ) -> MemmapWindowSampler:
         """Over the cache's training clip versions, normalised with the cache's statistics."""
         return cls(
-            cache.shards(),
-            cache.training_clips(),
-            window,
-            seed,
-            device,
-            cache.normalizer,
-            cache.release_pages,
+            cache.read_windows, cache.dim, cache.training_clips(), window, seed, device, cache.normalizer
         )
 
     @property
@@ -87,13 +78,9 @@ class MemmapWindowSampler(WindowDraws):
         return self.clip_shard[clip], self.clip_offset[clip] + (k - self.first_window[clip])
 
     def gather(self, picks: torch.Tensor) -> torch.Tensor:
-        """The windows ``(B, W, F)`` float32 on the device, read from the memory maps."""
+        """The windows ``(B, W, F)`` float32 on the device, read from the shards."""
         shard, row = self.locate(picks)
-        batch = np.stack([self.shards[s][r : r + self.window] for s, r in zip(shard, row, strict=True)])
-        if self.release_pages is not None:
-            self._mapped_bytes += batch.nbytes + len(batch) * FAULT_AROUND_BYTES
-            if self._mapped_bytes > RESIDENT_BYTES:
-                self.release_pages()
-                self._mapped_bytes = 0
+        batch = np.empty((len(row), self.window, self.dim), dtype=np.float32)
+        self.read_windows(shard.tolist(), row.tolist(), batch)
         normalized = self.normalizer.normalize(batch.astype(np.float64)).astype(np.float32)
         return torch.from_numpy(normalized).to(self.device)

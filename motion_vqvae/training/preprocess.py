@@ -38,18 +38,18 @@ from motion_vqvae.training.cache import (
     CACHE_FORMAT,
     INCOMPLETE,
     INDEX,
-    VAL_MOTIONS,
     ClipEntry,
     MotionCache,
     cache_settings,
     settings_hash,
 )
+from motion_vqvae.training.cache_files import VAL_MOTIONS, file_checksum
 from motion_vqvae.training.clips import augmentation_names, clip_versions, held_out_names, load_config_motions
 
 log = logging.getLogger(__name__)
 
 WARNINGS = "data_warnings.log"
-SHARD_BYTES = 1 << 30  # a new shard after 1 GiB: few files, each well within any mmap limit
+SHARD_BYTES = 1 << 30  # a new shard after 1 GiB: few files, each checksummed in about a second
 
 
 @dataclass
@@ -164,7 +164,7 @@ def preprocess(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return MotionCache.open(out)
+    return MotionCache.open(out, verify=False)  # checksummed from these very files moments ago
 
 
 def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, progress: bool) -> dict[str, Any]:
@@ -244,6 +244,8 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
     layout = FeatureLayout(len(clips[kept[0]].joint_names), cfg.prefer_expmap, clips[kept[0]].joint_names)
     layout.normalizer = Normalizer.from_moments(moments, layout.default_std_floor())
     settings = cache_settings(cfg)
+    for shard in writer.shards:
+        shard["checksum"] = _checksum(folder / shard["file"])
     return {
         "format": CACHE_FORMAT,
         "settings": settings,
@@ -254,8 +256,15 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
         "layout": layout.to_dict(),
         "moments": moments.to_dict(),
         "shards": writer.shards,
+        "val_motions": {"rows": offset, "checksum": _checksum(folder / VAL_MOTIONS)},
         "clips": [asdict(e) for e in entries],
     }
+
+
+def _checksum(path: Path) -> str:
+    """The checksum :class:`~motion_vqvae.training.cache_files.CheckedFile` verifies when the cache opens."""
+    with path.open("rb") as fh:
+        return file_checksum(fh.fileno(), os.fstat(fh.fileno()).st_size, path)
 
 
 def _check_uniform(clips: list[_Clip], names: list[str], kept: list[int]) -> None:

@@ -5,7 +5,7 @@ re-headed (turned about z, moved on the ground) copies, written as NPY files of 
 project's readers load like any other (generated clip by clip and file by file, never all in memory).
 Each measured command runs as a subprocess with one torch/OpenMP thread per process; its peak memory is
 the ``ru_maxrss`` of the process and its descendants (``os.wait4``) and, sampled every 0.2 s, the summed
-RSS (and anonymous RSS, i.e. not counting the page cache that memory-mapped shards bring in) of its whole
+RSS (and anonymous RSS, i.e. not counting file-backed pages such as the page cache) of its whole
 process tree.
 
 ``LAUNCHERS`` maps a process count to the command prefix that starts training with that many processes:
@@ -188,7 +188,7 @@ def gather_figures(
     cache: Path, sets: Sequence[str], g1_moves: Path | None = None, batches: int = 300
 ) -> dict[str, float]:
     """Milliseconds to draw and gather one batch (the config's batch size and window): from the cache's
-    memory map and (given ``g1_moves``) from the in-memory sampler of training from files. The samplers
+    shards and (given ``g1_moves``) from the in-memory sampler of training from files. The samplers
     alone, without the model step that dominates training time and makes windows/s noisy."""
     from motion_vqvae.agent import MVQVAEAgent
     from motion_vqvae.config_loader import ConfigLoader
