@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 RECOVERY_MODES = ("ramp",)
 RAMP_MAX_OUTSIDE = 0.5
-"""rad: farther outside its range is not a pose a joint can hold, so it is refused even with a ramp."""
+"""rad: farther outside its range is not a pose a joint can be in, so it is refused even with a ramp."""
+RANGE_TOLERANCE = 1e-6
+"""rad: float32 round trips of a pose at a limit are not outside it."""
 
 
 def measured_pose(
@@ -65,7 +67,7 @@ def measured_pose(
             f"{detail}; pass the measured position of every joint"
         )
     rows = pose.reshape(-1, dof)
-    outside = np.maximum(lower - rows, rows - upper)  # > 0: outside the range; NaN: not finite
+    outside = np.maximum(lower - rows, rows - upper) - RANGE_TOLERANCE  # > 0: outside; NaN: not finite
     worst = np.where(np.isfinite(rows), outside, np.inf)
     row, joint = np.unravel_index(int(np.argmax(worst)), worst.shape)
     excess = worst[row, joint]
@@ -83,7 +85,7 @@ def measured_pose(
     fix = (
         "pass recover='ramp' to ramp it back into the range at the velocity limit"
         if recover is None and excess <= RAMP_MAX_OUTSIDE
-        else f"more than {RAMP_MAX_OUTSIDE} rad outside is no pose the joint can hold: check the joint "
-        "order, the encoder calibration and the sensor"
+        else f"more than {RAMP_MAX_OUTSIDE} rad outside its range is not a pose the joint can be in: check "
+        "the joint order, the encoder calibration and the sensor"
     )
     raise ValueError(f"{where} is outside {limits}{also}; {fix}")

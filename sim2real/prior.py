@@ -195,7 +195,7 @@ def check_prior_graphs(
     )
     step_feeds = {
         "tokens": np.zeros((1, 1, streams), np.int64),
-        "positions": np.ones(1, np.int64),
+        "positions": np.full(1, backend.block_size - 1, np.int64),  # the last position sampling uses
         "past_keys": keys,
         "past_values": values,
     }
