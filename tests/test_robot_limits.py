@@ -21,11 +21,11 @@ from onnx import TensorProto, helper
 from motion_vqvae.data import sample_motion_path
 from motion_vqvae.export import export_checkpoint
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
-from sim2real import SafetySpec, TokenDecoder, load_robot
+from sim2real import SafetyLimits, SafetySpec, TokenDecoder, load_robot
 from sim2real import play as play_cli
 from sim2real.bench import limit_excess
 from sim2real.pose import RAMP_MAX_OUTSIDE
-from sim2real.safety import limits_for_robot
+from sim2real.safety import limits_for_robot, limits_in_force
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -131,6 +131,24 @@ def test_robot_files_must_restrict_a_packaged_robot(export_dir: Path, tmp_path: 
     np.testing.assert_allclose(
         TokenDecoder(export_dir, robot=slower).limits.velocity, TokenDecoder(export_dir).limits.velocity / 2
     )
+
+
+def test_limits_in_force_are_the_tightest_and_refuse_disjoint_ranges() -> None:
+    robot = load_robot("g1_29dof")
+    packaged = limits_for_robot(robot.real_limits(), robot.safety, 30.0)
+    lower, upper, velocity = packaged.lower - 1, packaged.upper + 1, packaged.velocity * 2
+    wide = SafetyLimits(lower, upper, velocity, packaged.acceleration, 30.0)
+    tight = limits_in_force(wide, [robot], 0.5, "test")
+    np.testing.assert_array_equal(tight.lower, packaged.lower)
+    np.testing.assert_array_equal(tight.upper, packaged.upper)
+    np.testing.assert_allclose(tight.velocity, packaged.velocity * 0.5)
+    np.testing.assert_allclose(tight.acceleration, packaged.acceleration * 0.5)
+    j = robot.real_joint_names.index(KNEE)
+    below = packaged.upper.copy()
+    below[j] = packaged.lower[j] - 0.01  # a range entirely below the packaged one
+    disjoint = SafetyLimits(packaged.lower - 1, below, packaged.velocity, packaged.acceleration, 30.0)
+    with pytest.raises(ValueError, match=rf"do not overlap at \['{KNEE}'\]"):
+        limits_in_force(disjoint, [robot], 1.0, "test")
 
 
 def test_robot_argument_keeps_the_exports_safety_scale(
