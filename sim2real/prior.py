@@ -189,10 +189,11 @@ def check_prior_graphs(
     cache = (layers, 1, heads, 1, width // heads)
     streams, vocab = spec.num_streams, spec.nb_code
     feeds = {"text": np.zeros((1, max(backend.text_dim, 1)), np.float32), "has_text": np.ones(1, np.float32)}
-    hidden, keys, values = start = run_graph(backend.start_session, feeds, root / "prior_start.onnx")
+    start = run_graph(backend.start_session, feeds, root / "prior_start.onnx")
     check_output_shapes(
         root / "prior_start.onnx", [a.shape for a in start], [(1, width), cache, cache], "one condition slot"
     )
+    hidden, keys, values = start
     step_feeds = {
         "tokens": np.zeros((1, 1, streams), np.int64),
         "positions": np.full(1, backend.block_size - 1, np.int64),  # the last position sampling uses
