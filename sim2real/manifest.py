@@ -5,7 +5,12 @@ directory where a listed file is missing, truncated or altered. The manifest its
 of its content without the ``files`` table (:func:`manifest_digest`) is written into every ONNX file's
 metadata (``manifest_sha256``) before the files are hashed, so an edited limit, fps or joint name no longer
 matches the hashed ONNX files and is refused (:func:`check_pin`). :func:`validate_manifest` then checks the
-values against the robot's YAML: finite, not wider than the hardware, same joint order, one fps.
+values against the packaged YAML of the robot the manifest names (``robot``: a name, never a path; see
+:mod:`sim2real.hardware`): finite, not wider than the hardware, same joint order, one fps. The limits in force
+are the tightest of the manifest's and the robot YAML's at the export's ``safety_scale``.
+
+Format 3 names the robot by name and records ``safety_scale``; older exports may name their robot by a path
+on the training machine and are refused (re-export).
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sim2real.hardware import packaged_robot
 from sim2real.robot import RobotDescription
-from sim2real.safety import SafetyLimits, check_within_robot
+from sim2real.safety import SafetyLimits, check_within_robot, limits_in_force
 from sim2real.token_spec import TokenSpec
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PIN_KEY = "manifest_sha256"
 REQUIRED_KEYS = (
     "format_version",
@@ -37,6 +43,7 @@ REQUIRED_KEYS = (
     "position_limits",
     "velocity_limits",
     "acceleration_limits",
+    "safety_scale",
     "files",
 )
 
@@ -75,7 +82,8 @@ def check_pin(manifest: dict[str, Any], metadata: dict[str, str], source: str) -
     if manifest_digest(manifest) != pinned:
         raise ValueError(
             f"{MANIFEST} does not match the '{PIN_KEY}' pinned in {source}: the manifest was edited "
-            "(limits, fps, joint names ...); re-copy or re-export (loosen limits in the robot YAML instead)"
+            "(limits, fps, joint names ...); re-copy or re-export (the limits come from the packaged robot "
+            "YAML and can only be tightened: --safety-scale, TokenDecoder(..., robot=))"
         )
 
 
@@ -94,14 +102,10 @@ def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]
         raise ValueError(f"{path} is not valid JSON ({exc}); re-export") from exc
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    _check_format(manifest.get("format_version"), path)
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise KeyError(f"{path}: missing keys {missing}; re-export with this version of motion-vqvae")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format_version {manifest['format_version']}, this runtime reads {FORMAT_VERSION}; "
-            "re-export (or update sim2real)"
-        )
     needed = ["decoder.onnx"] + (["decoder_step.onnx"] if manifest["streaming"] else [])
     unlisted = [n for n in needed if n not in manifest["files"]]
     if unlisted:
@@ -112,10 +116,16 @@ def load_manifest(export_dir: str | Path, verify: bool = True) -> dict[str, Any]
     return manifest
 
 
+def manifest_robot(manifest: dict[str, Any], source: str) -> RobotDescription:
+    """The packaged robot the manifest names (its hardware limits); a path or an unknown name is refused."""
+    return packaged_robot(manifest["robot"], source=f"{source}: robot")
+
+
 def validate_manifest(
     manifest: dict[str, Any], robot: RobotDescription, source: str
 ) -> tuple[SafetyLimits, TokenSpec]:
-    """The manifest's safety limits and token structure, checked against each other and ``robot``."""
+    """The limits in force and the token structure: the manifest's values checked against each other and
+    against ``robot`` (the packaged robot it names), then tightened to that YAML's at ``safety_scale``."""
     spec = TokenSpec.from_dict(manifest["token_spec"], source=f"{source}: token_spec")
     fps = manifest["fps"]
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
@@ -130,7 +140,25 @@ def validate_manifest(
     if not isinstance(names, list) or len(names) != limits.dof:
         raise ValueError(f"{source}: real_joint_names must list the {limits.dof} real joints, got {names!r}")
     check_within_robot(limits, names, robot, source)
-    return limits, spec
+    scale = manifest["safety_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ValueError(f"{source}: safety_scale must be a number in (0, 1], got {scale!r}; re-export")
+    return limits_in_force(limits, [robot], float(scale), source), spec
+
+
+def _check_format(version: Any, path: Path) -> None:
+    if version == FORMAT_VERSION:
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version {version}, this runtime reads {FORMAT_VERSION}: an export from an older "
+            "motion-vqvae, which may name its robot by a path on the training machine and does not record "
+            "its safety_scale; re-export it (scripts/export_onnx.py --checkpoint CKPT --out DIR)"
+        )
+    raise ValueError(
+        f"{path}: format_version {version!r}, this runtime reads {FORMAT_VERSION}; update sim2real "
+        "(pip install ./robot_runtime from the motion-vqvae version that made the export)"
+    )
 
 
 def _refuse_constant(name: str) -> Any:

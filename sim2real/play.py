@@ -1,10 +1,12 @@
 """Decode token ids from an export into joint targets (real robot order) and print or save them.
 
-python -m sim2real.play exports/g1 --tokens 3,17,17,40 [--csv out.csv] [--step] [--current q1,...,qN]
+python -m sim2real.play exports/g1 --tokens 3,17,17,40 (--current q1,...,qN | --offline) [--csv F] [--step]
 
 Tokens of a multi-stream tokenizer are ``;``-separated tuples: ``--tokens "3,5;17,2"``. Targets ramp from
-``--current`` (the robot's joint positions, real order, rad) through the safety filter; without it, from
-the first decoded frame (a preview: the robot standing at the motion's start).
+``--current``, the robot's measured joint positions (real order, rad; a pose outside a joint's range is
+refused), through the safety filter. ``--offline`` says there is no robot: the targets start at the first
+decoded frame (a preview, the robot imagined standing at the motion's start). One of the two is required,
+so a robot's ramp from its measured pose is never skipped by leaving a flag out.
 """
 
 from __future__ import annotations
@@ -43,14 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=None, help="write frame,time,<joints> rows here")
     parser.add_argument("--step", action="store_true", help="decode token by token (decoder_step.onnx)")
     parser.add_argument(
-        "--current", type=_pose, default=None, help="robot joint positions to ramp from (real order, rad)"
+        "--current", type=_pose, default=None, help="the robot's measured joint positions (real order, rad)"
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="no robot: start from the first decoded frame (a preview)"
     )
     args = parser.parse_args(argv)
+    if args.offline == (args.current is not None):
+        print(
+            "error: pass --current q1,...,qN (the robot's measured joint positions, real order, rad) or "
+            "--offline (no robot: a preview from the first decoded frame), exactly one of them",
+            file=sys.stderr,
+        )
+        return 2
     try:
         decoder = TokenDecoder(args.export_dir)
         current = args.current
-        if current is None:
-            current = decoder.decode(args.tokens[:1])[0]  # preview: stand at the motion's first pose
+        if args.offline:
+            current = decoder.decode(args.tokens[:1], offline=True)[0]  # the motion's first pose
         if args.step:
             decoder.reset(current=current)
             targets = np.concatenate([decoder.step(t) for t in args.tokens])

@@ -9,6 +9,10 @@ The text encoder is training-side (torch); a robot passes one of those captions 
 
 The sampling loop (:func:`sample_stream`) is shared with the torch sampler of the training side, which
 passes its own backend: same seed, same tokens, up to float rounding.
+
+:class:`TokenPrior` verifies the export as :class:`~sim2real.runtime.TokenDecoder` does: every file's hash,
+the manifest's pin in each prior graph (an edited ``prior.sampling`` or ``block_size`` is refused), and one
+run of each graph, whose output shapes must match the manifest's prior section.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sim2real.manifest import load_manifest
-from sim2real.runtime import make_session
+from sim2real.manifest import MANIFEST, check_pin, load_manifest
+from sim2real.runtime import check_output_shapes, make_session, run_graph
 from sim2real.token_spec import TokenSpec
 
 PROMPTS_FILE = "prior_prompts.npz"
+PRIOR_GRAPHS = ("prior_start.onnx", "prior_step.onnx", "prior_head.onnx")
 
 
 class PriorBackend(Protocol):
@@ -150,6 +155,7 @@ class OnnxPriorBackend:
         self.start_session = make_session(root / "prior_start.onnx", threads)
         self.step_session = make_session(root / "prior_step.onnx", threads)
         self.head_session = make_session(root / "prior_head.onnx", threads)
+        self.sessions = (self.start_session, self.step_session, self.head_session)  # as PRIOR_GRAPHS
 
     def start(self, text: np.ndarray, has_text: np.ndarray) -> tuple[np.ndarray, Any]:
         hidden, keys, values = self.start_session.run(
@@ -166,6 +172,50 @@ class OnnxPriorBackend:
         return self.head_session.run(None, {"hidden": hidden, "next_tokens": next_tokens})[0]
 
 
+def check_prior_graphs(
+    backend: OnnxPriorBackend, section: dict[str, Any], spec: TokenSpec, root: Path
+) -> None:
+    """One run of each prior graph at batch 1: hidden states, KV caches and logits of the shapes the
+    manifest's ``prior.model_hparams`` and ``token_spec`` give, or ValueError naming the graph."""
+    hp = section["model_hparams"]
+    try:
+        layers, heads, width = int(hp["n_layer"]), int(hp["n_head"]), int(hp["n_embd"])
+        if int(hp["block_size"]) != backend.block_size or int(hp["text_dim"]) != backend.text_dim:
+            raise ValueError("block_size/text_dim differ from model_hparams")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{root / MANIFEST}: prior.model_hparams do not describe the graphs ({exc})"
+        ) from None
+    cache = (layers, 1, heads, 1, width // heads)
+    streams, vocab = spec.num_streams, spec.nb_code
+    feeds = {"text": np.zeros((1, max(backend.text_dim, 1)), np.float32), "has_text": np.ones(1, np.float32)}
+    start = run_graph(backend.start_session, feeds, root / "prior_start.onnx")
+    check_output_shapes(
+        root / "prior_start.onnx", [a.shape for a in start], [(1, width), cache, cache], "one condition slot"
+    )
+    hidden, keys, values = start
+    step_feeds = {
+        "tokens": np.zeros((1, 1, streams), np.int64),
+        "positions": np.full(1, backend.block_size - 1, np.int64),  # the last position sampling uses
+        "past_keys": keys,
+        "past_values": values,
+    }
+    longer = (*cache[:3], 2, cache[4])
+    check_output_shapes(
+        root / "prior_step.onnx",
+        [a.shape for a in run_graph(backend.step_session, step_feeds, root / "prior_step.onnx")],
+        [(1, 1, width), (1, 1, vocab), longer, longer],
+        f"one step of {streams} stream(s) after the condition slot",
+    )
+    head_feeds = {"hidden": hidden, "next_tokens": np.zeros((1, streams), np.int64)}
+    check_output_shapes(
+        root / "prior_head.onnx",
+        [a.shape for a in run_graph(backend.head_session, head_feeds, root / "prior_head.onnx")],
+        [(1, streams, vocab)],
+        f"{streams} stream(s) of {vocab} ids",
+    )
+
+
 class TokenPrior:
     """Samples token streams from an export's prior; decode them with :class:`sim2real.TokenDecoder`."""
 
@@ -178,11 +228,16 @@ class TokenPrior:
                 f"{self.root}: the export has no prior; export with "
                 "scripts/export_onnx.py --checkpoint TOKENIZER --prior PRIOR --out DIR"
             )
-        self.spec = TokenSpec.from_dict(
-            section["token_spec"], source=f"{self.root}: manifest prior.token_spec"
-        )
+        source = f"{self.root / MANIFEST}: prior"
+        unlisted = [n for n in (*PRIOR_GRAPHS, PROMPTS_FILE) if n not in manifest["files"]]
+        if unlisted:
+            raise KeyError(f"{source}: 'files' does not list {unlisted}; the export is incomplete, re-export")
+        self.spec = TokenSpec.from_dict(section["token_spec"], source=f"{source}.token_spec")
         self.defaults = section["sampling"]
         self.backend = OnnxPriorBackend(self.root, section, threads)
+        for name, session in zip(PRIOR_GRAPHS, self.backend.sessions, strict=True):
+            check_pin(manifest, session.get_modelmeta().custom_metadata_map, name)
+        check_prior_graphs(self.backend, section, self.spec, self.root)
         prompts = np.load(self.root / PROMPTS_FILE)
         self.prompts = dict(zip(prompts["captions"].tolist(), prompts["embeddings"], strict=True))
         self.text_dim = self.backend.text_dim

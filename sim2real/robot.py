@@ -157,13 +157,16 @@ def available_robots() -> list[str]:
     return sorted(p.stem for p in ROBOTS_DIR.glob("*.yaml"))
 
 
+def is_robot_path(name_or_path: str | Path) -> bool:
+    """Whether ``name_or_path`` names a YAML file rather than a robot shipped in ``sim2real/robots``."""
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
+
+
 def load_robot(name_or_path: str | Path) -> RobotDescription:
     """Load ``sim2real/robots/<name>.yaml`` for a bare name like ``"g1_29dof"``, else the YAML at the path."""
     text = str(name_or_path)
-    is_path = (
-        isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
-    )
-    if is_path:
+    if is_robot_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"robot description {path} does not exist")

@@ -273,6 +273,29 @@ def limits_for_robot(
     )
 
 
+def limits_in_force(
+    limits: SafetyLimits, robots: list[RobotDescription], scale: float, source: str
+) -> SafetyLimits:
+    """Element-wise the tightest of ``limits`` (a manifest's) and each robot YAML's (:func:`limits_for_robot`
+    at the export's ``safety_scale``): the highest lower bound, the lowest upper bound, the lowest velocity
+    and acceleration limits. Nothing can widen the result; ranges that no longer overlap are refused."""
+    lower, upper = limits.lower, limits.upper
+    velocity, acceleration = limits.velocity, limits.acceleration
+    for robot in robots:
+        other = limits_for_robot(robot.real_limits(), robot.safety, limits.fps, scale)
+        lower, upper = np.maximum(lower, other.lower), np.minimum(upper, other.upper)
+        velocity = np.minimum(velocity, other.velocity)
+        acceleration = np.minimum(acceleration, other.acceleration)
+    empty = np.flatnonzero(lower > upper)
+    if empty.size:
+        names = [robots[0].real_joint_names[j] for j in empty] if robots else empty.tolist()
+        raise ValueError(
+            f"{source}: the position ranges of the manifest and the robot YAML do not overlap at {names}; "
+            "re-export with a robot file whose ranges lie inside the packaged robot's, margin included"
+        )
+    return SafetyLimits(lower, upper, velocity, acceleration, limits.fps)
+
+
 def check_within_robot(limits: SafetyLimits, names: list[str], robot: RobotDescription, source: str) -> None:
     """Refuse limits wider than the robot's hardware (YAML) or for another joint order, naming the joints."""
     if list(names) != list(robot.real_joint_names):

@@ -4,6 +4,7 @@ and robot-side sampling where torch cannot be imported."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import evaluate_prior  # noqa: E402
 import export_onnx  # noqa: E402
 import sample_prior  # noqa: E402
+from _resign import resign  # noqa: E402
 from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
 from test_prior import train_tiny_prior  # noqa: E402
 
@@ -157,6 +159,26 @@ def test_onnx_sampling_matches_torch(trained: tuple[Path, Path], export_dir: Pat
         robot.sample(seconds=1, prompt="never seen")
 
 
+@pytest.mark.parametrize("edit", ["temperature", "block_size"])
+def test_an_edited_prior_section_is_refused(export_dir: Path, tmp_path: Path, edit: str) -> None:
+    """The manifest's pin covers the prior section; a re-signed block_size must still fit the graphs."""
+    from sim2real import TokenPrior
+
+    root = Path(shutil.copytree(export_dir, tmp_path / "copy"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    if edit == "temperature":
+        manifest["prior"]["sampling"]["temperature"] = 5.0
+    else:
+        manifest["prior"]["block_size"] = manifest["prior"]["model_hparams"]["block_size"] = 100_000
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="manifest was edited"):
+        TokenPrior(root)
+    if edit == "block_size":
+        resign(root, manifest)
+        with pytest.raises(ValueError, match="prior_step.onnx does not run"):
+            TokenPrior(root)
+
+
 def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) -> None:
     script = textwrap.dedent(
         f"""
@@ -171,7 +193,7 @@ def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) ->
         prior = TokenPrior({str(export_dir)!r})
         tokens = prior.sample(seconds=10, seed=0, prompt={CAPTION!r}, temperature=0.9, top_p=0.8)
         free = prior.sample(seconds=1, seed=1)
-        targets = TokenDecoder({str(export_dir)!r}).decode(tokens)
+        targets = TokenDecoder({str(export_dir)!r}).decode(tokens, current=[0.0] * 29)
         assert len(tokens) == 75 and len(free) == 8 and np.isfinite(targets).all(), (len(tokens), len(free))
         assert not any(m.split(".")[0] in ("torch", "motion_vqvae") for m in sys.modules)
         print(targets.shape)

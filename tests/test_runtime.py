@@ -136,9 +136,12 @@ def test_step_needs_the_robots_pose_and_ramps_from_it(decoder: TokenDecoder) -> 
     np.testing.assert_allclose(stepped, whole, atol=1e-5)
     excess = limit_excess(decoder.limits, start, stepped)
     assert excess["position_rad"] <= 1e-12 and max(excess["velocity_rel"], excess["acceleration_rel"]) <= 1e-9
-    decoder.reset()
+    with pytest.raises(TypeError):
+        decoder.reset()  # the measured pose is required
+    with pytest.raises(ValueError, match="left_hip_pitch_joint"):
+        decoder.reset(current=np.full(29, np.nan))
     with pytest.raises(RuntimeError, match="pose"):
-        decoder.step(3)
+        decoder.step(3)  # a refused pose leaves none known, not the previous one
 
 
 def test_offline_decode_and_batches(decoder: TokenDecoder) -> None:
@@ -146,8 +149,12 @@ def test_offline_decode_and_batches(decoder: TokenDecoder) -> None:
     batch = decoder.decode(tokens, current=middle(decoder))
     assert batch.shape == (2, 12, 29)
     np.testing.assert_allclose(batch[1], decoder.decode(tokens[1], current=middle(decoder)))
-    offline = decoder.decode(tokens[0])
+    offline = decoder.decode(tokens[0], offline=True)
     assert offline.shape == (12, 29) and np.all(offline >= decoder.limits.lower)
+    with pytest.raises(ValueError, match="measured pose.*offline=True"):
+        decoder.decode(tokens[0])
+    with pytest.raises(ValueError, match="not both"):
+        decoder.decode(tokens[0], current=middle(decoder), offline=True)
 
 
 def test_hold_stops_and_counters_are_readable(decoder: TokenDecoder) -> None:
@@ -173,7 +180,7 @@ def test_bad_tokens_raise_naming_the_range(decoder: TokenDecoder) -> None:
     decoder.reset(current=middle(decoder))
     for bad in ([-1, 3], [NB_CODE], [2.5], 1.0, [True], []):
         with pytest.raises(ValueError, match=rf"\[0, {NB_CODE - 1}\]|shape"):
-            decoder.decode(bad)
+            decoder.decode(bad, offline=True)
     for bad in (NB_CODE, -1, 2.5, (1, 2)):
         with pytest.raises(ValueError, match=rf"\[0, {NB_CODE - 1}\]|one token"):
             decoder.step(bad)
@@ -211,7 +218,7 @@ def test_robot_override_uses_that_yamls_safety_section(export_dir: Path, tmp_pat
 
 
 def test_play_cli_prints_and_writes_csv(export_dir: Path, tmp_path: Path, capsys) -> None:
-    assert play_cli.main([str(export_dir), "--tokens", "3,17,17,30"]) == 0
+    assert play_cli.main([str(export_dir), "--tokens", "3,17,17,30", "--offline"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["frame", "time", "left_hip_pitch_joint"] and len(lines) == 17
     out = tmp_path / "targets.csv"
@@ -222,7 +229,7 @@ def test_play_cli_prints_and_writes_csv(export_dir: Path, tmp_path: Path, capsys
     )
     rows = np.loadtxt(out, delimiter=",", skiprows=1)
     assert rows.shape == (8, 31)
-    assert play_cli.main([str(export_dir), "--tokens", f"3,{NB_CODE}"]) == 2
+    assert play_cli.main([str(export_dir), "--tokens", f"3,{NB_CODE}", "--offline"]) == 2
     assert f"[0, {NB_CODE - 1}]" in capsys.readouterr().err
 
 
@@ -246,7 +253,7 @@ def test_runtime_never_imports_torch_and_jointmap_skips_onnxruntime(export_dir: 
         import sim2real, sim2real.bench, sim2real.play
         decoder = sim2real.TokenDecoder({str(export_dir)!r})
         decoder.reset(current=[0.0] * 29)
-        print(decoder.decode([3, 17, 17, 30]).shape, decoder.step(3).shape)
+        print(decoder.decode([3, 17, 17, 30], current=[0.0] * 29).shape, decoder.step(3).shape)
         """
     )
     done = subprocess.run(

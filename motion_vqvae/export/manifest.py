@@ -3,8 +3,9 @@
 The manifest is plain JSON that :mod:`sim2real` reads with the standard library; the key facts are also
 copied into each ONNX file's metadata, so a single ``.onnx`` file still says what it is and how to feed it,
 together with the manifest's own digest (``manifest_sha256``), which pins the manifest to the hashed files.
-Nothing machine- or time-dependent is written (no paths, no timestamps; the checkpoint by its sha256), so
-two exports of one checkpoint are byte-identical.
+Nothing machine- or time-dependent is written (no paths, no timestamps; the checkpoint by its sha256, the
+robot by the name of the packaged robot it is or restricts), so two exports of one checkpoint are
+byte-identical.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def build_manifest(
         "format_version": FORMAT_VERSION,
         "checkpoint_sha256": sha256_file(checkpoint),
         "iteration": agent.iteration,
-        "robot": agent.cfg.robot,
+        "robot": modules.robot.name,  # a packaged robot's name: its YAML holds the hardware limits
         "fps": modules.token_spec.fps,
         "frames_per_token": model.frames_per_token,
         "nb_code": model.quantizer.nb_code,

@@ -4,7 +4,9 @@
 Everything is written into a temp directory beside the target and renamed at the end, so a failed parity
 check or a crash never leaves a partial export where a robot could pick it up. Every ONNX file passes
 ``onnx.checker.check_model(full_check=True)``; the manifest is checked against the robot YAML as the
-runtime will check it, so an export the robot would refuse is never written.
+runtime will check it, so an export the robot would refuse is never written. The training config's
+``robot`` may be a YAML path only if it restricts a packaged robot (:func:`sim2real.hardware.resolve_robot`);
+the manifest names that robot.
 
 Exporter: the TorchScript one (``torch.onnx.export(dynamo=False)``). Measured against dynamo (torch 2.13,
 onnxscript 0.7.2, ``dynamic_shapes`` with ``Dim.AUTO``) on the tiny test model and the default model
@@ -38,8 +40,9 @@ from motion_vqvae.export.parity import ParityError, check_parity
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
-from sim2real import JointMap, SafetyLimits, TokenSpec, load_robot
-from sim2real.manifest import MANIFEST, file_entry, validate_manifest
+from sim2real import JointMap, RobotDescription, SafetyLimits, TokenSpec
+from sim2real.hardware import resolve_robot
+from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
 from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ class ExportModules:
     """The torch modules behind each ONNX file, built from one checkpoint (also used by the parity checks)."""
 
     agent: MVQVAEAgent
+    robot: RobotDescription  # the training config's robot: a packaged one, or a file restricting one
     joint_map: JointMap
     token_spec: TokenSpec
     limits: SafetyLimits  # what the robot's safety filter enforces (real order), after safety_scale
@@ -106,13 +110,14 @@ class ExportModules:
         """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
         model, layout = agent.model.cpu().eval(), agent.layout
         joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
-        robot = load_robot(agent.cfg.robot)
+        robot = resolve_robot(agent.cfg.robot)
         spec = model.token_spec  # the checkpoint's token structure, fps included
         limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
         head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
         return cls(
             agent,
+            robot,
             joint_map,
             spec,
             limits,
@@ -156,7 +161,8 @@ def export_checkpoint(
         files = _write_files(modules, tmp)
         parity = check_parity(modules, tmp, motion_file)
         manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
-        validate_manifest(manifest, load_robot(agent.cfg.robot), str(out / MANIFEST))
+        source = str(out / MANIFEST)
+        validate_manifest(manifest, manifest_robot(manifest, source), source)
         if prior is not None:
             from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
 

@@ -136,7 +136,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
         else np.zeros((0, text_dim), np.float32),
     )
     section = {
-        "checkpoint": str(Path(prior_path).resolve()),
+        "checkpoint_sha256": sha256_file(prior_path),  # no machine path in the manifest
         "iteration": int(prior.state["iteration"]),
         "token_spec": prior.spec.to_dict(),
         "model_hparams": hp,
