@@ -24,6 +24,7 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
@@ -250,7 +251,7 @@ class MVQVAEAgent:
 
             motion = resample(motion, target)
         elif self.fps is not None and abs(motion.fps - self.fps) > 1e-9:
-            raise ValueError(
+            raise InvalidValue(
                 f"clip '{motion.name}' is at {motion.fps} fps, the model at {self.fps} fps (target_fps: null "
                 "means no resampling); resample it (motion_vqvae.data.resample) first"
             )
@@ -289,7 +290,7 @@ class MVQVAEAgent:
         """
         state = load_checkpoint(path)
         if "token_spec" not in state:
-            raise ValueError(
+            raise InvalidValue(
                 f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
                 "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
             )
@@ -298,7 +299,9 @@ class MVQVAEAgent:
         self._build(hparams=state["model_hparams"])
         stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         if stored != self.model.token_spec:
-            raise ValueError(f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters")
+            raise InvalidValue(
+                f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters"
+            )
         self.fps = self.model.token_spec.fps
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
@@ -380,7 +383,7 @@ def _resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
+        raise InvalidValue(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
     return torch.device("cuda", local_rank()) if device.type == "cuda" and device.index is None else device
 
 

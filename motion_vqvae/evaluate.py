@@ -16,6 +16,7 @@ from typing import Any
 from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import Motion, save_csv
 from motion_vqvae.data.meta import write_meta
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import (
     plot_codebook_usage,
@@ -51,7 +52,7 @@ def evaluate_checkpoint(
     cfg = agent.cfg.replace(fps=fps or agent.cfg.fps, quat_order=quat_order or agent.cfg.quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
     if not motions:
-        raise ValueError(f"{motion_file}: no clips to evaluate")
+        raise InvalidValue(f"{motion_file}: no clips to evaluate")
     motions, scored = select_split(motions, agent.val_clip_names, split, str(checkpoint))
     prepared = [agent.prepare(m) for m in motions]
     summary, results = evaluate_motions(
@@ -88,7 +89,7 @@ def select_split(
 ) -> tuple[list[Motion], str]:
     """The clips of ``split`` and the split actually scored (``auto`` resolves to ``val`` or ``all``)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InvalidValue(f"split must be one of {SPLITS}, got {split!r}")
     held = set(val_names)
     val = [m for m in motions if m.name in held]
     if split == "auto":
@@ -96,10 +97,10 @@ def select_split(
     if split == "all":
         return motions, split
     if not held:
-        raise ValueError(f"{source} records no validation clips; use --split all")
+        raise InvalidValue(f"{source} records no validation clips; use --split all")
     chosen = val if split == "val" else [m for m in motions if m.name not in held]
     if not chosen:
-        raise ValueError(
+        raise InvalidValue(
             f"no {split} clips among the {len(motions)} loaded (the checkpoint's validation clips: "
             f"{sorted(held)[:8]}); point --motion_file at the training folder or use --split all"
         )

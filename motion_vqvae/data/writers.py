@@ -17,6 +17,7 @@ import numpy as np
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.npy_format import NPY_QUAT_ORDER
 from motion_vqvae.data.validation import check_quat_order, quat_from_xyzw
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_slerp
 
 
@@ -63,21 +64,21 @@ def save_npy(motions: Motion | Sequence[Motion], path: str | Path, blend_frames:
     """
     clips = [motions] if isinstance(motions, Motion) else list(motions)
     if not clips:
-        raise ValueError(f"save_npy {path}: no motions to write")
+        raise InvalidValue(f"save_npy {path}: no motions to write")
     if isinstance(blend_frames, bool) or not isinstance(blend_frames, int) or blend_frames < 1:
-        raise ValueError(
+        raise InvalidValue(
             f"save_npy {path}: blend_frames must be an int >= 1 (clip boundaries are flagged frames), "
             f"got {blend_frames!r}"
         )
     first = clips[0]
     for clip in clips[1:]:
         if clip.fps != first.fps:
-            raise ValueError(
+            raise InvalidValue(
                 f"save_npy {path}: clip '{clip.name}' is at {clip.fps} fps, '{first.name}' at {first.fps}; "
                 "one NPY file has one frame rate: resample() the clips to a common fps first"
             )
         if clip.joint_names != first.joint_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"save_npy {path}: clip '{clip.name}' has different joint names from '{first.name}'; "
                 "map them onto one robot (load_motions(..., robot=...)) first"
             )

@@ -19,6 +19,7 @@ import numpy as np
 
 from motion_vqvae.data import Motion, load_motions
 from motion_vqvae.envs.pd import G1PDEnv
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from sim2real import JointMap, TokenDecoder, remap_columns
 from sim2real.deploy import ControlLoop, LoopLog
@@ -84,7 +85,7 @@ def clip_tokens(decoder: TokenDecoder, motion_file: str | Path, clip: int = 0) -
     layout = FeatureLayout.from_dict(decoder.manifest["feature_layout"])
     motions = load_motions(motion_file, target_fps=decoder.fps)
     if not 0 <= clip < len(motions):
-        raise ValueError(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")
+        raise InvalidValue(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")
     motion = motions[clip]
     names = list(layout.joint_names or [])
     if names and motion.joint_names and list(motion.joint_names) != names:

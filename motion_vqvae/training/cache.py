@@ -28,6 +28,7 @@ import numpy as np
 
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Normalizer
 
@@ -110,13 +111,13 @@ class MotionCache:
         """Open a cache, refusing an unfinished one and (given ``cfg``) one made with other settings."""
         folder = Path(path)
         if (folder / INCOMPLETE).is_file() or not (folder / INDEX).is_file():
-            raise ValueError(
+            raise InvalidValue(
                 f"{folder}: an unfinished cache (preprocess.py was stopped before writing {INDEX}); "
                 "re-run scripts/preprocess.py with --out pointing at it"
             )
         index = json.loads((folder / INDEX).read_text())
         if index.get("format") != CACHE_FORMAT:
-            raise ValueError(
+            raise InvalidValue(
                 f"{folder}: cache format {index.get('format')!r}, this version reads {CACHE_FORMAT}; "
                 "re-run scripts/preprocess.py"
             )
@@ -133,7 +134,7 @@ class MotionCache:
         keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         listed = ", ".join(f"{k} (cache: {stored.get(k)!r}, run: {wanted.get(k)!r})" for k in keys)
         sets = " ".join(f"--set {k}={_yaml(wanted[k])}" for k in keys if k in SETTINGS_KEYS or k == "seed")
-        raise ValueError(
+        raise InvalidValue(
             f"{self.path} was preprocessed with other settings than this run's: {listed}; re-run "
             f"`python scripts/preprocess.py --motion_file {self.index['source']} --out {self.path} "
             f"--overwrite {sets}` or drop those --set values from the training command"

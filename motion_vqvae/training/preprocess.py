@@ -32,6 +32,7 @@ from motion_vqvae.cli import WarningDigest
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data.fingerprint import clip_digest, combined_fingerprint
 from motion_vqvae.data.loading import find_motion_files, unique_names
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Moments, Normalizer
 from motion_vqvae.training.cache import (
@@ -215,7 +216,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
             short,
         )
     if not kept:
-        raise ValueError(
+        raise InvalidValue(
             f"no clip of at least window_size={cfg.window_size} frames in {len(files)} file(s) "
             f"({files[0]}, ...); lower window_size or add longer clips"
         )
@@ -223,7 +224,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
     held = held_out_names([names[i] for i in kept], cfg)
     train = [i for i in kept if names[i] not in held]
     if not train:
-        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
+        raise InvalidValue("every clip is held out for validation; lower val_fraction or shorten val_clips")
 
     def entry(i: int, k: int, val: bool, motion_offset: int = -1) -> ClipEntry:
         name = names[i] if k == 0 else f"{names[i]}[{versions[k]}]"
@@ -263,12 +264,12 @@ def _check_uniform(clips: list[_Clip], names: list[str], kept: list[int]) -> Non
     first = clips[0]
     for clip, i in zip(clips, kept, strict=True):
         if abs(clip.fps - first.fps) > 1e-9:
-            raise ValueError(
+            raise InvalidValue(
                 f"clips at mixed frame rates ({names[kept[0]]}: {first.fps}, {names[i]}: {clip.fps}); set "
                 "target_fps (e.g. --set target_fps=30) to resample every clip to one rate"
             )
         if clip.joint_names != first.joint_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"clip '{names[i]}' has other joints than '{names[kept[0]]}'; set robot to map them onto one "
                 "joint set"
             )
