@@ -24,7 +24,7 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
-from motion_vqvae.errors import InvalidValue
+from motion_vqvae.errors import DeviceUnavailable, InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
@@ -377,14 +377,26 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
 
 
 def _resolve_device(name: str) -> torch.device:
-    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0)."""
+    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0); a device
+    this machine lacks is refused by name here, before anything is built on it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
         raise InvalidValue(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
-    return torch.device("cuda", local_rank()) if device.type == "cuda" and device.index is None else device
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank() if device.index is None else device.index)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index >= count:
+            listed = f" (cuda:0 to cuda:{count - 1})" if count else ""
+            raise DeviceUnavailable(
+                f"device {name!r}: {device} does not exist, this machine has {count} CUDA device(s)"
+                f"{listed}; set device=auto or cpu (--set device=cpu)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailable(f"device {name!r}: no MPS device on this machine; set device=auto or cpu")
+    return device
 
 
 def _seed_everything(seed: int) -> None:

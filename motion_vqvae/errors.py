@@ -56,6 +56,9 @@ class DeviceUnavailable(UserError, RuntimeError):
 class EnvironmentFault(UserError, OSError):
     """The machine refused a write or read (disk full, read-only folder, no permission), naming the path."""
 
+    def __str__(self) -> str:  # OSError's str() rebuilds "[Errno N] ..." once errno and filename are set
+        return str(self.args[0]) if self.args else type(self).__name__
+
 
 ENVIRONMENT_ERRNOS = {
     errno.ENOSPC: "the disk is full; free space or choose another folder",

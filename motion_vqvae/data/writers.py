@@ -39,6 +39,37 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+MAX_STEM_BYTES = 120
+"""File names stay well under the usual 255-byte limit, with room for a suffix, an extension and a temp."""
+
+
+def file_stems(names: Sequence[str], max_bytes: int = MAX_STEM_BYTES) -> list[str]:
+    """One distinct, safe file stem per clip name, in order: what writers name per-clip outputs after.
+
+    Clip names come from users' files: ``walk/1``, ``walk:1`` and ``walk 1`` all sanitise to ``walk_1``,
+    and a 300-character name is longer than any file system allows. Characters other than letters, digits,
+    ``-``, ``_`` and ``.`` become ``_`` (a leading ``.`` too, so nothing is hidden), a stem is cut to
+    ``max_bytes`` of UTF-8, and a stem already taken (compared case-insensitively, as macOS and Windows
+    do) gets ``_2``, ``_3``, ...: no clip's output overwrites another's.
+    """
+    stems: list[str] = []
+    taken: set[str] = set()
+    for name in names:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "clip"
+        safe = "_" + safe[1:] if safe.startswith(".") else safe
+        stem, count = _cut(safe, max_bytes), 1
+        while stem.casefold() in taken:
+            count += 1
+            stem = _cut(safe, max_bytes - len(f"_{count}")) + f"_{count}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
 def _rows(motion: Motion, quat_order: str) -> np.ndarray:
     """``root_pos(3), root_quat(4, in quat_order), dof(N)`` per frame."""
     return np.concatenate([motion.root_pos, quat_from_xyzw(motion.root_quat, quat_order), motion.dof], axis=1)
