@@ -24,7 +24,7 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
-from motion_vqvae.errors import DeviceUnavailable, InvalidValue
+from motion_vqvae.errors import DeviceUnavailable, InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
@@ -139,7 +139,8 @@ class MVQVAEAgent:
         self._finish_setup(sampler, sum(c.augmentation == "none" for c in cache.training_clips()))
 
     def _finish_setup(self, sampler: WindowDraws, num_train_clips: int) -> None:
-        robot = load_robot(self.cfg.robot)
+        with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+            robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
             robot,
             apply_sim_to_real_map=self.cfg.apply_sim_to_real_map,

@@ -7,7 +7,7 @@ vector a part encodes is decided here, once, and stored in the model's hyper-par
 from __future__ import annotations
 
 from motion_vqvae.config_loader import AgentConfig
-from motion_vqvae.errors import InvalidValue
+from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from sim2real import load_robot
 
@@ -20,7 +20,8 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
     """
     if cfg.body_parts is None:
         return None
-    robot = load_robot(cfg.robot)
+    with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+        robot = load_robot(cfg.robot)
     partitions = robot.body_parts or {}
     if cfg.body_parts not in partitions:
         raise InvalidValue(

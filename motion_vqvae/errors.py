@@ -11,7 +11,9 @@ raise from it without an import cycle.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 
 
 class UserError(Exception):
@@ -69,3 +71,29 @@ ENVIRONMENT_ERRNOS = {
     errno.ENAMETOOLONG: "the name is too long for the file system; choose a shorter path",
 }
 """errno -> what to do about it: the faults of the machine, not of the program, that a user can fix."""
+
+
+_FAMILY: tuple[tuple[type[Exception], type[UserError]], ...] = (
+    (FileNotFoundError, MissingPath),
+    (KeyError, UnknownKey),
+    (TypeError, InvalidType),
+    (ValueError, InvalidValue),
+)
+
+
+@contextlib.contextmanager
+def user_input() -> Iterator[None]:
+    """Around code that parses what the user gave but cannot raise this family: its builtins become members.
+
+    ``sim2real`` runs on the robot with numpy only and never imports this package, so its robot-YAML and
+    manifest parsers raise the plain builtins. Where the training side hands it the user's robot name or
+    file, those refusals are the user's to fix (``--set robot=foo``) and belong on one line.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except (FileNotFoundError, KeyError, TypeError, ValueError) as exc:
+        family = next(member for builtin, member in _FAMILY if isinstance(exc, builtin))
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise family(text) from exc

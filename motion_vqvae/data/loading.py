@@ -34,7 +34,7 @@ from motion_vqvae.data.plausibility import (
 )
 from motion_vqvae.data.resample import resample
 from motion_vqvae.data.validation import check_quat_order
-from motion_vqvae.errors import InvalidValue
+from motion_vqvae.errors import InvalidValue, user_input
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Moti
     from sim2real.joint_map import remap_columns
     from sim2real.robot import load_robot
 
-    description: Any = load_robot(robot)
+    with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+        description: Any = load_robot(robot)
     names = list(description.sim_joint_names)
 
     def to_robot(motion: Motion) -> Motion:
