@@ -55,7 +55,7 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (a zombie counts: its parent has not seen it end yet)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: past any PID the system can give
         return False
     except PermissionError:
         return True  # someone else's live process

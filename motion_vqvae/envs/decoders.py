@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath
+from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath, user_input
 from sim2real import JointMap
 from sim2real.token_spec import TokenSpec
 
@@ -91,7 +91,8 @@ class ExportTokenSource:
     def from_dir(cls, export_dir: str | Path) -> ExportTokenSource:
         from sim2real.runtime import TokenDecoder
 
-        return cls(TokenDecoder(export_dir))
+        with user_input():  # sim2real refuses a missing or broken export with builtins
+            return cls(TokenDecoder(export_dir))
 
     def reset(self, current: np.ndarray) -> None:
         """New sequence ramping from ``current`` (simulator order, rad; the runtime takes real order)."""
