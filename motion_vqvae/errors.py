@@ -63,12 +63,12 @@ class EnvironmentFault(UserError, OSError):
 
 
 ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC: "the disk is full; free space or choose another folder",
-    errno.EDQUOT: "the disk quota is exhausted; free space or choose another folder",
-    errno.EROFS: "the file system is read-only; choose a writable folder",
-    errno.EACCES: "permission denied; choose a folder you may write",
-    errno.EPERM: "operation not permitted; choose a folder you may write",
-    errno.ENAMETOOLONG: "the name is too long for the file system; choose a shorter path",
+    errno.ENOSPC: "free space on that disk or choose another folder",
+    errno.EDQUOT: "free space within your quota or choose another folder",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "choose a folder you may write, or fix its permissions",
+    errno.EPERM: "choose a folder you may write, or fix its permissions",
+    errno.ENAMETOOLONG: "choose a shorter path",
 }
 """errno -> what to do about it: the faults of the machine, not of the program, that a user can fix."""
 

@@ -240,7 +240,7 @@ def environment_errors(path: Path) -> Iterator[None]:
         if "PytorchStreamWriter failed" not in text and "cannot be opened" not in text:
             raise
         code = errno.ENOSPC if _free_bytes(path) == 0 else errno.EACCES
-        raise _fault(path, code, f"torch could not write ({text.splitlines()[-1][:120]})") from exc
+        raise _fault(path, code, f"torch could not write ({os.strerror(code)}?)") from exc
 
 
 def _fault(path: Path, code: int, reason: str) -> EnvironmentFault:

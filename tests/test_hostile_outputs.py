@@ -68,11 +68,13 @@ def _export(checkpoint: Path, out: Path, *extra: str) -> int:
 
 
 def _one_error_line(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("error: "), err
+    stderr = capsys.readouterr().err.strip()
+    errors_printed = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors_printed) == 1 and stderr.endswith(errors_printed[0]), stderr  # logs may come before
+    assert "Traceback" not in stderr and errors_printed[0].startswith("error: "), stderr
     for needle in needles:
-        assert needle in err, err
-    return err
+        assert needle in errors_printed[0], stderr
+    return errors_printed[0]
 
 
 # --- export: --overwrite deletes only an export ---------------------------------------------------------
@@ -254,7 +256,7 @@ def test_disk_full_in_preprocess_is_one_line_naming_the_out(
     monkeypatch.setattr(preprocess_module, "_write", _disk_full)
     out = tmp_path / "cache"
     assert preprocess_command.main(["--motion_file", str(dataset), "--out", str(out), "--workers", "1"]) == 2
-    _one_error_line(capsys, str(out), "disk is full")
+    _one_error_line(capsys, str(out), "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"], "no partial folder, no lock"
 
 
@@ -267,7 +269,7 @@ def test_read_only_out_in_sample_prior_is_one_line(tmp_path: Path, monkeypatch, 
     prior, out = tmp_path / "prior.pt", tmp_path / "samples" / "x.csv"
     prior.write_bytes(b"x")
     assert sample_prior.main(["--prior", str(prior), "--seconds", "1", "--out", str(out)]) == 2
-    _one_error_line(capsys, str(out), "read-only")
+    _one_error_line(capsys, str(out), "Read-only file system")
 
 
 def test_sample_prior_refuses_to_replace_a_file_without_overwrite(tmp_path: Path, capsys) -> None:
@@ -286,7 +288,7 @@ def test_disk_full_in_train_prior_is_one_line(tmp_path: Path, monkeypatch, capsy
     tokenizer.write_bytes(b"x")
     args = ["--tokenizer", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
     assert train_prior.main(args) == 2
-    _one_error_line(capsys, str(out), "disk is full")
+    _one_error_line(capsys, str(out), "No space left on device")
 
 
 def test_train_prior_into_the_tokenizers_run_is_refused(fake_run: Path, capsys) -> None:
@@ -399,3 +401,13 @@ def test_an_unknown_robot_from_the_robot_side_is_a_user_error() -> None:
 
     with pytest.raises(errors.UnknownKey, match="unknown robot 'foo'"):
         load_motions(sample_motion_path(), robot="foo")
+
+
+def test_disk_full_in_evaluate_is_one_line(tokenizer: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import motion_vqvae.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "_write_json", _disk_full)
+    out = tmp_path / "eval"
+    args = ["--checkpoint", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
+    assert evaluate_command.main([*args, "--split", "all"]) == 2
+    _one_error_line(capsys, str(out), "No space left on device")
