@@ -24,6 +24,7 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
+from motion_vqvae.errors import DeviceUnavailable, InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
@@ -138,7 +139,8 @@ class MVQVAEAgent:
         self._finish_setup(sampler, sum(c.augmentation == "none" for c in cache.training_clips()))
 
     def _finish_setup(self, sampler: WindowDraws, num_train_clips: int) -> None:
-        robot = load_robot(self.cfg.robot)
+        with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+            robot = load_robot(self.cfg.robot)
         self.joint_map = JointMap.from_config(
             robot,
             apply_sim_to_real_map=self.cfg.apply_sim_to_real_map,
@@ -250,7 +252,7 @@ class MVQVAEAgent:
 
             motion = resample(motion, target)
         elif self.fps is not None and abs(motion.fps - self.fps) > 1e-9:
-            raise ValueError(
+            raise InvalidValue(
                 f"clip '{motion.name}' is at {motion.fps} fps, the model at {self.fps} fps (target_fps: null "
                 "means no resampling); resample it (motion_vqvae.data.resample) first"
             )
@@ -289,7 +291,7 @@ class MVQVAEAgent:
         """
         state = load_checkpoint(path)
         if "token_spec" not in state:
-            raise ValueError(
+            raise InvalidValue(
                 f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
                 "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
             )
@@ -298,7 +300,9 @@ class MVQVAEAgent:
         self._build(hparams=state["model_hparams"])
         stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         if stored != self.model.token_spec:
-            raise ValueError(f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters")
+            raise InvalidValue(
+                f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters"
+            )
         self.fps = self.model.token_spec.fps
         self.model.load_state_dict(state["model"])
         self.iteration = int(state["iteration"])
@@ -374,14 +378,26 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
 
 
 def _resolve_device(name: str) -> torch.device:
-    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0)."""
+    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0); a device
+    this machine lacks is refused by name here, before anything is built on it."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
-    return torch.device("cuda", local_rank()) if device.type == "cuda" and device.index is None else device
+        raise InvalidValue(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank() if device.index is None else device.index)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index >= count:
+            listed = f" (cuda:0 to cuda:{count - 1})" if count else ""
+            raise DeviceUnavailable(
+                f"device {name!r}: {device} does not exist, this machine has {count} CUDA device(s)"
+                f"{listed}; set device=auto or cpu (--set device=cpu)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailable(f"device {name!r}: no MPS device on this machine; set device=auto or cpu")
+    return device
 
 
 def _seed_everything(seed: int) -> None:

@@ -7,6 +7,7 @@ vector a part encodes is decided here, once, and stored in the model's hyper-par
 from __future__ import annotations
 
 from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from sim2real import load_robot
 
@@ -19,10 +20,11 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
     """
     if cfg.body_parts is None:
         return None
-    robot = load_robot(cfg.robot)
+    with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+        robot = load_robot(cfg.robot)
     partitions = robot.body_parts or {}
     if cfg.body_parts not in partitions:
-        raise ValueError(
+        raise InvalidValue(
             f"body_parts={cfg.body_parts!r} is not defined in {robot.source}; "
             f"available: {sorted(partitions)} "
             "(add it under body_parts: in the robot YAML, or --set body_parts=null for one token stream)"
@@ -34,7 +36,7 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
         missing = [j for j in spec.joints if j not in names]
         unknown_root = [r for r in spec.root if r not in layout.slices or r in ("dof_pos", "dof_vel")]
         if missing or unknown_root:
-            raise ValueError(
+            raise InvalidValue(
                 f"{robot.source}: body_parts.{cfg.body_parts}.{part}: joints {missing} are not in the motion "
                 f"and root features {unknown_root} are not root groups of the feature layout "
                 f"{[k for k in layout.slices if k not in ('dof_pos', 'dof_vel')]}"
@@ -45,7 +47,7 @@ def part_columns(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, list[int]
     owned = sorted(c for cols in columns.values() for c in cols)
     if owned != list(range(layout.dim)):
         orphans = sorted(set(range(layout.dim)) - set(owned))
-        raise ValueError(
+        raise InvalidValue(
             f"{robot.source}: body_parts.{cfg.body_parts} leaves feature columns {orphans} to no part; list "
             "every root group (root_height, root_tilt, root_lin_vel, yaw_rate) under some part's root"
         )

@@ -1,10 +1,12 @@
 """What every command shares: user errors as one ``error:`` line (exit 2), logging that keeps tqdm intact.
 
 A user who passes a wrong path, an empty folder or a bad ``--set`` needs the message, not a traceback. The
-readers and the config loader already raise ``ValueError``/``KeyError``/``FileNotFoundError`` (and the
-commands raise :class:`UserError`) with messages that name the file, the field and the fix; :func:`cli_main`
-turns exactly those into ``error: <message>`` on stderr and exit code 2. Anything else is a bug and keeps
-its traceback. ``MOTION_VQVAE_DEBUG=1`` shows the traceback of a user error too.
+project raises those on purpose from the :mod:`motion_vqvae.errors` family (``UserError`` and its members,
+``MotionFileError`` among them), with messages that name the file, the field and the fix; :func:`cli_main`
+turns exactly those, YAML syntax errors and ``OSError``s that name a path (disk full, read-only folder)
+into ``error: <message>`` on stderr and exit code 2. A plain ``ValueError``/``KeyError``/``TypeError`` is
+what a bug raises, so it keeps its traceback. ``MOTION_VQVAE_DEBUG=1`` shows the traceback of a user error
+too.
 
 Adopting it in a script is one line::
 
@@ -24,32 +26,32 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from motion_vqvae.errors import ENVIRONMENT_ERRNOS, UserError
+
 USER_ERROR_EXIT = 2
 INTERRUPT_EXIT = 130
 
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, yaml.MarkedYAMLError)
+"""Exception types whose message is meant for the user; an ``OSError`` also is when it names a path."""
 
-class UserError(Exception):
-    """A mistake the user can fix (bad flag combination, run directory in use, ...): one line, exit 2."""
 
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is raised on purpose for the user (one line) rather than by a bug (traceback).
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError,
-    FileNotFoundError,
-    FileExistsError,
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-    ValueError,
-    KeyError,
-    TypeError,
-    yaml.YAMLError,
-)
-"""Exception types whose message is meant for the user (the documented errors of readers and config)."""
+    An ``OSError`` with a ``filename`` (a missing file, a full disk, a read-only folder) is the machine's
+    answer about a path the user chose; one without a path says too little to act on and stays a traceback.
+    """
+    if isinstance(exc, USER_ERRORS):
+        return True
+    return isinstance(exc, OSError) and exc.filename is not None
 
 
 def error_message(exc: BaseException) -> str:
     """The one-line text of a user error (``KeyError`` quotes its argument; this does not)."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.filename is not None:
+        hint = ENVIRONMENT_ERRNOS.get(exc.errno or 0, "")
+        text = f"{exc.filename}: {exc.strerror or text}" + (f"; {hint}" if hint else "")
     text = " ".join(text.split()) or type(exc).__name__
     return text
 
@@ -61,8 +63,8 @@ def cli_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | N
     def wrapper(argv: list[str] | None = None) -> int:
         try:
             return main(argv)
-        except USER_ERRORS as exc:
-            if os.environ.get("MOTION_VQVAE_DEBUG"):
+        except Exception as exc:
+            if not is_user_error(exc) or os.environ.get("MOTION_VQVAE_DEBUG"):
                 raise
             print(f"error: {error_message(exc)}", file=sys.stderr)
             return USER_ERROR_EXIT

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath, UnknownKey
+
 _QUANTIZERS = ("orig", "ema", "reset", "ema_reset", "rvq", "fsq")
 
 
@@ -147,35 +149,35 @@ class AgentConfig:
     def __post_init__(self) -> None:
         fpt = self.stride_t**self.down_t
         if self.window_size % fpt:
-            raise ValueError(
+            raise InvalidValue(
                 f"window_size={self.window_size} must be a multiple of stride_t**down_t={fpt} "
                 f"(frames per token); try window_size={max(fpt, self.window_size // fpt * fpt)}"
             )
         if self.output_emb_width != self.code_dim:
-            raise ValueError(
+            raise InvalidValue(
                 f"output_emb_width={self.output_emb_width} must equal code_dim={self.code_dim}: "
                 "the quantizer works directly on the encoder's output channels; set both to the same value"
             )
         if self.sim_to_real_idx is not None:
             if len(set(self.sim_to_real_idx)) != len(self.sim_to_real_idx):
-                raise ValueError(f"sim_to_real_idx has duplicate indices: {self.sim_to_real_idx}")
+                raise InvalidValue(f"sim_to_real_idx has duplicate indices: {self.sim_to_real_idx}")
             if self.real_dof is not None and any(not 0 <= i < self.real_dof for i in self.sim_to_real_idx):
-                raise ValueError(
+                raise InvalidValue(
                     f"sim_to_real_idx entries must be in [0, real_dof={self.real_dof}), "
                     f"got {self.sim_to_real_idx}"
                 )
         if self.burn_in % fpt:
-            raise ValueError(
+            raise InvalidValue(
                 f"burn_in={self.burn_in} must be a multiple of stride_t**down_t={fpt} (frames per token)"
             )
         if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
-            raise ValueError(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+            raise InvalidValue(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
         if self.quantizer in ("rvq", "fsq") and self.l2_normalize_codes:
-            raise ValueError(
+            raise InvalidValue(
                 f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}"
             )
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
-            raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
+            raise InvalidValue(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
 
     @property
     def frames_per_token(self) -> int:
@@ -201,7 +203,7 @@ def typed_from_dict(cls: type, values: dict[str, Any], source: str = "config") -
     closest valid one and read ``2e-4`` as a float.
     """
     if not isinstance(values, dict):
-        raise TypeError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+        raise InvalidType(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     converted = {}
@@ -209,7 +211,7 @@ def typed_from_dict(cls: type, values: dict[str, Any], source: str = "config") -
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(fields))}"
-            raise KeyError(f"{source}: unknown config key '{key}'; {hint}")
+            raise UnknownKey(f"{source}: unknown config key '{key}'; {hint}")
         converted[key] = _convert(value, hints[key], fields[key].metadata, f"{source}: key '{key}'")
     return cls(**converted)
 
@@ -227,16 +229,16 @@ def _convert(value: Any, hint: Any, meta: Any, where: str) -> Any:
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.strip() else []
         if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where}: expected a list, got {value!r}")
+            raise InvalidType(f"{where}: expected a list, got {value!r}")
         return [_convert(v, args[0], {}, f"{where}[{i}]") for i, v in enumerate(value)]
     out = _scalar(value, hint, where)
     choices = meta.get("choices")
     if choices is not None and out not in choices:
-        raise ValueError(f"{where}: {out!r} is not allowed; choose one of {[c for c in choices if c]}")
+        raise InvalidValue(f"{where}: {out!r} is not allowed; choose one of {[c for c in choices if c]}")
     if "min" in meta and out < meta["min"]:
-        raise ValueError(f"{where}: {out!r} is below the minimum {meta['min']} ({meta['help']})")
+        raise InvalidValue(f"{where}: {out!r} is below the minimum {meta['min']} ({meta['help']})")
     if "max" in meta and out > meta["max"]:
-        raise ValueError(f"{where}: {out!r} is above the maximum {meta['max']} ({meta['help']})")
+        raise InvalidValue(f"{where}: {out!r} is above the maximum {meta['max']} ({meta['help']})")
     return out
 
 
@@ -249,27 +251,27 @@ def _scalar(value: Any, hint: type, where: str) -> Any:
             return True
         if text in ("false", "no", "off", "0"):
             return False
-        raise TypeError(f"{where}: expected true/false, got {value!r}")
+        raise InvalidType(f"{where}: expected true/false, got {value!r}")
     if hint is int:
         if isinstance(value, bool):
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
+            raise InvalidType(f"{where}: expected an integer, got {value!r}")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected an integer, got {value!r}") from None
+            raise InvalidType(f"{where}: expected an integer, got {value!r}") from None
         if not number.is_integer():
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
+            raise InvalidType(f"{where}: expected an integer, got {value!r}")
         return int(number)
     if hint is float:
         if isinstance(value, bool):
-            raise TypeError(f"{where}: expected a number, got {value!r}")
+            raise InvalidType(f"{where}: expected a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"{where}: expected a number such as 2e-4, got {value!r}") from None
+            raise InvalidType(f"{where}: expected a number such as 2e-4, got {value!r}") from None
     if hint is str:
         if isinstance(value, (dict, list)):
-            raise TypeError(f"{where}: expected text, got {value!r}")
+            raise InvalidType(f"{where}: expected text, got {value!r}")
         return str(value)
     raise TypeError(f"{where}: unsupported field type {hint}")
 
@@ -292,18 +294,18 @@ class ConfigLoader:
         """``overrides`` are ``key=value`` texts (``--set``); ``values`` are taken as they are (paths)."""
         self.path = Path(path) if path is not None else default_config_path()
         if not self.path.is_file():
-            raise FileNotFoundError(f"config file {self.path} does not exist; see configs/{section}.yaml")
+            raise MissingPath(f"config file {self.path} does not exist; see configs/{section}.yaml")
         try:
             doc = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(err, "problem", None) or err
-            raise ValueError(f"{self.path}: YAML syntax error{where}: {problem}; fix the file") from None
+            raise InvalidValue(f"{self.path}: YAML syntax error{where}: {problem}; fix the file") from None
         try:
             raw = doc[section]["config"]
         except (KeyError, TypeError):
-            raise KeyError(
+            raise UnknownKey(
                 f"{self.path}: expected the layout '{section}: config: {{...}}' (as configs/{section}.yaml)"
             ) from None
         self.raw: dict[str, Any] = dict(raw or {})
@@ -328,7 +330,7 @@ def parse_overrides(items: list[str], schema: type = AgentConfig) -> dict[str, A
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise InvalidValue(f"--set expects key=value, got {item!r}")
         if not value.strip():
             parsed[key] = None
         elif key in text_keys:

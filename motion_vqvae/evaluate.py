@@ -16,6 +16,9 @@ from typing import Any
 from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import Motion, save_csv
 from motion_vqvae.data.meta import write_meta
+from motion_vqvae.data.writers import file_stems
+from motion_vqvae.errors import InvalidValue
+from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import (
     plot_codebook_usage,
@@ -46,12 +49,36 @@ def evaluate_checkpoint(
     ``split``: ``val`` (the checkpoint's held-out clips), ``train`` (the others), ``all``, or ``auto``
     (``val`` when the folder holds the held-out clips, else ``all``); ``summary["split"]`` says which was
     scored. ``levels=K`` decodes with the first K levels of every part only.
+
+    ``out`` may lie inside the checkpoint's run (``RUN/eval``) but not be it, hold it, or touch the clips;
+    one evaluation writes into it at a time. Reconstructions are named after their clips by
+    :func:`~motion_vqvae.data.writers.file_stems` (distinct, capped); ``per_clip[i]["reconstruction"]``
+    says which file is whose.
     """
+    check_apart(
+        out,
+        {"the checkpoint's run": run_of(checkpoint), **motion_inputs(motion_file)},
+        allow_inside=frozenset({"the checkpoint's run"}),
+    )
+    with environment_errors(out), claim(out):
+        return _evaluate(checkpoint, motion_file, out, fps, quat_order, save_reconstructions, levels, split)
+
+
+def _evaluate(
+    checkpoint: str | Path,
+    motion_file: str | Path,
+    out: Path,
+    fps: float | None,
+    quat_order: str | None,
+    save_reconstructions: bool,
+    levels: int | None,
+    split: str,
+) -> dict[str, Any]:
     agent = MVQVAEAgent.from_checkpoint(checkpoint)
     cfg = agent.cfg.replace(fps=fps or agent.cfg.fps, quat_order=quat_order or agent.cfg.quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
     if not motions:
-        raise ValueError(f"{motion_file}: no clips to evaluate")
+        raise InvalidValue(f"{motion_file}: no clips to evaluate")
     motions, scored = select_split(motions, agent.val_clip_names, split, str(checkpoint))
     prepared = [agent.prepare(m) for m in motions]
     summary, results = evaluate_motions(
@@ -67,6 +94,10 @@ def evaluate_checkpoint(
     summary["split"] = scored
     summary["split_requested"] = split
     log.info("scored %d clip(s) of split %r (requested %r)", len(prepared), scored, split)
+    stems = file_stems([r.reference.name for r in results])
+    if save_reconstructions:
+        for row, stem in zip(summary["per_clip"], stems, strict=True):
+            row["reconstruction"] = f"reconstructions/{stem}.csv"
     out.mkdir(parents=True, exist_ok=True)
     _write_json(summary, out / "metrics.json")
     plot_worst_joints(results, out / "worst_joints.png")
@@ -77,8 +108,8 @@ def evaluate_checkpoint(
         recon_dir = out / "reconstructions"
         first = results[0].reconstruction
         write_meta(recon_dir, first.fps, first.joint_names, quat_order="xyzw", source=str(checkpoint))
-        for r in results:
-            save_csv(r.reconstruction, recon_dir / f"{_safe_name(r.reference.name)}.csv", quat_order="xyzw")
+        for r, stem in zip(results, stems, strict=True):
+            save_csv(r.reconstruction, recon_dir / f"{stem}.csv", quat_order="xyzw")
     log.info("wrote %s", out / "metrics.json")
     return summary
 
@@ -88,7 +119,7 @@ def select_split(
 ) -> tuple[list[Motion], str]:
     """The clips of ``split`` and the split actually scored (``auto`` resolves to ``val`` or ``all``)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InvalidValue(f"split must be one of {SPLITS}, got {split!r}")
     held = set(val_names)
     val = [m for m in motions if m.name in held]
     if split == "auto":
@@ -96,18 +127,14 @@ def select_split(
     if split == "all":
         return motions, split
     if not held:
-        raise ValueError(f"{source} records no validation clips; use --split all")
+        raise InvalidValue(f"{source} records no validation clips; use --split all")
     chosen = val if split == "val" else [m for m in motions if m.name not in held]
     if not chosen:
-        raise ValueError(
+        raise InvalidValue(
             f"no {split} clips among the {len(motions)} loaded (the checkpoint's validation clips: "
             f"{sorted(held)[:8]}); point --motion_file at the training folder or use --split all"
         )
     return chosen, split
-
-
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:

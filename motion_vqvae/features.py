@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue, UnknownKey
 from motion_vqvae.normalization import Normalizer
 from motion_vqvae.rotations import (
     expmap_to_quat,
@@ -240,9 +241,9 @@ class FeatureLayout:
         allowed = {"num_dof", "prefer_expmap", "joint_names", "normalizer", "dim", "slices"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise KeyError(f"FeatureLayout.from_dict: unknown keys {unknown}; allowed: {sorted(allowed)}")
+            raise UnknownKey(f"FeatureLayout.from_dict: unknown keys {unknown}; allowed: {sorted(allowed)}")
         if "num_dof" not in data:
-            raise KeyError("FeatureLayout.from_dict: missing key 'num_dof'")
+            raise UnknownKey("FeatureLayout.from_dict: missing key 'num_dof'")
         norm = data.get("normalizer")
         layout = cls(
             num_dof=data["num_dof"],
@@ -254,26 +255,26 @@ class FeatureLayout:
         if saved is not None:
             mine = {k: [s.start, s.stop] for k, s in layout.slices.items()}
             if {k: list(v) for k, v in saved.items()} != mine:
-                raise ValueError(
+                raise InvalidValue(
                     f"FeatureLayout.from_dict: saved slices {saved} disagree with this code's {mine}"
                 )
         if "dim" in data and data["dim"] != layout.dim:
-            raise ValueError(f"FeatureLayout.from_dict: saved dim {data['dim']} != computed {layout.dim}")
+            raise InvalidValue(f"FeatureLayout.from_dict: saved dim {data['dim']} != computed {layout.dim}")
         return layout
 
     def _check_motion(self, motion: Motion) -> None:
         if motion.num_dof != self.num_dof:
-            raise ValueError(
+            raise InvalidValue(
                 f"FeatureLayout: clip '{motion.name}' has {motion.num_dof} dof, layout expects "
                 f"{self.num_dof}; remap its columns (sim2real.remap_columns) or build a layout for it"
             )
         if self.joint_names and motion.joint_names and list(motion.joint_names) != self.joint_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"FeatureLayout: clip '{motion.name}' joint order {motion.joint_names} differs from the "
                 f"layout's {self.joint_names}; remap its columns first"
             )
         if motion.num_frames < 2:
-            raise ValueError(
+            raise InvalidValue(
                 f"FeatureLayout: clip '{motion.name}' has {motion.num_frames} frame(s); "
                 "velocities need at least 2"
             )

@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue, UnknownKey
 from motion_vqvae.robot_model import body_names, free_joint_id, hinge_joint_names, load_model, resolve_mjcf
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ForwardKinematics:
         try:
             return self.body_names.index(name)
         except ValueError:
-            raise KeyError(f"{self.mjcf_path}: no body '{name}'. Available: {self.body_names}") from None
+            raise UnknownKey(f"{self.mjcf_path}: no body '{name}'. Available: {self.body_names}") from None
 
     def qpos(
         self,
@@ -76,7 +77,7 @@ class ForwardKinematics:
             )
         unknown = [name for name in joint_names if name not in self._joint_adr]
         if unknown:
-            raise ValueError(
+            raise InvalidValue(
                 f"{clip}: joints {unknown} are not hinge joints of {self.mjcf_path}. "
                 f"Model joints: {self.joint_names}; rename or drop those columns"
             )

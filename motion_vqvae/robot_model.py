@@ -12,6 +12,8 @@ from pathlib import Path
 
 import mujoco
 
+from motion_vqvae.errors import InvalidValue, MissingPath
+
 FREE_JOINT_NAME = "floating_base_joint"
 
 
@@ -24,7 +26,7 @@ def resolve_mjcf(mjcf: str | Path | None) -> Path:
     """Absolute path of ``mjcf`` (the shipped model when None); missing files fail with the path named."""
     path = default_mjcf_path() if mjcf is None else Path(mjcf).expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"MJCF file {path} does not exist; pass the path of a MuJoCo XML model")
+        raise MissingPath(f"MJCF file {path} does not exist; pass the path of a MuJoCo XML model")
     return path
 
 
@@ -54,7 +56,7 @@ def free_joint_id(model: mujoco.MjModel, source: str | Path = "model") -> int:
     """Id of the model's single free (root) joint; models without exactly one fail with a clear error."""
     free = [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
     if len(free) != 1:
-        raise ValueError(
+        raise InvalidValue(
             f"{source}: expected exactly one free root joint (e.g. '{FREE_JOINT_NAME}'), found {len(free)}; "
             "give the root body a <freejoint/>"
         )

@@ -3,7 +3,9 @@
     python scripts/export_onnx.py --checkpoint runs/g1/checkpoints/best.pt --out exports/g1
 
 Exits 1, leaving nothing at ``--out``, when onnxruntime disagrees with torch on real clips; a user error
-(missing checkpoint, existing ``--out``, bad flag) is one ``error:`` line and exit 2.
+(missing checkpoint, existing ``--out``, bad flag) is one ``error:`` line and exit 2. ``--overwrite``
+replaces an export only: an ``--out`` that is, holds or lies inside the checkpoint's run, or that holds
+anything but one export's files, is refused and nothing is deleted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
     parser.add_argument("--prior", type=Path, help="a prior checkpoint trained on this tokenizer's tokens")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing export (a folder of one export only)"
+    )
     parser.add_argument(
         "--safety-scale",
         type=float,

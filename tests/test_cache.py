@@ -159,7 +159,8 @@ def test_a_killed_preprocess_leaves_nothing_that_trains(tmp_path: Path, capsys) 
             sample_motion_path(), _config("val_clips=[nope]"), out, workers=1, progress=False, overwrite=True
         )
     assert MotionCache.open(out).fingerprint == good.fingerprint
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".cache")) == [partial.name]
+    # the killed run's partial folder (its PID is dead) went with the next preprocess into the same --out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".cache")) == []
 
 
 def test_batched_evaluation_equals_clip_by_clip(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from motion_vqvae.cli import UserError, WarningDigest, cli_main
 from motion_vqvae.config_loader import ConfigLoader, parse_overrides
+from motion_vqvae.errors import UnknownKey
 
 
 @cli_main
@@ -17,7 +18,9 @@ def _fails(argv: list[str] | None = None) -> int:
     if kind == "user":
         raise UserError("--out x is in use\n  by pid 3")
     if kind == "key":
-        raise KeyError("unknown config key 'nb_codes'; did you mean 'nb_code'?")
+        raise UnknownKey("unknown config key 'nb_codes'; did you mean 'nb_code'?")
+    if kind == "plain":  # what a bug raises: the builtin itself, not the project's family
+        raise {"value": ValueError, "key": KeyError, "type": TypeError}[argv[1]]("deep inside")
     raise RuntimeError("a bug keeps its traceback")
 
 
@@ -32,6 +35,14 @@ def test_user_errors_print_one_line_and_return_2(capsys, monkeypatch) -> None:
     monkeypatch.setenv("MOTION_VQVAE_DEBUG", "1")
     with pytest.raises(UserError):
         _fails(["user"])
+
+
+@pytest.mark.parametrize("builtin", ["value", "key", "type"])
+def test_a_plain_builtin_error_is_a_bug_and_keeps_its_traceback(builtin: str, monkeypatch) -> None:
+    monkeypatch.delenv("MOTION_VQVAE_DEBUG", raising=False)
+    with pytest.raises((ValueError, KeyError, TypeError)) as caught:
+        _fails(["plain", builtin])
+    assert not isinstance(caught.value, UserError)
 
 
 def test_paths_and_globs_in_set_are_text_not_yaml() -> None:

@@ -65,6 +65,13 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
         "visualize clip out of range": ["scripts/visualize.py", "--motion", sample, "--clip", "99",
                                         "--out", str(tmp / "a.gif")],
         "viewer missing motion": ["-m", "motion_vqvae.viewer", "--motion", str(tmp / "nowhere.csv")],
+        "unknown robot": [*train, "--set", "robot=foo", "--out", next(outs)],
+        "export into its run": ["scripts/export_onnx.py", "--checkpoint", run + "/checkpoints/last.pt",
+                                "--out", run, "--overwrite"],
+        "preprocess around its data": ["scripts/preprocess.py", "--motion_file", str(tmp / "csv"),
+                                       "--out", str(tmp), "--overwrite"],
+        "deploy missing export": ["scripts/deploy_example.py", "--export", str(tmp / "nowhere"),
+                                  "--out", str(tmp / "deploy")],
     }  # fmt: skip
 
 
@@ -97,6 +104,8 @@ def outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = dict(zip(cases, pool.map(run, cases.values()), strict=True))
     assert not list(tmp.glob("x*")), "a refused run leaves no run directory behind"
+    assert (tmp / "run" / "checkpoints" / "last.pt").is_file(), "a refused --overwrite deletes nothing"
+    assert (tmp / "csv" / "a.csv").is_file(), "a refused --overwrite deletes nothing"
     assert sorted(p.name for p in (tmp / "busy").iterdir()) == [".lock"], "nothing written into a busy dir"
     return results
 
@@ -125,6 +134,9 @@ def test_messages_name_the_problem(outcomes) -> None:
         "resume with other data": "differ",
         "run dir in use": "in use",
         "csv without fps": "fps",
+        "unknown robot": "unknown robot 'foo'",
+        "export into its run": "checkpoint's run",
+        "preprocess around its data": "contains the input data",
     }
     for case, text in expect.items():
         assert text in outcomes[case].stderr, (case, outcomes[case].stderr[-1000:])

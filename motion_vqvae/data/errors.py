@@ -12,7 +12,9 @@ subclasses say *why* a file was refused, for callers that want to react differen
 - :class:`MotionFileNotFoundError`: the path, folder or glob holds no motion file (also a
   ``FileNotFoundError``).
 
-All are ``ValueError`` subclasses, so code written against the readers' earlier ``ValueError`` keeps working.
+All are ``ValueError`` subclasses, so code written against the readers' earlier ``ValueError`` keeps working,
+and members of the project's :class:`~motion_vqvae.errors.UserError` family, so a command prints them as one
+line.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from motion_vqvae.errors import UserError
+
 _MAX_CAUSE_CHARS = 300  # a library's message can embed a huge repr; the cause is cut to this length
 
 
-class MotionFileError(ValueError):
+class MotionFileError(UserError, ValueError):
     """A motion file (or its ``meta.json``) cannot become valid clips; the message says why and how."""
 
     def __init__(

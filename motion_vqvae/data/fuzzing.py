@@ -43,6 +43,7 @@ from motion_vqvae.data.plausibility import (
     joint_limits,
 )
 from motion_vqvae.data.safe_pickle import safe_load
+from motion_vqvae.errors import InvalidValue
 
 TARGETS = ("csv", "npy", "pkl", "meta", "unpickler")
 SLOW_SECONDS = 5.0  # one input taking longer than this counts as a hang
@@ -265,7 +266,7 @@ class Target:
             self.file = self.folder / "soup.pkl"
             self.strategy = _opcode_soup() | mutated(pickle.dumps(sample_clip(4), 2))
         else:
-            raise ValueError(f"unknown fuzz target {name!r}; choose from {TARGETS}")
+            raise InvalidValue(f"unknown fuzz target {name!r}; choose from {TARGETS}")
 
     def read(self) -> list:
         if self.name == "unpickler":

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class JointJump:
 
 def _check_threshold(threshold: float) -> None:
     if not threshold > 0:
-        raise ValueError(f"jump_threshold must be a positive speed in rad/s, got {threshold!r}")
+        raise InvalidValue(f"jump_threshold must be a positive speed in rad/s, got {threshold!r}")
 
 
 def find_joint_jumps(motion: Motion, threshold: float = DEFAULT_JUMP_THRESHOLD) -> list[JointJump]:

@@ -34,6 +34,7 @@ from motion_vqvae.data.plausibility import (
 )
 from motion_vqvae.data.resample import resample
 from motion_vqvae.data.validation import check_quat_order
+from motion_vqvae.errors import InvalidValue, user_input
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ def _robot_mapper(robot: str | Path) -> tuple[list[str], Callable[[Motion], Moti
     from sim2real.joint_map import remap_columns
     from sim2real.robot import load_robot
 
-    description: Any = load_robot(robot)
+    with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+        description: Any = load_robot(robot)
     names = list(description.sim_joint_names)
 
     def to_robot(motion: Motion) -> Motion:
@@ -168,7 +170,7 @@ def _check_rate(value: float | None, key: str, source: str) -> None:
         return
     low, high = FPS_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"{source}: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
+        raise InvalidValue(f"{source}: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
 def unique_names(names: Sequence[str], files: Sequence[Path]) -> list[str]:
@@ -228,12 +230,14 @@ def load_motions(
     if quat_order is not None:
         check_quat_order(quat_order, f"load_motions({path!s})")
     if isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 0:
-        raise ValueError(f"load_motions({path!s}): min_frames must be a non-negative int, got {min_frames!r}")
+        raise InvalidValue(
+            f"load_motions({path!s}): min_frames must be a non-negative int, got {min_frames!r}"
+        )
     _check_rate(fps, "fps", f"load_motions({path!s})")
     _check_rate(target_fps, "target_fps", f"load_motions({path!s})")
     relaxed = check_relax(relax, f"load_motions({path!s})")
     if isinstance(joint_limit_tolerance, bool) or not joint_limit_tolerance >= 0:
-        raise ValueError(
+        raise InvalidValue(
             f"load_motions({path!s}): joint_limit_tolerance must be >= 0 rad, got {joint_limit_tolerance!r}"
         )
     robot_names, to_robot = _robot_mapper(robot) if robot is not None else (None, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 
 
 def mirror_joint_map(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +26,7 @@ def mirror_joint_map(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         else:
             partner = name
         if partner not in position:
-            raise ValueError(
+            raise InvalidValue(
                 f"cannot mirror joint '{name}': its partner '{partner}' is not among the joints; "
                 "mirroring needs both sides (set mirror_augment: false for asymmetric robots)"
             )
@@ -37,7 +38,7 @@ def mirror_joint_map(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def mirror_motion(motion: Motion, suffix: str = "_mirrored") -> Motion:
     """The same clip performed mirror-image: y negated, left and right swapped, roll and yaw negated."""
     if not motion.joint_names:
-        raise ValueError(f"clip '{motion.name}': mirroring needs joint names to pair left and right joints")
+        raise InvalidValue(f"clip '{motion.name}': mirroring needs joint names to pair left and right joints")
     index, sign = mirror_joint_map(motion.joint_names)
     root_pos = motion.root_pos * np.array([1.0, -1.0, 1.0])
     # Reflection M = diag(1, -1, 1) maps rotation R to M R M: axis (x, y, z) -> (-x, y, -z), same angle.

@@ -27,6 +27,7 @@ import numpy as np
 from motion_vqvae.data.errors import ImplausibleMotionError
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.validation import other_quat_order, quat_from_xyzw, quat_to_xyzw
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_normalize, quat_rotate
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def check_relax(relax: Collection[str], source: str) -> frozenset[str]:
         relax = (relax,)
     unknown = sorted(set(relax) - set(PLAUSIBILITY_CHECKS))
     if unknown:
-        raise ValueError(f"{source}: relax={unknown} names no check; choose from {PLAUSIBILITY_CHECKS}")
+        raise InvalidValue(f"{source}: relax={unknown} names no check; choose from {PLAUSIBILITY_CHECKS}")
     return frozenset(relax)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_make_continuous, quat_slerp
 
 _ON_FRAME = 1e-9  # source positions this close to a whole frame copy that frame exactly
@@ -17,7 +18,7 @@ def resample(motion: Motion, target_fps: float) -> Motion:
     so downsampling by an integer factor never blurs the data.
     """
     if isinstance(target_fps, bool) or not isinstance(target_fps, (int, float)) or not target_fps > 0:
-        raise ValueError(
+        raise InvalidValue(
             f"resample '{motion.name}': target_fps must be a positive number, not {target_fps!r}"
         )
     target_fps = float(target_fps)
@@ -52,7 +53,7 @@ def resample(motion: Motion, target_fps: float) -> Motion:
 def change_speed(motion: Motion, speed: float) -> Motion:
     """The same poses played ``speed`` times as fast, at the same frame rate (augmentation)."""
     if not speed > 0:
-        raise ValueError(f"change_speed '{motion.name}': speed must be positive, got {speed!r}")
+        raise InvalidValue(f"change_speed '{motion.name}': speed must be positive, got {speed!r}")
     retimed = Motion(
         name=motion.name,
         fps=motion.fps * speed,

@@ -12,6 +12,7 @@ import numpy as np
 
 from motion_vqvae.data.errors import MotionFileError
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_make_continuous, quat_normalize, quat_rotate
 
 QUAT_ORDERS = ("xyzw", "wxyz")
@@ -26,7 +27,7 @@ UPSIDE_DOWN_FRACTION = 0.5
 def check_quat_order(order: str, source: str) -> str:
     """The order itself, or a ValueError listing the allowed ones."""
     if order not in QUAT_ORDERS:
-        raise ValueError(f"{source}: quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
+        raise InvalidValue(f"{source}: quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
     return order
 
 
@@ -40,7 +41,7 @@ def quat_to_xyzw(q: np.ndarray, order: str) -> np.ndarray:
         return np.asarray(q, dtype=np.float64)
     if order == "wxyz":
         return np.asarray(q, dtype=np.float64)[..., [1, 2, 3, 0]]
-    raise ValueError(f"quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
+    raise InvalidValue(f"quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
 
 
 def quat_from_xyzw(q: np.ndarray, order: str) -> np.ndarray:
@@ -49,7 +50,7 @@ def quat_from_xyzw(q: np.ndarray, order: str) -> np.ndarray:
         return np.asarray(q, dtype=np.float64)
     if order == "wxyz":
         return np.asarray(q, dtype=np.float64)[..., [3, 0, 1, 2]]
-    raise ValueError(f"quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
+    raise InvalidValue(f"quat_order={order!r} is not supported; use one of {QUAT_ORDERS}")
 
 
 def column_labels(prefix: Sequence[str], quat_order: str, joint_names: Sequence[str]) -> list[str]:

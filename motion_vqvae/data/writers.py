@@ -17,6 +17,7 @@ import numpy as np
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.npy_format import NPY_QUAT_ORDER
 from motion_vqvae.data.validation import check_quat_order, quat_from_xyzw
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_slerp
 
 
@@ -36,6 +37,37 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+MAX_STEM_BYTES = 120
+"""File names stay well under the usual 255-byte limit, with room for a suffix, an extension and a temp."""
+
+
+def file_stems(names: Sequence[str], max_bytes: int = MAX_STEM_BYTES) -> list[str]:
+    """One distinct, safe file stem per clip name, in order: what writers name per-clip outputs after.
+
+    Clip names come from users' files: ``walk/1``, ``walk:1`` and ``walk 1`` all sanitise to ``walk_1``,
+    and a 300-character name is longer than any file system allows. Characters other than letters, digits,
+    ``-``, ``_`` and ``.`` become ``_`` (a leading ``.`` too, so nothing is hidden), a stem is cut to
+    ``max_bytes`` of UTF-8, and a stem already taken (compared case-insensitively, as macOS and Windows
+    do) gets ``_2``, ``_3``, ...: no clip's output overwrites another's.
+    """
+    stems: list[str] = []
+    taken: set[str] = set()
+    for name in names:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "clip"
+        safe = "_" + safe[1:] if safe.startswith(".") else safe
+        stem, count = _cut(safe, max_bytes), 1
+        while stem.casefold() in taken:
+            count += 1
+            stem = _cut(safe, max_bytes - len(f"_{count}")) + f"_{count}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    return text.encode()[:max_bytes].decode(errors="ignore")
 
 
 def _rows(motion: Motion, quat_order: str) -> np.ndarray:
@@ -63,21 +95,21 @@ def save_npy(motions: Motion | Sequence[Motion], path: str | Path, blend_frames:
     """
     clips = [motions] if isinstance(motions, Motion) else list(motions)
     if not clips:
-        raise ValueError(f"save_npy {path}: no motions to write")
+        raise InvalidValue(f"save_npy {path}: no motions to write")
     if isinstance(blend_frames, bool) or not isinstance(blend_frames, int) or blend_frames < 1:
-        raise ValueError(
+        raise InvalidValue(
             f"save_npy {path}: blend_frames must be an int >= 1 (clip boundaries are flagged frames), "
             f"got {blend_frames!r}"
         )
     first = clips[0]
     for clip in clips[1:]:
         if clip.fps != first.fps:
-            raise ValueError(
+            raise InvalidValue(
                 f"save_npy {path}: clip '{clip.name}' is at {clip.fps} fps, '{first.name}' at {first.fps}; "
                 "one NPY file has one frame rate: resample() the clips to a common fps first"
             )
         if clip.joint_names != first.joint_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"save_npy {path}: clip '{clip.name}' has different joint names from '{first.name}'; "
                 "map them onto one robot (load_motions(..., robot=...)) first"
             )

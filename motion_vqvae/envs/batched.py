@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from motion_vqvae.envs.safety import TorchSafetyFilter, sim_joint_limits
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.export.streaming import State, StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead
 from motion_vqvae.features import FeatureLayout
@@ -44,7 +45,7 @@ class BatchedTokenDecoder:
         levels: int | None = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"BatchedTokenDecoder: num_envs must be a positive int, got {num_envs!r}")
+            raise InvalidValue(f"BatchedTokenDecoder: num_envs must be a positive int, got {num_envs!r}")
         self.device = torch.device(device)
         self.num_envs = num_envs
         self.spec: TokenSpec = model.token_spec  # the checkpoint's token structure (checked on load)
@@ -56,7 +57,7 @@ class BatchedTokenDecoder:
         self.num_dof = layout.num_dof
         self.state: State = self.streaming.init_state(num_envs, self.device)
         if limits.fps != self.spec.fps:
-            raise ValueError(f"limits are for {limits.fps} fps, the tokenizer's motion {self.spec.fps} fps")
+            raise InvalidValue(f"limits are for {limits.fps} fps, the tokenizer's motion {self.spec.fps} fps")
         self.filter = TorchSafetyFilter(limits, num_envs, self.device)
         # De-normalized root features (height, tilt, local velocity, yaw rate) of the latest step.
         self.last_root = torch.zeros(num_envs, self.frames_per_token, self.head.root_dim, device=self.device)
@@ -88,7 +89,7 @@ class BatchedTokenDecoder:
         names = agent.layout.joint_names
         robot_names = list(load_robot(agent.cfg.robot).sim_joint_names)
         if names and names != robot_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
                 f"sim order {robot_names[:3]}...; retrain in simulator order"
             )

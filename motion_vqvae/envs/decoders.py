@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath, user_input
 from sim2real import JointMap
 from sim2real.token_spec import TokenSpec
 
@@ -90,7 +91,8 @@ class ExportTokenSource:
     def from_dir(cls, export_dir: str | Path) -> ExportTokenSource:
         from sim2real.runtime import TokenDecoder
 
-        return cls(TokenDecoder(export_dir))
+        with user_input():  # sim2real refuses a missing or broken export with builtins
+            return cls(TokenDecoder(export_dir))
 
     def reset(self, current: np.ndarray) -> None:
         """New sequence ramping from ``current`` (simulator order, rad; the runtime takes real order)."""
@@ -115,17 +117,17 @@ def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) ->
         source = ExportTokenSource(tokenizer)
     elif isinstance(tokenizer, (str, Path)):
         if not Path(tokenizer).is_dir():
-            raise FileNotFoundError(
+            raise MissingPath(
                 f"tokenizer {tokenizer} does not exist; pass a checkpoint .pt or an export directory"
             )
         source = ExportTokenSource.from_dir(tokenizer)
     else:
-        raise TypeError(
+        raise InvalidType(
             "tokenizer must be a checkpoint path, an export directory, a sim2real.TokenDecoder or a "
             f"TokenSource, got {type(tokenizer).__name__}"
         )
     if levels is not None and source.spec.check_levels(levels) != source.levels:
-        raise ValueError(
+        raise InvalidValue(
             f"{type(source).__name__} decodes {source.levels} of {source.spec.num_levels} levels, asked for "
             f"{levels}; decode the first K levels from a checkpoint (an export's decoder_step.onnx decodes "
             "every level)"

@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from motion_vqvae.data.sample_motion import STAND_POSE
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.robot_model import free_joint_id, hinge_joint_names, resolve_mjcf
 from motion_vqvae.rotations import (
     quat_conjugate,
@@ -53,7 +54,7 @@ class G1Body:
         by_joint = {int(self.model.actuator_trnid[a, 0]): a for a in range(self.model.nu)}
         missing = [n for n, j in zip(self.joint_names, ids, strict=True) if j not in by_joint]
         if missing:
-            raise ValueError(f"{self.mjcf_path}: joints {missing} have no actuator; add a <motor> for each")
+            raise InvalidValue(f"{self.mjcf_path}: joints {missing} have no actuator; add a <motor> for each")
         self.actuator = np.array([by_joint[j] for j in ids])
 
     @property
@@ -97,7 +98,7 @@ class G1Body:
             )
             lowest = min(lowest, float(pts[:, 2].min()))
         if not np.isfinite(lowest):
-            raise ValueError(f"{self.mjcf_path}: no box geoms (feet) to stand on")
+            raise InvalidValue(f"{self.mjcf_path}: no box geoms (feet) to stand on")
         return 1.0 - lowest
 
 

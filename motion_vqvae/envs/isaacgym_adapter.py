@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from motion_vqvae.envs.batched import BatchedTokenDecoder
+from motion_vqvae.errors import InvalidValue
 
 if TYPE_CHECKING:
     from isaacgym import gymapi
@@ -42,7 +43,7 @@ class IsaacGymTokenDriver:
         envs = gym.get_env_count(sim)
         dofs = gym.get_sim_dof_count(sim)
         if envs != decoder.num_envs or dofs != envs * decoder.num_dof:
-            raise ValueError(
+            raise InvalidValue(
                 f"IsaacGymTokenDriver: the sim has {envs} envs x {dofs // max(envs, 1)} DOFs, the decoder "
                 f"{decoder.num_envs} envs x {decoder.num_dof} joints; build the decoder with num_envs={envs} "
                 "and an asset whose DOFs are the tokenizer's joints"

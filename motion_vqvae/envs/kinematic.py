@@ -23,6 +23,7 @@ import numpy as np
 
 from motion_vqvae.envs.g1 import G1Body, proprio_observation, proprio_size
 from motion_vqvae.envs.render import G1Renderer, RendersG1
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.rotations import expmap_to_quat, quat_from_yaw, quat_mul
 
@@ -61,16 +62,16 @@ class G1KinematicEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
             ("yaw_sigma", yaw_sigma),
         ):
             if not value > 0:
-                raise ValueError(f"G1Kinematic: {name} must be positive, got {value}")
+                raise InvalidValue(f"G1Kinematic: {name} must be positive, got {value}")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"G1Kinematic: render_mode must be None or 'rgb_array', got {render_mode!r}")
+            raise InvalidValue(f"G1Kinematic: render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.fps = self.control_fps = float(fps)
         self.metadata = {**self.metadata, "render_fps": self.fps}
         self.command_period = max(1, round(command_period_s * self.fps))
         self.max_command = np.array([*max_lin_speed, max_yaw_rate], dtype=np.float64)
         self.commands = None if commands is None else np.asarray(commands, dtype=np.float64)
         if self.commands is not None and (self.commands.ndim != 2 or self.commands.shape[1] != 3):
-            raise ValueError(
+            raise InvalidValue(
                 "G1Kinematic: commands must be rows of (vx, vy, yaw_rate), shape (K, 3); "
                 f"got {self.commands.shape}"
             )

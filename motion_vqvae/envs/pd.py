@@ -21,6 +21,7 @@ import numpy as np
 
 from motion_vqvae.envs.g1 import G1Body, heading_frame_state, proprio_observation, proprio_size
 from motion_vqvae.envs.render import G1Renderer, RendersG1
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_rotate
 
 # (kp N m/rad, kd N m s/rad) by joint-name fragment, first match wins. unitree_rl_gym's G1 gains, except
@@ -43,7 +44,7 @@ def joint_gains(joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for i, name in enumerate(joint_names):
         match = next((g for g in DEFAULT_GAINS if g[0] in name), None)
         if match is None:
-            raise ValueError(
+            raise InvalidValue(
                 f"G1PD: no default gains for joint '{name}'; pass kp and kd arrays (one value per joint)"
             )
         kp[i], kd[i] = match[1], match[2]
@@ -69,16 +70,16 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
     ) -> None:
         if not control_fps > 0 or not physics_hz >= control_fps:
-            raise ValueError(
+            raise InvalidValue(
                 f"G1PD: need physics_hz >= control_fps > 0, got physics_hz={physics_hz}, "
                 f"control_fps={control_fps}"
             )
         if root_support < 0 or reset_noise < 0:
-            raise ValueError(
+            raise InvalidValue(
                 f"G1PD: root_support and reset_noise must be >= 0, got {root_support}, {reset_noise}"
             )
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"G1PD: render_mode must be None or 'rgb_array', got {render_mode!r}")
+            raise InvalidValue(f"G1PD: render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.control_fps, self.physics_hz = float(control_fps), float(physics_hz)
         self.metadata = {**self.metadata, "render_fps": self.control_fps}
         self.render_mode = render_mode

@@ -23,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from motion_vqvae.errors import InvalidValue
 from sim2real.prior import PriorBackend, top_p_mask
 
 PRIOR_MODES = ("none", "bonus", "constrain")
@@ -44,9 +45,9 @@ class PriorGuidance:
 
     def __post_init__(self) -> None:
         if self.mode not in PRIOR_MODES:
-            raise ValueError(f"prior mode must be one of {PRIOR_MODES}, got {self.mode!r}")
+            raise InvalidValue(f"prior mode must be one of {PRIOR_MODES}, got {self.mode!r}")
         if not 0 < self.top_p <= 1 or self.beta < 0:
-            raise ValueError(f"need 0 < top_p <= 1 and beta >= 0, got top_p={self.top_p}, beta={self.beta}")
+            raise InvalidValue(f"need 0 < top_p <= 1 and beta >= 0, got top_p={self.top_p}, beta={self.beta}")
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -144,7 +145,7 @@ def guide(env: gym.Env, guidance: PriorGuidance | None, training: bool = True) -
     prior = LoadedPrior.load(guidance.prior)
     spec = env.get_wrapper_attr("source").spec
     if prior.spec != spec:
-        raise ValueError(
+        raise InvalidValue(
             f"prior {guidance.prior} models tokens {prior.spec.to_dict()}, the env's tokenizer has "
             f"{spec.to_dict()}; train the prior on this tokenizer's tokens"
         )

@@ -18,6 +18,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from motion_vqvae.errors import InvalidValue
+
 log = logging.getLogger(__name__)
 
 _PROBE = "import mujoco; mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>'), 8, 8).close()"
@@ -40,7 +42,7 @@ class G1Renderer:
 
     def __init__(self, model: mujoco.MjModel, width: int = 320, height: int = 240, backend: str = "auto"):
         if backend not in ("auto", "mujoco", "matplotlib"):
-            raise ValueError(f"G1Renderer: backend must be auto, mujoco or matplotlib, got {backend!r}")
+            raise InvalidValue(f"G1Renderer: backend must be auto, mujoco or matplotlib, got {backend!r}")
         self.model, self.width, self.height = model, width, height
         use_gl = backend == "mujoco" or (backend == "auto" and gl_available())
         self.backend = "mujoco" if use_gl else "matplotlib"
@@ -108,7 +110,7 @@ def write_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> Pat
     import imageio.v2 as imageio
 
     if not frames:
-        raise ValueError(f"write_gif {path}: no frames to write")
+        raise InvalidValue(f"write_gif {path}: no frames to write")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from motion_vqvae.data import Motion, load_motions
 from motion_vqvae.envs.pd import G1PDEnv
+from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from sim2real import JointMap, TokenDecoder, remap_columns
 from sim2real.deploy import ControlLoop, LoopLog
@@ -84,7 +85,7 @@ def clip_tokens(decoder: TokenDecoder, motion_file: str | Path, clip: int = 0) -
     layout = FeatureLayout.from_dict(decoder.manifest["feature_layout"])
     motions = load_motions(motion_file, target_fps=decoder.fps)
     if not 0 <= clip < len(motions):
-        raise ValueError(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")
+        raise InvalidValue(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")
     motion = motions[clip]
     names = list(layout.joint_names or [])
     if names and motion.joint_names and list(motion.joint_names) != names:
@@ -109,7 +110,8 @@ def run_deploy_example(
     """A clip's tokens through ``export_dir`` into the MuJoCo G1 at ``rate_hz``; PNG and JSON into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    decoder = TokenDecoder(export_dir)
+    with user_input():  # sim2real refuses a missing or broken export with builtins
+        decoder = TokenDecoder(export_dir)
     robot = MujocoRobot(JointMap.from_dict(decoder.manifest["joint_map"]), rate_hz=rate_hz)
     feed = ScheduledFeed(clip_tokens(decoder, motion_file), late_every)
     log = ControlLoop(decoder, robot, rate_hz).run(feed, seconds)

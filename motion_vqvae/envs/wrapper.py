@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from motion_vqvae.envs.decoders import TokenSource, load_token_source
+from motion_vqvae.errors import InvalidType, InvalidValue
 
 ACTION_FORMATS = ("motion_frame", "joint_targets_sim", "joint_targets_real")
 ACTION_MODES = ("token", "latent")
@@ -64,12 +65,12 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
         super().__init__(env)
         if action_mode not in ACTION_MODES:
-            raise ValueError(
+            raise InvalidValue(
                 f"TokenActionWrapper: action_mode must be one of {ACTION_MODES}, got {action_mode!r}"
             )
         inner = env.action_space
         if not isinstance(inner, gym.spaces.Box) or len(inner.shape) != 1:
-            raise TypeError(
+            raise InvalidType(
                 f"TokenActionWrapper: the inner env's action space must be a 1-D Box of joint targets or "
                 f"motion frames, got {inner}"
             )
@@ -87,7 +88,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.control_fps = float(control_fps or self.source.fps)
         self._frames_per_inner_step = self.source.fps / self.control_fps
         if self._frames_per_inner_step > self.frames_per_token:
-            raise ValueError(
+            raise InvalidValue(
                 f"TokenActionWrapper: the inner env steps at {self.control_fps} Hz, slower than one step per "
                 f"token ({self.source.fps / self.frames_per_token} Hz); raise its control_fps"
             )
@@ -99,7 +100,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         else:
             if self.source.codebook is None:
-                raise ValueError(
+                raise InvalidValue(
                     f"TokenActionWrapper: action_mode='latent' needs a one-stream tokenizer; this one has "
                     f"streams {list(self.token_spec.stream_names)}; use action_mode='token'"
                 )
@@ -113,7 +114,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if observe_token:
             obs = env.observation_space
             if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
-                raise TypeError(f"TokenActionWrapper: observe_token needs a 1-D Box observation, got {obs}")
+                raise InvalidType(f"TokenActionWrapper: observe_token needs a 1-D Box observation, got {obs}")
             extra = int(nvec.sum()) + 1
             self.observation_space = gym.spaces.Box(
                 np.concatenate([obs.low, np.zeros(extra)]).astype(np.float32),
@@ -137,13 +138,13 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             elif size == jmap.real_dof:
                 fmt = "joint_targets_real"
             else:
-                raise ValueError(
+                raise InvalidValue(
                     f"TokenActionWrapper: cannot tell what the inner action of size {size} is (the tokenizer "
                     f"has {jmap.num_sim} sim / {jmap.real_dof} real joints); pass action_format, one of "
                     f"{ACTION_FORMATS}"
                 )
         if fmt not in ACTION_FORMATS:
-            raise ValueError(
+            raise InvalidValue(
                 f"TokenActionWrapper: action_format must be one of {ACTION_FORMATS}, got {fmt!r}"
             )
         return fmt
@@ -159,7 +160,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """The inner env's joint positions now, simulator order (what the decoder ramps from)."""
         measure = getattr(self.env.unwrapped, "joint_positions", None)
         if measure is None:
-            raise TypeError(
+            raise InvalidType(
                 f"TokenActionWrapper: {type(self.env.unwrapped).__name__} has no joint_positions() method; "
                 "the decoder must start from the simulator's joint positions (in the env's action order)"
             )

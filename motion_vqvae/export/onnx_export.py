@@ -1,12 +1,16 @@
 """Checkpoint -> export directory: ``decoder.onnx``, ``decoder_step.onnx`` (causal), ``encoder.onnx``,
 ``codebook.npy`` and ``manifest.json``, checked against torch before it appears under its final name.
 
-Everything is written into a temp directory beside the target and renamed at the end, so a failed parity
-check or a crash never leaves a partial export where a robot could pick it up. Every ONNX file passes
-``onnx.checker.check_model(full_check=True)``; the manifest is checked against the robot YAML as the
-runtime will check it, so an export the robot would refuse is never written. The training config's
-``robot`` may be a YAML path only if it restricts a packaged robot (:func:`sim2real.hardware.resolve_robot`);
-the manifest names that robot.
+Everything is written into a temp directory beside the target (``.NAME.tmp-PID``, removed by the next
+export once that PID is dead) and renamed at the end, so a failed parity check or a crash never leaves a
+partial export where a robot could pick it up. The shared rules of :mod:`motion_vqvae.outputs` apply: an
+``--out`` apart from the checkpoint's run and the clips, one export at a time per folder, and
+``--overwrite`` replacing an export only (a folder holding nothing but a manifest and its files).
+
+Every ONNX file passes ``onnx.checker.check_model(full_check=True)``; the manifest is checked against the
+robot YAML as the runtime will check it, so an export the robot would refuse is never written. The training
+config's ``robot`` may be a YAML path only if it restricts a packaged robot
+(:func:`sim2real.hardware.resolve_robot`); the manifest names that robot.
 
 Exporter: the TorchScript one (``torch.onnx.export(dynamo=False)``). Measured against dynamo (torch 2.13,
 onnxscript 0.7.2, ``dynamic_shapes`` with ``Dim.AUTO``) on the tiny test model and the default model
@@ -21,9 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +37,23 @@ import torch
 from torch import nn
 
 from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.errors import user_input
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
 from motion_vqvae.export.parity import ParityError, check_parity
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.outputs import (
+    check_apart,
+    check_replaceable,
+    claim,
+    clean_stale_temps,
+    environment_errors,
+    motion_inputs,
+    publish,
+    run_of,
+    temp_sibling,
+)
 from sim2real import JointMap, RobotDescription, SafetyLimits, TokenSpec
 from sim2real.hardware import resolve_robot
 from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
@@ -110,7 +124,8 @@ class ExportModules:
         """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
         model, layout = agent.model.cpu().eval(), agent.layout
         joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
-        robot = resolve_robot(agent.cfg.robot)
+        with user_input():  # sim2real refuses a robot file that widens the packaged robot with builtins
+            robot = resolve_robot(agent.cfg.robot)
         spec = model.token_spec  # the checkpoint's token structure, fps included
         limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
         head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
@@ -148,36 +163,66 @@ def export_checkpoint(
     else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
     disagrees with torch beyond the tolerances.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass overwrite=True (--overwrite) or choose another --out"
-        )
-    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-    modules = ExportModules.from_agent(agent, safety_scale)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        files = _write_files(modules, tmp)
-        parity = check_parity(modules, tmp, motion_file)
-        manifest = build_manifest(modules, Path(checkpoint), files, parity, OPSET)
-        source = str(out / MANIFEST)
-        validate_manifest(manifest, manifest_robot(manifest, source), source)
-        if prior is not None:
-            from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
-
-            manifest["prior"] = export_prior(prior, Path(checkpoint), tmp)
-            files = [*files, *manifest["prior"]["files"]]
-        for name in files:
-            if name.endswith(".onnx"):
-                _add_metadata(tmp / name, onnx_metadata(manifest, name))
-        manifest["files"] = {name: file_entry(tmp / name) for name in files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out, checkpoint = Path(out), Path(checkpoint)
+    check_apart(
+        out,
+        {
+            "the checkpoint's run": run_of(checkpoint),
+            "the prior's run": None if prior is None else run_of(prior),
+            **({} if motion_file is None else motion_inputs(motion_file)),
+        },
+    )
+    with environment_errors(out), claim(out):
+        clean_stale_temps(out)
+        check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
+        agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
+        modules = ExportModules.from_agent(agent, safety_scale)
+        tmp = temp_sibling(out, "tmp")
+        tmp.mkdir()
+        try:
+            manifest = _write_export(modules, checkpoint, tmp, out, motion_file, prior)
+            check_replaceable(out, overwrite, export_files, "an export", MANIFEST)  # unchanged meanwhile?
+            publish(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     log.info("exported %s -> %s (%s)", checkpoint, out, ", ".join(manifest["files"]))
+    return manifest
+
+
+def export_files(folder: Path) -> set[str] | None:
+    """The entries an export writes into ``folder`` (its manifest and the files it lists); None: no export."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {MANIFEST, *files} if isinstance(files, dict) else None
+
+
+def _write_export(
+    modules: ExportModules,
+    checkpoint: Path,
+    tmp: Path,
+    out: Path,
+    motion_file: str | Path | None,
+    prior: str | Path | None,
+) -> dict[str, Any]:
+    """Every file of the export and its manifest into ``tmp``; returns the manifest."""
+    files = _write_files(modules, tmp)
+    parity = check_parity(modules, tmp, motion_file)
+    manifest = build_manifest(modules, checkpoint, files, parity, OPSET)
+    source = str(out / MANIFEST)
+    validate_manifest(manifest, manifest_robot(manifest, source), source)
+    if prior is not None:
+        from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
+
+        manifest["prior"] = export_prior(prior, checkpoint, tmp)
+        files = [*files, *manifest["prior"]["files"]]
+    for name in files:
+        if name.endswith(".onnx"):
+            _add_metadata(tmp / name, onnx_metadata(manifest, name))
+    manifest["files"] = {name: file_entry(tmp / name) for name in files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -253,18 +298,6 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model.doc_string = props.get("description", "")
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished temp directory to ``out``, swapping out an old export only once it is complete."""
-    tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be read by the robot's user
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["OPSET", "ExportModules", "ParityError", "export_checkpoint"]

@@ -16,6 +16,7 @@ import torch
 
 from motion_vqvae.agent import load_config_motions
 from motion_vqvae.data import Motion, sample_motion_path
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.training.evaluation import encode_motion
 from sim2real.runtime import make_session
 
@@ -47,7 +48,7 @@ def parity_clips(agent: MVQVAEAgent, motion_file: str | Path | None, count: int 
         source = sample_motion_path()
     clips = load_config_motions(cfg, source, min_frames=WINDOW_TOKENS * agent.model.frames_per_token)
     if not clips:
-        raise ValueError(
+        raise InvalidValue(
             f"parity: {source} has no clip of {WINDOW_TOKENS} tokens or more; pass --motion_file"
         )
     return [agent.prepare(m) for m in sorted(clips, key=lambda m: m.name)[:count]]

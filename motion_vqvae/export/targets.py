@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from motion_vqvae.errors import InvalidValue, UnknownKey
 from motion_vqvae.features import FeatureLayout
 from sim2real import JointMap, RobotDescription
 
@@ -32,13 +33,13 @@ def real_limits(robot: RobotDescription, joint_map: JointMap) -> tuple[np.ndarra
             lower[j], upper[j], velocity[j] = spec.lower, spec.upper, spec.velocity
     sim_names = joint_map.sim_joint_names or list(robot.sim_joint_names)
     if len(sim_names) != joint_map.num_sim:
-        raise ValueError(
+        raise InvalidValue(
             f"joint map has {joint_map.num_sim} sim joints but robot '{robot.name}' names {len(sim_names)}"
         )
     for i, name in enumerate(sim_names):
         spec = robot.joints.get(name)
         if spec is None:
-            raise KeyError(f"{robot.source}: no limits for sim joint '{name}'; add it under 'joints'")
+            raise UnknownKey(f"{robot.source}: no limits for sim joint '{name}'; add it under 'joints'")
         j = joint_map.sim_to_real_idx[i]
         a = joint_map.sign[i] * spec.lower + joint_map.offset[i]
         b = joint_map.sign[i] * spec.upper + joint_map.offset[i]

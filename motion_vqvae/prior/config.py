@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from motion_vqvae.config_loader import ConfigLoader, config_field
+from motion_vqvae.errors import InvalidValue
 
 SECTION = "prior"
 
@@ -76,14 +77,14 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):
-            raise ValueError(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
+            raise InvalidValue(f"speed_augment factors must lie in [0.25, 4], got {self.speed_augment}")
         if self.n_embd % self.n_head:
-            raise ValueError(
+            raise InvalidValue(
                 f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}; "
                 f"try n_embd={self.n_embd // self.n_head * self.n_head or self.n_head}"
             )
         if self.warmup_iter >= self.total_iter and self.total_iter > 1:
-            raise ValueError(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
+            raise InvalidValue(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
 
 
 def default_prior_config_path() -> Path:

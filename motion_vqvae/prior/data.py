@@ -22,6 +22,7 @@ from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.resample import change_speed
+from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.training.checkpoint import load_checkpoint
 from sim2real.manifest import sha256_file
 from sim2real.token_spec import TokenSpec
@@ -78,14 +79,14 @@ class Captions:
     def load(cls, path: str | Path) -> Captions:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"captions file {path} does not exist; see configs/captions.yaml")
+            raise MissingPath(f"captions file {path} does not exist; see configs/captions.yaml")
         doc = yaml.safe_load(path.read_text()) or {}
         rules = doc.get("captions") if isinstance(doc, dict) else None
         if not isinstance(rules, list) or not all(
             isinstance(r, dict) and isinstance(r.get("pattern"), str) and isinstance(r.get("caption"), str)
             for r in rules
         ):
-            raise ValueError(f"{path}: expected 'captions: [{{pattern: GLOB, caption: TEXT}}, ...]'")
+            raise InvalidValue(f"{path}: expected 'captions: [{{pattern: GLOB, caption: TEXT}}, ...]'")
         return cls([(r["pattern"], r["caption"]) for r in rules])
 
     def caption(self, clip: str) -> str | None:
@@ -145,7 +146,7 @@ def build_corpus(
         log.info("%s was built from other inputs; re-encoding", cache)
     train, val = clip_motions(tok, motion_file, fps)
     if not train:
-        raise ValueError(
+        raise InvalidValue(
             f"{motion_file}: every clip is a held-out clip of the tokenizer; nothing to train on"
         )
     train = train + [change_speed(m, speed) for speed in speeds for m in train]

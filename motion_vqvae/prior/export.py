@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.export.onnx_export import _export
 from motion_vqvae.export.parity import ParityError
 from motion_vqvae.prior.model import TokenGPT
@@ -80,7 +81,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
     section."""
     prior = LoadedPrior.load(prior_path)
     if sha256_file(tokenizer) != prior.state["tokenizer_sha256"]:
-        raise ValueError(
+        raise InvalidValue(
             f"{prior_path} was trained on the tokens of {prior.tokenizer_path}, not of {tokenizer}; "
             "export it with the tokenizer it was trained on"
         )

@@ -12,6 +12,7 @@ import numpy as np
 from motion_vqvae.data import load_motions, save_csv
 from motion_vqvae.data.meta import META_FILE, read_meta
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.prior.sampling import LoadedPrior
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,14 @@ def generate_motion(
 ) -> tuple[Motion, np.ndarray]:
     """(motion, tokens ``[T, S]``): ``seconds`` of sampled motion, after the prefix clip's tokens if given."""
     if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
+        raise InvalidValue(f"seconds must be > 0, got {seconds}")
     tok = prior.tokenizer()
     steps = int(np.ceil(seconds * prior.spec.fps / prior.spec.frames_per_token))
     head, start = None, None
     if prefix is not None:
         clips = load_motions(prefix, target_fps=prior.spec.fps, robot=tok.agent.cfg.robot)
         if len(clips) != 1:
-            raise ValueError(f"--prefix {prefix}: expected one clip, found {len(clips)}")
+            raise InvalidValue(f"--prefix {prefix}: expected one clip, found {len(clips)}")
         start = clips[0]
         head = tok.encode(start)
     text = prior.prompt_embedding(prompt)
@@ -57,7 +58,7 @@ def write_motion_csv(motion: Motion, path: str | Path) -> Path:
     meta_path = path.parent / META_FILE
     meta = read_meta(path)
     if "fps" in meta and abs(float(meta["fps"]) - motion.fps) > 1e-9:
-        raise ValueError(
+        raise InvalidValue(
             f"{meta_path} says fps {meta['fps']} but this motion is {motion.fps} fps; "
             "write into another folder"
         )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.data import Tokenizer
 from motion_vqvae.prior.model import TokenGPT
@@ -64,7 +65,7 @@ class LoadedPrior:
     def load(cls, path: str | Path) -> LoadedPrior:
         state = load_checkpoint(path)
         if "token_spec" not in state or "model_hparams" not in state or "unigram" not in state:
-            raise ValueError(f"{path} is not a prior checkpoint (scripts/train_prior.py writes them)")
+            raise InvalidValue(f"{path} is not a prior checkpoint (scripts/train_prior.py writes them)")
         model = TokenGPT(**state["model_hparams"])
         model.load_state_dict(state["model"])
         model.eval()
@@ -80,11 +81,9 @@ class LoadedPrior:
         """The tokenizer the prior was trained on, refused if the file changed since (other tokens)."""
         path = self.tokenizer_path
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{self.path} was trained on the tokens of {path}, which no longer exists"
-            )
+            raise MissingPath(f"{self.path} was trained on the tokens of {path}, which no longer exists")
         if sha256_file(path) != self.state["tokenizer_sha256"]:
-            raise ValueError(
+            raise InvalidValue(
                 f"{path} changed since {self.path} was trained on its tokens (sha256 differs); "
                 "retrain the prior on this tokenizer"
             )
@@ -99,7 +98,7 @@ class LoadedPrior:
         if prompt is None:
             return None
         if not self.model.hparams()["text_dim"]:
-            raise ValueError(
+            raise InvalidValue(
                 f"{self.path} was trained without text (use_text=false); sample without --prompt"
             )
         captions = self.captions

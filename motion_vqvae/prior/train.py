@@ -39,6 +39,10 @@ from sim2real.manifest import sha256_file
 log = logging.getLogger(__name__)
 
 
+PRIOR_RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "tokens.pt")
+"""What a prior's training writes into its run folder; ``train_prior.py --overwrite`` removes these only."""
+
+
 class PriorRun:
     """Config, data, model and optimisation state of one prior training run."""
 

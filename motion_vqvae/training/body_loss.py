@@ -18,6 +18,7 @@ import mujoco
 import numpy as np
 import torch
 
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.robot_model import body_names, free_joint_id, hinge_joint_names, load_model, resolve_mjcf
 from motion_vqvae.rotations import quat_to_matrix
@@ -72,7 +73,7 @@ class TorchKinematics(torch.nn.Module):
         hinges = set(hinge_joint_names(model))
         unknown = [name for name in joint_names if name not in hinges]
         if unknown:
-            raise ValueError(
+            raise InvalidValue(
                 f"{path}: joints {unknown} are not in this model, so the body-space loss cannot place them; "
                 "set mjcf to your robot's MJCF, or turn the loss off with loss_body_accel=0 loss_body_pos=0"
             )
@@ -90,7 +91,7 @@ class TorchKinematics(torch.nn.Module):
             joints = list(range(first, first + int(model.body_jntnum[body])))
             hinge = [j for j in joints if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
             if len(joints) > 1 or (joints and not hinge and body - 1 != self.root_body):
-                raise ValueError(
+                raise InvalidValue(
                     f"{path}: body '{model.body(body).name}' has joints of a kind the body-space loss does "
                     "not model (only one hinge per body, or the root's free joint); set loss_body_accel=0 "
                     "and loss_body_pos=0"

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from motion_vqvae.cli import UserError
+from motion_vqvae.errors import UserError
 
 VAL_MOTIONS = "val_motions.f64"
 CHECKSUM = "sha256"

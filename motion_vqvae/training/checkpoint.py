@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.errors import InvalidValue, MissingPath
+
 FORMAT_VERSION = 2  # 2: the content's sha256 is stored under "sha256"
 logger = logging.getLogger(__name__)
 
@@ -75,30 +77,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load safely (``weights_only=True``) and check that it is one of ours."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; train first (scripts/train_vqvae.py)")
+        raise MissingPath(f"checkpoint {path} does not exist; train first (scripts/train_vqvae.py)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {path} could not be read ({exc}); is it truncated or not a .pt file?"
         ) from exc
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {path} is not a motion-vqvae checkpoint (missing 'model'/'format_version')"
         )
     if state["format_version"] > FORMAT_VERSION:
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {path} has format {state['format_version']}, "
             f"newer than this code ({FORMAT_VERSION}); "
             "upgrade motion-vqvae"
         )
     stored = state.pop("sha256", None)
     if stored is None and state["format_version"] >= 2:
-        raise ValueError(f"checkpoint {path} has lost its checksum; it is corrupted, use another one")
+        raise InvalidValue(f"checkpoint {path} has lost its checksum; it is corrupted, use another one")
     if stored is None:
         logger.warning("checkpoint %s predates checksums (format 1); loading it unverified", path)
     elif stored != state_digest(state):
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {path} is corrupted: its content does not match the sha256 saved with it (a changed "
             "byte on disk or in a copy). Resume from another checkpoint (best.pt or last.pt) or retrain."
         )

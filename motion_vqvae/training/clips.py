@@ -13,6 +13,7 @@ from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion, load_motions, sample_motion_path
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.resample import change_speed
+from motion_vqvae.errors import InvalidValue
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def training_motions(cfg: AgentConfig, path: str | Path | None = None) -> list[M
     source = path if path is not None else (cfg.motion_file or sample_motion_path())
     motions = load_config_motions(cfg, source, min_frames=cfg.window_size)
     if not motions:
-        raise ValueError(f"{source}: no clip of at least window_size={cfg.window_size} frames was found")
+        raise InvalidValue(f"{source}: no clip of at least window_size={cfg.window_size} frames was found")
     return motions
 
 
@@ -45,7 +46,7 @@ def single_fps(motions: list[Motion]) -> float:
     rates = sorted({float(m.fps) for m in motions})
     if len(rates) != 1:
         names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
-        raise ValueError(
+        raise InvalidValue(
             f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
             "--set target_fps=30) to resample every clip to one rate"
         )
@@ -86,7 +87,9 @@ def held_out_names(names: list[str], cfg: AgentConfig) -> set[str]:
         known = set(names)
         missing = [n for n in cfg.val_clips if n not in known]
         if missing:
-            raise ValueError(f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)")
+            raise InvalidValue(
+                f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)"
+            )
         return set(cfg.val_clips)
     order = sorted(names)
     np.random.default_rng(cfg.seed).shuffle(order)
@@ -100,7 +103,7 @@ def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], 
     train = [m for m in motions if m.name not in held]
     val = [m for m in motions if m.name in held]
     if not train:
-        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
+        raise InvalidValue("every clip is held out for validation; lower val_fraction or shorten val_clips")
     return train, val
 
 

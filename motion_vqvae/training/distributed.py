@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from motion_vqvae.errors import InvalidValue
+
 
 def torchrun_prefix(nproc: int) -> list[str]:
     """``torchrun --standalone --nproc_per_node=nproc`` with this Python: what precedes a script's path."""
@@ -96,7 +98,7 @@ def local_batch(batch_size: int) -> slice:
     """This rank's rows of a global batch of ``batch_size``; ValueError if it does not split evenly."""
     here = world()
     if batch_size % here.size:
-        raise ValueError(
+        raise InvalidValue(
             f"batch_size={batch_size} is the global batch and must be divisible by the number of processes "
             f"({here.size}); set --set batch_size={max(here.size, batch_size // here.size * here.size)} or "
             "change --nproc_per_node"

@@ -12,6 +12,8 @@ import contextlib
 import torch
 from torch import nn
 
+from motion_vqvae.errors import InvalidValue
+
 AMP_MODES = ("none", "bf16")
 
 
@@ -25,9 +27,9 @@ def enable_tf32(device: torch.device) -> None:
 def check_amp(amp: str, device: torch.device) -> None:
     """ValueError naming the fix when ``amp`` cannot run on ``device``."""
     if amp not in AMP_MODES:
-        raise ValueError(f"amp: {amp!r} is not one of {list(AMP_MODES)}")
+        raise InvalidValue(f"amp: {amp!r} is not one of {list(AMP_MODES)}")
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(
+        raise InvalidValue(
             f"amp: bf16 needs a GPU with bfloat16 support ({torch.cuda.get_device_name(device)} has none); "
             "set --set amp=none"
         )

@@ -7,8 +7,11 @@ the main process appends them to shards as they arrive, in file order (a bounded
 memory flat), then resolves name clashes, splits the clips exactly as training from files would, merges the
 training versions' moments into the normaliser (no second pass over the data) and writes ``index.json``.
 
-Everything is written into a hidden sibling folder first and renamed into place at the end, so a killed
-run never leaves something that passes for a cache (and an unfinished folder is refused by name).
+Everything is written into a hidden sibling folder (``.NAME.partial-PID``) first and renamed into place at
+the end, so a killed run never leaves something that passes for a cache (and an unfinished folder is
+refused by name); the next run removes that folder once its PID is dead, and the workers exit when the
+main process dies. ``--out`` follows :mod:`motion_vqvae.outputs`: apart from the input data, one writer at
+a time, and ``--overwrite`` replaces a cache only (``index.json``, its shards and nothing else).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import logging
 import os
 import shutil
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,8 +37,20 @@ from motion_vqvae.cli import WarningDigest
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data.fingerprint import clip_digest, combined_fingerprint
 from motion_vqvae.data.loading import find_motion_files, unique_names
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Moments, Normalizer
+from motion_vqvae.outputs import (
+    check_apart,
+    check_replaceable,
+    claim,
+    clean_stale_temps,
+    environment_errors,
+    motion_inputs,
+    pid_alive,
+    publish,
+    temp_sibling,
+)
 from motion_vqvae.training.cache import (
     CACHE_FORMAT,
     INCOMPLETE,
@@ -85,13 +102,31 @@ def _process_file(path: str, config: dict[str, Any]) -> tuple[list[_Clip], list[
     return clips, [r.getMessage() for r in digest.records]
 
 
+def exit_with_parent(parent: int, period_s: float = 0.5) -> None:
+    """A worker's initializer: end this process when ``parent`` dies.
+
+    A pool worker waits on its task queue forever; when the main process is SIGKILLed nobody closes that
+    queue, so without this the workers stayed blocked for good. A daemon thread polls the parent instead.
+    """
+    adopted_by = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == adopted_by and pid_alive(parent):
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _in_order(files: list[Path], cfg: AgentConfig, workers: int) -> Iterator[tuple[list[_Clip], list[str]]]:
     """Worker results in file order, with at most ``2 * workers`` files in flight (memory stays flat)."""
     config = cfg.to_dict()
     if workers <= 1:
         yield from (_process_file(str(f), config) for f in files)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: deque[Future] = deque()
         for file in files:
             pending.append(pool.submit(_process_file, str(file), config))
@@ -131,6 +166,16 @@ class _ShardWriter:
             self._fh = None
 
 
+def cache_files(folder: Path) -> set[str] | None:
+    """The entries preprocess.py writes into ``folder``; None when it holds no readable cache index."""
+    try:
+        shards = json.loads((folder / INDEX).read_text()).get("shards")
+        names = {str(shard["file"]) for shard in shards}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        return None
+    return {INDEX, VAL_MOTIONS, WARNINGS, *names}
+
+
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -146,24 +191,26 @@ def preprocess(
 ) -> MotionCache:
     """Build the cache of ``source`` (file, folder or glob) made with ``cfg`` in ``out``, and open it."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
     files = find_motion_files(source)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        (tmp / INCOMPLETE).write_text("preprocess.py was writing this cache and did not finish\n")
-        index = _write(files, cfg, tmp, workers or default_workers(), progress)
-        index["source"] = str(source)
-        (tmp / INDEX).write_text(json.dumps(index))
-        (tmp / INCOMPLETE).unlink()
-        _replace(tmp, out)
-        if (out / WARNINGS).stat().st_size:
-            log.warning("every data warning is in %s", out / WARNINGS)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_apart(out, motion_inputs(source))
+    with environment_errors(out), claim(out):
+        clean_stale_temps(out)
+        check_replaceable(out, overwrite, cache_files, "a dataset cache", INDEX)
+        tmp = temp_sibling(out, "partial")
+        tmp.mkdir()
+        try:
+            (tmp / INCOMPLETE).write_text("preprocess.py was writing this cache and did not finish\n")
+            index = _write(files, cfg, tmp, workers or default_workers(), progress)
+            index["source"] = str(source)
+            (tmp / INDEX).write_text(json.dumps(index))
+            (tmp / INCOMPLETE).unlink()
+            check_replaceable(out, overwrite, cache_files, "a dataset cache", INDEX)  # unchanged meanwhile?
+            publish(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if (out / WARNINGS).stat().st_size:
+        log.warning("every data warning is in %s", out / WARNINGS)
     return MotionCache.open(out, verify=False)  # checksummed from these very files moments ago
 
 
@@ -215,7 +262,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
             short,
         )
     if not kept:
-        raise ValueError(
+        raise InvalidValue(
             f"no clip of at least window_size={cfg.window_size} frames in {len(files)} file(s) "
             f"({files[0]}, ...); lower window_size or add longer clips"
         )
@@ -223,7 +270,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
     held = held_out_names([names[i] for i in kept], cfg)
     train = [i for i in kept if names[i] not in held]
     if not train:
-        raise ValueError("every clip is held out for validation; lower val_fraction or shorten val_clips")
+        raise InvalidValue("every clip is held out for validation; lower val_fraction or shorten val_clips")
 
     def entry(i: int, k: int, val: bool, motion_offset: int = -1) -> ClipEntry:
         name = names[i] if k == 0 else f"{names[i]}[{versions[k]}]"
@@ -272,12 +319,12 @@ def _check_uniform(clips: list[_Clip], names: list[str], kept: list[int]) -> Non
     first = clips[0]
     for clip, i in zip(clips, kept, strict=True):
         if abs(clip.fps - first.fps) > 1e-9:
-            raise ValueError(
+            raise InvalidValue(
                 f"clips at mixed frame rates ({names[kept[0]]}: {first.fps}, {names[i]}: {clip.fps}); set "
                 "target_fps (e.g. --set target_fps=30) to resample every clip to one rate"
             )
         if clip.joint_names != first.joint_names:
-            raise ValueError(
+            raise InvalidValue(
                 f"clip '{names[i]}' has other joints than '{names[kept[0]]}'; set robot to map them onto one "
                 "joint set"
             )
@@ -293,12 +340,3 @@ def _compact_val_motions(folder: Path, blocks: list[tuple[int, int]], num_dof: i
             fh.write(np.asarray(table[offset : offset + length]).tobytes())
     del table
     tmp.unlink()
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished cache into place; an existing one is swapped out, then deleted."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

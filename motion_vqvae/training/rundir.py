@@ -52,12 +52,13 @@ RESUMABLE_KEYS = frozenset(
 class RunDirectory:
     """The ``--out`` of a training run."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, files: tuple[str, ...] = RUN_FILES) -> None:
         self.path = Path(path)
+        self.files = files  # what this kind of run writes (the prior's run has its own list)
         self.last = self.path / "checkpoints" / "last.pt"
 
     def existing_files(self) -> list[str]:
-        return [name for name in RUN_FILES if (self.path / name).exists()]
+        return [name for name in self.files if (self.path / name).exists()]
 
     def check(self, resume: bool, overwrite: bool) -> None:
         """Refuse a directory that holds a run unless told what to do with it; refuse --resume of nothing."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.errors import InvalidValue
 
 
 def lr_factor_fn(cfg: AgentConfig) -> Callable[[int], float]:
@@ -24,7 +25,7 @@ def lr_factor_fn(cfg: AgentConfig) -> Callable[[int], float]:
         if cfg.lr_scheduler == "cosine":
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
             return cfg.gamma + (1.0 - cfg.gamma) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        raise ValueError(f"lr_scheduler {cfg.lr_scheduler!r} unknown; use cosine, multistep or constant")
+        raise InvalidValue(f"lr_scheduler {cfg.lr_scheduler!r} unknown; use cosine, multistep or constant")
 
     return factor
 
