@@ -116,6 +116,7 @@ class MVQVAEAgent:
                 self.cfg.window_size + self.cfg.burn_in,
                 self.cfg.seed,
                 self.device,
+                names=[m.name for m in training_clips],
             ),
             len(self.train_motions),
         )

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.training.nonfinite import check_finite_state
+
 FORMAT_VERSION = 2  # 2: the content's sha256 is stored under "sha256"
 logger = logging.getLogger(__name__)
 
@@ -53,8 +55,13 @@ def _remove_stale_temp_files(path: Path) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
+    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file.
+
+    A state holding a NaN or an infinity is refused (NonFiniteError) before anything is written, so a
+    diverged run keeps its last good checkpoint instead of replacing it with one that decodes garbage.
+    """
     path = Path(path)
+    check_finite_state(state, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(path)
     payload = {"format_version": FORMAT_VERSION, **state}
