@@ -30,6 +30,7 @@ from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
+    check_model_shapes,
     load_checkpoint,
     restore_rng_states,
     save_checkpoint,
@@ -296,6 +297,7 @@ class MVQVAEAgent:
             )
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
+        check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)
         self._build(hparams=state["model_hparams"])
         stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         if stored != self.model.token_spec:
@@ -382,7 +384,16 @@ def _resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as exc:
         raise ValueError(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
-    return torch.device("cuda", local_rank()) if device.type == "cuda" and device.index is None else device
+    if device.type != "cuda":
+        return device
+    device = torch.device("cuda", local_rank()) if device.index is None else device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.index >= count:
+        present = f"its CUDA devices are cuda:0..cuda:{count - 1}" if count else "it has no CUDA device"
+        raise ValueError(
+            f"device {name!r} ({device}) is not on this machine: {present}; set device=auto or cpu"
+        )
+    return device
 
 
 def _seed_everything(seed: int) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "byte on disk or in a copy). Resume from another checkpoint (best.pt or last.pt) or retrain."
         )
     return state
+
+
+def check_model_shapes(
+    factory: Callable[..., torch.nn.Module],
+    hparams: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    source: str | Path,
+) -> None:
+    """Refuse ``hparams`` whose model would not hold exactly the stored ``weights``, before allocating it.
+
+    A checkpoint's hyper-parameters say how big a model to build; its tensors say how big it really is.
+    Building from the hyper-parameters first lets a small crafted file (``width: 5000``, checksum
+    recomputed) allocate gigabytes before ``load_state_dict`` notices. The model is therefore built on the
+    ``meta`` device (shapes only, no memory) and compared with the stored tensors; only then may the caller
+    build it for real.
+    """
+    if not isinstance(hparams, Mapping) or not isinstance(weights, Mapping):
+        raise ValueError(
+            f"checkpoint {source}: 'model_hparams' and 'model' must be mappings; it is corrupted"
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = factory(**hparams)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"checkpoint {source}: its model_hparams do not describe a model ({exc}); it is corrupted"
+        ) from exc
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in weights.items()}
+    wrong = [
+        f"{k}: model_hparams make {expected.get(k, 'no tensor')}, stored {stored.get(k, 'none')}"
+        for k in sorted(expected.keys() | stored.keys())
+        if expected.get(k) != stored.get(k)
+    ]
+    if wrong:
+        shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        raise ValueError(
+            f"checkpoint {source}: model_hparams disagree with the stored tensors ({shown}); the file is "
+            "corrupted or crafted, nothing was built from it: use another checkpoint"
+        )
 
 
 def capture_rng_states(device: torch.device | None = None) -> dict[str, Any]:
