@@ -40,6 +40,7 @@ from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
 from sim2real import JointMap, SafetyLimits, TokenSpec, load_robot
 from sim2real.manifest import MANIFEST, file_entry, validate_manifest
+from sim2real.onnx_data import check_no_external_data
 from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,7 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model.doc_string = props.get("description", "")
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
+    check_no_external_data(path)  # the manifest hashes this file alone; the runtime refuses side files too
 
 
 def _publish(tmp: Path, out: Path) -> None:

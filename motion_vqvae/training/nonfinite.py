@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from motion_vqvae.cli import UserError
 from motion_vqvae.training import distributed
 
 CONSECUTIVE_LIMIT = 5
@@ -35,8 +36,11 @@ BatchCheck = Callable[[], tuple[bool, str]]
 """Describes a step's data for a stop message: (suspect: the inputs hold NaN/inf or huge values, text)."""
 
 
-class NonFiniteError(RuntimeError):
-    """A run stopped because its loss or gradients stayed non-finite; the message says where and why."""
+class NonFiniteError(UserError):
+    """A run stopped because its loss or gradients stayed non-finite; the message says where and why.
+
+    A user error (one line, exit 2 from the commands): the cause is data or a setting, named in the text.
+    """
 
 
 class NonFiniteGuard:
@@ -142,9 +146,9 @@ def _non_finite_term(
             continue
         raw, weight = float(value.detach().float()), float(weights.get(name, 1.0))
         if not math.isfinite(raw):
-            return f"loss term '{name}' = {raw}"
+            return f"loss term '{name}' = {raw:.4g}"
         if not math.isfinite(raw * weight):
-            return f"loss term '{name}' = {raw} x weight {weight}"
+            return f"loss term '{name}' = {raw:.4g} x weight {weight}"
     total = float(terms["total"].detach().float()) if "total" in terms else math.nan
     if not math.isfinite(total):
         return f"total loss = {total}"
