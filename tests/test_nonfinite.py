@@ -55,24 +55,41 @@ class _WithBuffer(torch.nn.Module):
         self.register_buffer("ema", torch.zeros(2))
 
 
-def test_guard_skips_restores_buffers_and_stops_after_the_limit() -> None:
+def test_guard_skips_on_the_device_restores_buffers_and_stops_after_the_limit() -> None:
     model = _WithBuffer()
-    guard = NonFiniteGuard(model, {"lr": 1e-3, "commit": 0.02})
-    finite = torch.tensor(1.0)
-    guard.before_forward()
-    assert guard.step_ok(1, {"recons": finite, "total": finite}, {}, torch.tensor(0.5))
-    nan = torch.tensor(math.nan)
-    for step in range(2, 2 + CONSECUTIVE_LIMIT - 1):
-        guard.before_forward()
-        model.ema.fill_(math.nan)  # what an EMA codebook update with a NaN batch does
-        assert not guard.step_ok(step, {"commit": torch.tensor(0.1), "total": nan}, {"commit": 1.0}, finite)
-        assert torch.equal(model.ema, torch.zeros(2)), "a skipped step must leave the buffers as they were"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    guard = NonFiniteGuard(model, {"lr": 0.1, "commit": 0.02})
+
+    def step(iteration: int, commit: float, total: float) -> None:
+        guard.before_forward(iteration)
+        optimizer.zero_grad()
+        model.lin(torch.ones(1, 2)).sum().backward()
+        if not math.isfinite(total):
+            model.ema.fill_(math.nan)  # what an EMA codebook update with a NaN batch does
+            model.lin.weight.grad.fill_(math.nan)
+        terms = {"commit": torch.tensor(commit), "total": torch.tensor(total)}
+        guard.apply(optimizer, iteration, terms, torch.tensor(1.0))
+
+    step(1, 0.1, 1.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adam = {k: v.clone() for k, v in optimizer.state[model.lin.weight].items()}
+    for iteration in range(2, 2 + CONSECUTIVE_LIMIT - 1):
+        step(iteration, 0.1, math.nan)
+    guard.poll()
     assert guard.skipped == CONSECUTIVE_LIMIT - 1
-    guard.before_forward()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"a skipped step changed {key}"
+    for key, value in optimizer.state[model.lin.weight].items():
+        assert torch.equal(value, adam[key]), f"a skipped step changed AdamW's {key}"
+    step(9, 0.1, math.nan)
     with pytest.raises(
-        NonFiniteError, match=r"step 9: non-finite loss \(loss term 'commit' = 0.1 x weight inf"
+        NonFiniteError,
+        match=r"step 9: non-finite loss \(loss term 'commit' = 0.1 x weight inf\) for 5 consecutive",
     ):
-        guard.step_ok(9, {"commit": torch.tensor(0.1), "total": nan}, {"commit": math.inf}, finite)
+        guard.poll({"commit": math.inf})
+    step(10, 0.1, 1.0)
+    guard.poll()  # a finite step ends the streak
+    assert guard.skipped == CONSECUTIVE_LIMIT
 
 
 def test_nan_rows_in_the_data_are_skipped_counted_and_training_goes_on(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ class PriorRun:
 
     def step(self) -> dict[str, float]:
         tokens, mask, captions = self.windows.sample(self.cfg.batch_size)  # (B, W, S), (B, W)
-        self.guard.before_forward()
+        self.guard.before_forward(self.iteration + 1)
         text, has = self.text_batch(captions, self.cfg.cond_drop)
         logits = self.model(tokens, text, has)  # (B, W, S, V)
         loss_all = F.cross_entropy(logits.flatten(0, 2), tokens.flatten(), reduction="none").view(
@@ -124,9 +124,9 @@ class PriorRun:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = gradient_norm(self.model.parameters(), self.cfg.gradient_clip)
-        if self.guard.step_ok(self.iteration + 1, {"cross_entropy": loss, "total": loss}, {}, norm):
-            self.optimizer.step()
-        self.guard.schedule(self.scheduler)
+        self.guard.apply(self.optimizer, self.iteration + 1, {"cross_entropy": loss, "total": loss}, norm)
+        self.scheduler.step()  # also after a skipped step: the schedule follows the iteration
+        self.guard.poll()  # this step reads its loss anyway: check every step
         return {
             "loss": float(loss.detach()),
             "bits_per_token": float(loss.detach()) / math.log(2),

@@ -7,9 +7,9 @@ it was rather than saving a half-done step. ``best.pt`` tracks the best validati
 Under ``torchrun`` (:mod:`motion_vqvae.training.distributed`) every rank runs this loop on its share of each
 global batch; rank 0 alone writes checkpoints, ``metrics.jsonl`` and the progress bar and validates, and
 all ranks agree at each step boundary on whether to stop and on ``total_iter`` (rank 0's budget fit).
-A step reads one flag back to the host, the non-finite guard's (:mod:`motion_vqvae.training.nonfinite`:
-a step with a NaN/inf loss or gradient is skipped, ``limit`` consecutive ones stop the run); its
-statistics stay tensors until a logging step.
+A step reads nothing back to the host: its statistics stay tensors until a logging step, and the
+non-finite guard (:mod:`motion_vqvae.training.nonfinite`) skips a NaN/inf step on the device; its counters
+are read every few steps, and ``limit`` consecutive skips stop the run naming the step, term and cause.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def train(
     deadline = time.monotonic() + time_budget_s if time_budget_s else math.inf
     fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule and main else None
     control = distributed.StepControl()
-    guard = NonFiniteGuard(model, cfg.to_dict())
+    guard = NonFiniteGuard(model, cfg.to_dict(), lambda picks: _describe_batch(agent.sampler, picks))
     summary: dict[str, Any] = {}
     model.train()
     bar = tqdm(
@@ -136,7 +136,10 @@ def train(
             it = agent.iteration
             if fitter is not None and fitter.after_step(time.monotonic() - step_started):
                 bar.total = agent.cfg.total_iter
-            if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
+            logging_step = it % cfg.print_iter == 0 or it == agent.cfg.total_iter
+            if logging_step or it % guard.limit == 0 or it % cfg.save_every == 0:
+                guard.poll(_term_weights(cfg))  # the same counters on every rank: all stop or none does
+            if logging_step:
                 record = _host_stats(distributed.mean_over_ranks(stats))  # the only host sync of a step
                 elapsed = time.monotonic() - window_start
                 record["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
@@ -259,7 +262,7 @@ def _step(
     if agent.device.type == "cuda":  # pinned + non_blocking: the copy does not wait for the GPU
         picks = picked.pin_memory().to(agent.device, non_blocking=True)
     x = sampler.gather(picks)  # (B / world, burn_in + W, F)
-    guard.before_forward()
+    guard.before_forward(agent.iteration + 1, picked)
     with precision.autocast(cfg.amp, agent.device):
         recon, q = (net or agent.model)(x)
     # The burn-in frames give the causal model real history; only the window after them is scored.
@@ -281,22 +284,8 @@ def _step(
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = gradient_norm(agent.model.parameters(), cfg.gradient_clip)
-    term_weights = {
-        "vel": cfg.loss_vel,
-        "commit": cfg.commit,
-        "accel": cfg.loss_accel,
-        "body_accel_mm": cfg.loss_body_accel,
-        "body_pos_mm": cfg.loss_body_pos,
-    }
-    if guard.step_ok(
-        agent.iteration + 1,
-        {**terms, **body, "total": loss},
-        term_weights,
-        norm,
-        lambda: _describe_batch(sampler.clip_names(picked), x),
-    ):
-        agent.optimizer.step()
-    guard.schedule(agent.scheduler)
+    guard.apply(agent.optimizer, agent.iteration + 1, {**terms, **body, "total": loss}, norm)
+    agent.scheduler.step()  # also after a skipped step: the schedule follows the iteration
     return {
         "loss": loss.detach(),
         "recons": rec.detach(),
@@ -308,14 +297,26 @@ def _step(
     }
 
 
-def _describe_batch(names: list[str], x: torch.Tensor) -> tuple[bool, str]:
-    """This rank's batch for a stop message: whether its (normalized) inputs are suspect, and its clips."""
+def _term_weights(cfg: Any) -> dict[str, float]:
+    """Each loss term's weight in the total (the recons term's is 1), for the non-finite stop message."""
+    return {
+        "vel": cfg.loss_vel,
+        "commit": cfg.commit,
+        "accel": cfg.loss_accel,
+        "body_accel_mm": cfg.loss_body_accel,
+        "body_pos_mm": cfg.loss_body_pos,
+    }
+
+
+def _describe_batch(sampler: Any, picks: torch.Tensor) -> tuple[bool, str]:
+    """A batch for a stop message: whether its (normalized) inputs are suspect, and its clips."""
+    x = sampler.gather(picks)
     if not bool(torch.isfinite(x).all()):
         suspect, held = True, "its inputs hold NaN/inf"
     else:
         peak = float(x.abs().max())
         suspect, held = peak > SUSPECT_INPUT, f"its largest normalized input is {peak:.3g}"
-    clips = sorted(set(names))
+    clips = sorted(set(sampler.clip_names(picks)))
     shown = ", ".join(clips[:10]) + (f" and {len(clips) - 10} more" if len(clips) > 10 else "")
     return suspect, held + (f"; windows from clips {shown}" if clips else "")
 

@@ -5,19 +5,22 @@ weights up) trains on silently with ``loss=nan``, poisons the EMA codebooks, and
 blamed on whatever clip validation happens to read first. With it:
 
 * a step whose total loss, any loss term or the gradient norm is non-finite is **skipped**: no optimizer
-  step, and the buffers the forward pass updated (EMA codebooks) are put back as they were;
+  update, and the buffers the forward pass updated (EMA codebooks) are put back as they were;
 * skips are counted (``nonfinite_skipped`` in ``metrics.jsonl``) and ``limit`` consecutive ones stop the
   run with :class:`NonFiniteError`, naming the step, the loss term and the likely cause;
 * :func:`check_finite_state` refuses to write a checkpoint holding a non-finite tensor.
 
-Under ``torchrun`` every rank takes the same decision (the flag is reduced over ranks), or one rank would
-step its optimizer while another skipped and the replicas would drift apart.
+The decision is taken on the device, without reading anything back to the host (a read would stall the GPU
+every step): the flag goes to the fused AdamW as its ``found_inf`` (the protocol ``torch.amp.GradScaler``
+uses, which skips the update and its step count inside the kernel), and the buffers are restored with a
+``torch.where``. The counters are read by :meth:`NonFiniteGuard.poll`, every ``limit`` steps and at logging
+steps. Under ``torchrun`` the flag is summed over ranks first, so every rank skips the same steps (one rank
+stepping while another skipped would leave the replicas different for the rest of the run).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -32,8 +35,8 @@ CONSECUTIVE_LIMIT = 5
 SUSPECT_INPUT = 1e6
 """Normalized inputs are O(1): a batch with a larger (finite) value is the likely source of an overflow."""
 
-BatchCheck = Callable[[], tuple[bool, str]]
-"""Describes a step's data for a stop message: (suspect: the inputs hold NaN/inf or huge values, text)."""
+BatchCheck = Callable[[torch.Tensor], tuple[bool, str]]
+"""Checks the batch of the given window picks for a stop message: (suspect: NaN/inf or huge values, text)."""
 
 
 class NonFiniteError(UserError):
@@ -44,78 +47,96 @@ class NonFiniteError(UserError):
 
 
 class NonFiniteGuard:
-    """Decides, once per step, whether the step's update is applied; counts and explains the skips.
+    """Skips non-finite steps on the device; counts them and stops a run that stays non-finite.
 
     ``model`` is the module whose buffers a forward pass may change (restored on a skip). ``config`` holds
-    the run's numeric settings (named in the stop message when one of them is non-finite or the likely
-    cause), and ``limit`` is the number of consecutive skips that stops the run.
+    the run's numeric settings (named in the stop message when one is the likely cause); ``describe``
+    checks the batch of some window picks (only called when the run stops); ``limit`` consecutive skips
+    stop the run.
     """
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], limit: int = CONSECUTIVE_LIMIT) -> None:
-        self.model, self.config, self.limit = model, config, limit
-        self.skipped = 0  # over the whole run (this process's lifetime)
-        self.consecutive = 0
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def before_forward(self) -> None:
-        """Keep a device-side copy of the model's buffers (no host sync), restored if the step is skipped."""
-        names = {name for name, _ in self.model.named_buffers()}
-        self._buffers = {k: v.detach().clone() for k, v in self.model.state_dict().items() if k in names}
-
-    def step_ok(
+    def __init__(
         self,
-        iteration: int,
-        terms: Mapping[str, torch.Tensor],
-        weights: Mapping[str, float],
-        grad_norm: torch.Tensor,
-        batch: BatchCheck | None = None,
-    ) -> bool:
-        """True when the update may be applied; else restore the buffers, count the skip, maybe stop.
-
-        ``terms`` are the unweighted loss terms and ``weights`` their config weights (a term missing from
-        ``weights`` has weight 1; ``"total"`` is the summed loss). ``batch`` checks and describes the
-        step's data (e.g. its clips); it is only called when the run stops. This is a step's one host read.
-        """
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()] + [grad_norm.float()])
-        finite = torch.isfinite(values).all().to(torch.int32)
-        if not distributed.all_ranks_true(finite):
-            self._skip(iteration, terms, weights, grad_norm, batch)
-            return False
-        self.consecutive = 0
-        return True
-
-    def _skip(
-        self,
-        iteration: int,
-        terms: Mapping[str, torch.Tensor],
-        weights: Mapping[str, float],
-        grad_norm: torch.Tensor,
-        batch: BatchCheck | None,
+        model: nn.Module,
+        config: Mapping[str, Any],
+        describe: BatchCheck | None = None,
+        limit: int = CONSECUTIVE_LIMIT,
     ) -> None:
-        self.model.load_state_dict(self._buffers, strict=False)
-        self.skipped += 1
-        self.consecutive += 1
-        if self.consecutive < self.limit:
-            return
-        where = _non_finite_term(terms, weights, grad_norm)
-        cause = self._likely_cause(batch)
-        raise NonFiniteError(
-            f"step {iteration}: non-finite loss ({where}) for {self.consecutive} consecutive steps "
-            f"({self.skipped} skipped in this run); stopped without applying them, and no checkpoint "
-            f"holds a non-finite weight. Likely cause: {cause}"
+        self.model, self.config, self.describe, self.limit = model, config, describe, limit
+        self.skipped = 0  # as of the last poll(): the count metrics.jsonl shows
+        device = next(model.parameters()).device
+        # skipped, streak (consecutive skips), step of the last skip; the last skip's term values
+        self._counts = torch.zeros(3, dtype=torch.int64, device=device)
+        self._last_terms = torch.zeros(0, device=device)
+        self._term_names: list[str] = []
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._picks: dict[int, torch.Tensor] = {}  # host copies of recent steps' window picks
+
+    def before_forward(self, iteration: int, picks: torch.Tensor | None = None) -> None:
+        """Copy the model's buffers on the device (restored if step ``iteration`` is skipped).
+
+        ``picks`` (the step's window indices, CPU) are kept for the last few steps to name a bad batch.
+        """
+        self._buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        if picks is not None:
+            self._picks[iteration] = picks
+            self._picks.pop(iteration - 2 * self.limit, None)
+
+    def apply(
+        self,
+        optimizer: torch.optim.Optimizer,
+        iteration: int,
+        terms: Mapping[str, torch.Tensor],
+        grad_norm: torch.Tensor,
+    ) -> None:
+        """Step ``optimizer`` unless a loss term (``"total"``: the summed loss) or the gradient is non-finite.
+
+        ``optimizer`` must support ``found_inf`` (a fused AdamW, as ``schedule.build_optimizer`` makes).
+        Nothing here reads a tensor back to the host.
+        """
+        if not getattr(optimizer, "_step_supports_amp_scaling", False):
+            raise TypeError(f"{type(optimizer).__name__} cannot skip a step on the device; use fused=True")
+        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()] + [grad_norm.float()])
+        bad = distributed.all_reduce_sum((~torch.isfinite(values)).any().float()).clamp(max=1.0)  # 0-d
+        optimizer.found_inf, optimizer.grad_scale = bad, None
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf, optimizer.grad_scale
+        skip = bad.bool()
+        with torch.no_grad():
+            for name, buffer in self.model.named_buffers():
+                buffer.copy_(torch.where(skip, self._buffers[name], buffer))
+        self._term_names = [*terms, "gradient norm"]
+        if self._last_terms.shape != values.shape:
+            self._last_terms = torch.zeros_like(values)
+        self._last_terms = torch.where(skip, values, self._last_terms)
+        flag = skip.long()
+        skipped, streak, last = self._counts.unbind()
+        self._counts = torch.stack(
+            [skipped + flag, (streak + flag) * flag, torch.where(skip, iteration, last)]
         )
 
-    def schedule(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        """Advance the schedule, also after a skipped step: the learning rate follows the iteration.
+    def poll(self, weights: Mapping[str, float] | None = None) -> None:
+        """Read the counters (one host read); raise :class:`NonFiniteError` after ``limit`` skips in a row.
 
-        torch warns when a scheduler steps before its optimizer ever has; after a skipped first step that
-        is exactly what is meant, so that one warning is silenced.
+        ``weights`` are the loss terms' config weights (missing: 1), to say whether a term or its weight
+        made the total non-finite.
         """
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)` before `optimizer.step")
-            scheduler.step()
+        counts = self._counts.tolist()
+        self.skipped, streak, last = counts
+        if streak < self.limit:
+            return
+        values = dict(zip(self._term_names, self._last_terms.tolist(), strict=True))
+        where = _non_finite_term(values, weights or {})
+        cause = self._likely_cause(self._picks.get(last))
+        raise NonFiniteError(
+            f"step {last}: non-finite loss ({where}) for {streak} consecutive steps ({self.skipped} skipped "
+            "in this run); stopped without applying them, and no checkpoint holds a non-finite weight. "
+            f"Likely cause: {cause}"
+        )
 
-    def _likely_cause(self, batch: BatchCheck | None) -> str:
+    def _likely_cause(self, picks: torch.Tensor | None) -> str:
         bad = [f"{k}={v}" for k, v in self.config.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             return f"config value {', '.join(bad)}; set a finite value with --set"
@@ -126,7 +147,9 @@ class NonFiniteGuard:
                 f"an update diverged and left non-finite weights ({', '.join(broken[:3])}): lower lr "
                 f"(lr={lr}) or enable gradient_clip, and resume from the last checkpoint"
             )
-        suspect, data = batch() if batch is not None else (False, "")
+        suspect, data = (False, "")
+        if self.describe is not None and picks is not None:
+            suspect, data = self.describe(picks)
         if suspect:
             return f"the data batch: {data}; clean or re-preprocess those clips (scripts/preprocess.py)"
         peak = max((float(p.detach().abs().max()) for p in self.model.parameters() if p.numel()), default=0.0)
@@ -137,22 +160,20 @@ class NonFiniteGuard:
         )
 
 
-def _non_finite_term(
-    terms: Mapping[str, torch.Tensor], weights: Mapping[str, float], grad_norm: torch.Tensor
-) -> str:
+def _non_finite_term(values: Mapping[str, float], weights: Mapping[str, float]) -> str:
     """Which part of the total went non-finite first: a weighted term, the sum, or only the gradient."""
-    for name, value in terms.items():
-        if name == "total":
+    for name, raw in values.items():
+        if name in ("total", "gradient norm"):
             continue
-        raw, weight = float(value.detach().float()), float(weights.get(name, 1.0))
+        weight = float(weights.get(name, 1.0))
         if not math.isfinite(raw):
             return f"loss term '{name}' = {raw:.4g}"
         if not math.isfinite(raw * weight):
             return f"loss term '{name}' = {raw:.4g} x weight {weight}"
-    total = float(terms["total"].detach().float()) if "total" in terms else math.nan
+    total = values.get("total", math.nan)
     if not math.isfinite(total):
         return f"total loss = {total}"
-    return f"gradient norm = {float(grad_norm)} with a finite loss {total}"
+    return f"gradient norm = {values.get('gradient norm')} with a finite loss {total:.4g}"
 
 
 def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
