@@ -240,6 +240,7 @@ def _export(
             dynamic_axes=axes,
             do_constant_folding=True,
         )
+    check_no_external_data(path)  # the manifest hashes this file alone; the runtime refuses side files too
 
 
 def _add_metadata(path: Path, props: dict[str, str]) -> None:
@@ -248,7 +249,6 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model.doc_string = props.get("description", "")
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
-    check_no_external_data(path)  # the manifest hashes this file alone; the runtime refuses side files too
 
 
 def _publish(tmp: Path, out: Path) -> None:
