@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -227,3 +228,41 @@ def test_prior_hparams_are_checked_against_its_tensors() -> None:
     check_model_shapes(TokenGPT, hparams, weights, "prior.pt")  # consistent: accepted
     with pytest.raises(ValueError, match=r"prior\.pt: model_hparams disagree with the stored tensors"):
         check_model_shapes(TokenGPT, {**hparams, "n_embd": 4096}, weights, "prior.pt")
+
+
+RANKS_SCRIPT = """
+import math, torch
+from motion_vqvae.training import distributed
+from motion_vqvae.training.nonfinite import NonFiniteGuard
+
+with distributed.process_group() as here:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)
+    guard = NonFiniteGuard(model, {})
+    for iteration in (1, 2, 3):
+        guard.before_forward(iteration)
+        optimizer.zero_grad()
+        loss = model(torch.ones(1, 2)).sum()
+        loss.backward()
+        if iteration == 2 and here.rank == 1:
+            loss = loss * math.nan  # only rank 1 sees a non-finite loss
+        guard.apply(optimizer, iteration, {"total": loss}, torch.tensor(1.0))
+    guard.poll()
+    print(f"RANK {here.rank} skipped={guard.skipped} weight={model.weight.sum().item():.7f}", flush=True)
+"""
+
+
+def test_every_rank_skips_the_step_any_rank_finds_non_finite(tmp_path: Path) -> None:
+    from motion_vqvae.training.distributed import torchrun_prefix
+
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [*torchrun_prefix(2), str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = sorted(line.split(" ", 2)[2] for line in done.stdout.splitlines() if line.startswith("RANK"))
+    assert len(lines) == 2 and lines[0] == lines[1], lines  # same decision, same weights
+    assert lines[0].startswith("skipped=1 ")
