@@ -221,6 +221,34 @@ def test_crafted_width_is_refused_before_the_model_is_allocated(
     assert "model_hparams disagree with the stored tensors" in done.stdout and "5000" in done.stdout
 
 
+def test_the_prior_trainer_stops_on_a_non_finite_loss_without_a_checkpoint(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import train_prior
+
+    from motion_vqvae.data import sample_motion_path
+    from motion_vqvae.prior import train as prior_train
+
+    cross_entropy = prior_train.F.cross_entropy
+    monkeypatch.setattr(prior_train.F, "cross_entropy", lambda *a, **k: cross_entropy(*a, **k) * math.inf)
+    prior = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 12, "batch_size": 4, "warmup_iter": 1}
+    prior.update(use_text=False, num_threads=1, total_iter=20, save_every=2, mirror_augment=False)
+    sets = [arg for k, v in prior.items() for arg in ("--set", f"{k}={v}")]
+    out = tmp_path / "prior"
+    args = [
+        "--tokenizer",
+        str(tiny_checkpoint),
+        "--motion_file",
+        str(sample_motion_path()),
+        "--out",
+        str(out),
+    ]
+    assert train_prior.main([*args, *sets]) == 2
+    message = capsys.readouterr().err
+    assert f"step {CONSECUTIVE_LIMIT}: non-finite loss (loss term 'cross_entropy' = inf)" in message
+    _checkpoints_are_finite(out)  # last.pt of step 4 holds the (finite) weights no skipped step changed
+
+
 def test_prior_hparams_are_checked_against_its_tensors() -> None:
     hparams = {"nb_code": 8, "num_streams": 1, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8}
     hparams.update(dropout=0.0, text_dim=0)
