@@ -390,9 +390,8 @@ def _resolve_device(name: str) -> torch.device:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device.index >= count:
         present = f"its CUDA devices are cuda:0..cuda:{count - 1}" if count else "it has no CUDA device"
-        raise ValueError(
-            f"device {name!r} ({device}) is not on this machine: {present}; set device=auto or cpu"
-        )
+        shown = repr(name) if name == str(device) else f"{name!r} ({device})"
+        raise ValueError(f"device {shown} is not on this machine: {present}; set device=auto or cpu")
     return device
 
 

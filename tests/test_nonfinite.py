@@ -170,7 +170,7 @@ def test_fsq_levels_are_bounded_like_nb_code() -> None:
 
 def test_an_absent_cuda_device_is_one_error_naming_it() -> None:
     missing = f"cuda:{torch.cuda.device_count() + 8}"
-    with pytest.raises(ValueError, match=rf"device '{missing}' .* is not on this machine"):
+    with pytest.raises(ValueError, match=rf"device '{missing}'.* is not on this machine"):
         _resolve_device(missing)
 
 
