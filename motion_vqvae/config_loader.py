@@ -274,8 +274,8 @@ def _convert(value: Any, hint: Any, meta: Any, where: str) -> Any:
     # NaN compares false with every bound, so it must be refused before the range checks, not by them.
     if isinstance(out, float) and not math.isfinite(out):
         raise ValueError(
-            f"{where}: {value!r} is not a finite number; NaN and infinity are refused (a non-finite value "
-            f"makes the loss non-finite); allowed: {allowed}"
+            f"{where}: {value!r} is not a finite number; NaN and infinity are refused (training would "
+            f"stop on a non-finite loss); allowed: {allowed}"
         )
     if "min" in meta and out < meta["min"]:
         raise ValueError(
