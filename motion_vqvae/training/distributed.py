@@ -121,17 +121,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def all_ranks_true(flag: torch.Tensor) -> bool:
-    """Whether the 0-d integer ``flag`` is nonzero on every rank (a MIN all-reduce), read on the host.
-
-    For decisions that must be the same everywhere, e.g. skipping a non-finite step: one rank stepping its
-    optimizer while another skips would leave the replicas different for the rest of the run.
-    """
-    if active():
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag)
-
-
 def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     """Every rank's ``(n, ...)`` rows concatenated in rank order: the global batch's rows."""
     if not active():
