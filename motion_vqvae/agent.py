@@ -31,6 +31,7 @@ from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
+    check_model_shapes,
     load_checkpoint,
     restore_rng_states,
     save_checkpoint,
@@ -117,6 +118,7 @@ class MVQVAEAgent:
                 self.cfg.window_size + self.cfg.burn_in,
                 self.cfg.seed,
                 self.device,
+                names=[m.name for m in training_clips],
             ),
             len(self.train_motions),
         )
@@ -297,6 +299,7 @@ class MVQVAEAgent:
             )
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
+        check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)
         self._build(hparams=state["model_hparams"])
         stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         if stored != self.model.token_spec:

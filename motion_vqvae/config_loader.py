@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import yaml
 from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath, UnknownKey
 
 _QUANTIZERS = ("orig", "ema", "reset", "ema_reset", "rvq", "fsq")
+MAX_CODES = 65536  # codes per stream (nb_code, FSQ's product of levels): a token must fit in 16 bits
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -42,10 +44,10 @@ class AgentConfig:
     robot: str = _opt("g1_29dof", "robot description: a name in sim2real/robots or a YAML path")
     mjcf: str | None = _opt(None, "MJCF used for kinematic metrics; null = the robot's, else the bundled G1")
     fps: float | None = _opt(
-        None, "source fps for files without a time column (CSV); null = meta.json", min=1
+        None, "source fps for files without a time column (CSV); null = meta.json", min=1, max=1000
     )
     quat_order: str | None = _opt(None, "root quaternion order in the files", choices=("xyzw", "wxyz", None))
-    target_fps: float | None = _opt(30.0, "resample every clip to this fps before training", min=1)
+    target_fps: float | None = _opt(30.0, "resample every clip to this fps before training", min=1, max=1000)
     keep_transitions: bool = _opt(False, "keep NPY transition (blend) frames as part of the clips")
     repair_jumps: bool = _opt(True, "repair single-frame joint glitches by interpolation")
     mirror_augment: bool = _opt(True, "also train on left-right mirrored copies of the training clips")
@@ -58,53 +60,76 @@ class AgentConfig:
         200_000,
         "validate on at most this many held-out frames per run (clips chosen by seed); null = all",
         min=1,
+        max=1_000_000_000,
     )
     # --- optimisation ---
-    batch_size: int = _opt(64, "windows per step", min=1)
-    window_size: int = _opt(32, "frames per training window; a multiple of stride_t**down_t", min=2)
+    batch_size: int = _opt(64, "windows per step", min=1, max=65536)
+    window_size: int = _opt(
+        32, "frames per training window; a multiple of stride_t**down_t", min=2, max=100_000
+    )
     burn_in: int = _opt(
         0,
         "frames of real context before each training window, encoded and decoded but excluded from the "
         "loss (the causal decoder sees real history as when streaming); a multiple of stride_t**down_t",
         min=0,
+        max=100_000,
     )
-    total_iter: int = _opt(15000, "optimizer steps", min=1)
+    total_iter: int = _opt(15000, "optimizer steps", min=1, max=1_000_000_000)
     warmup_iter: int = _opt(
-        300, "linear learning-rate warmup steps (at most a quarter of total_iter is used)", min=0
+        300,
+        "linear learning-rate warmup steps (at most a quarter of total_iter is used)",
+        min=0,
+        max=1_000_000_000,
     )
-    lr: float = _opt(2e-3, "peak learning rate (AdamW)", min=0.0)
+    lr: float = _opt(2e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
     lr_scheduler: str = _opt("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = _opt([], "multistep: steps at which the rate is multiplied by gamma")
-    gamma: float = _opt(0.05, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0)
-    weight_decay: float = _opt(0.0, "AdamW weight decay", min=0.0)
-    gradient_clip: float = _opt(1.0, "max gradient norm; 0 disables clipping", min=0.0)
-    commit: float = _opt(0.02, "commitment loss weight", min=0.0)
-    loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0)
-    loss_accel: float = _opt(3.0, "weight of the loss on second differences along time (smoothness)", min=0.0)
+    gamma: float = _opt(
+        0.05, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0, max=10.0
+    )
+    weight_decay: float = _opt(0.0, "AdamW weight decay", min=0.0, max=10.0)
+    gradient_clip: float = _opt(1.0, "max gradient norm; 0 disables clipping", min=0.0, max=1e6)
+    commit: float = _opt(0.02, "commitment loss weight", min=0.0, max=1e3)
+    loss_vel: float = _opt(0.5, "weight of the loss on feature differences along time", min=0.0, max=1e3)
+    loss_accel: float = _opt(
+        3.0, "weight of the loss on second differences along time (smoothness)", min=0.0, max=1e3
+    )
     loss_body_accel: float = _opt(
-        0.02, "weight of the world body acceleration error (mm/frame^2, through forward kinematics)", min=0.0
+        0.02,
+        "weight of the world body acceleration error (mm/frame^2, through forward kinematics)",
+        min=0.0,
+        max=1e3,
     )
     loss_body_pos: float = _opt(
-        0.001, "weight of the root-relative body position error (mm, through forward kinematics)", min=0.0
+        0.001,
+        "weight of the root-relative body position error (mm, through forward kinematics)",
+        min=0.0,
+        max=1e3,
     )
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
-    root_loss_weight: float = _opt(1.0, "loss weight of root features relative to joint angles", min=0.0)
+    root_loss_weight: float = _opt(
+        1.0, "loss weight of root features relative to joint angles", min=0.0, max=1e3
+    )
     joint_weights_by_std: bool = _opt(
         True, "weight each joint angle's loss by its std, so the loss counts radians as the metrics do"
     )
     dof_vel_loss_weight: float = _opt(
-        0.2, "loss weight of joint-velocity features (redundant with angles)", min=0.0
+        0.2, "loss weight of joint-velocity features (redundant with angles)", min=0.0, max=1e3
     )
     # --- model ---
-    code_dim: int = _opt(64, "dimension of each codebook vector", min=1)
-    nb_code: int = _opt(512, "codes per codebook (per level): the vocabulary of a VQ/RVQ stream", min=2)
+    code_dim: int = _opt(64, "dimension of each codebook vector", min=1, max=4096)
+    nb_code: int = _opt(
+        512, "codes per codebook (per level): the vocabulary of a VQ/RVQ stream", min=2, max=MAX_CODES
+    )
     mu: float = _opt(0.99, "EMA decay of the codebook", min=0.0, max=1.0)
-    down_t: int = _opt(2, "number of temporal downsampling stages", min=0)
-    stride_t: int = _opt(2, "stride of each downsampling stage", min=1)
-    width: int = _opt(128, "channels of the conv encoder/decoder", min=1)
-    depth: int = _opt(2, "residual blocks per stage", min=1)
-    dilation_growth_rate: int = _opt(3, "dilation multiplier between residual blocks", min=1)
-    output_emb_width: int = _opt(64, "encoder output channels; the codes quantize them, so = code_dim", min=1)
+    down_t: int = _opt(2, "number of temporal downsampling stages", min=0, max=8)
+    stride_t: int = _opt(2, "stride of each downsampling stage", min=1, max=8)
+    width: int = _opt(128, "channels of the conv encoder/decoder", min=1, max=4096)
+    depth: int = _opt(2, "residual blocks per stage", min=1, max=64)
+    dilation_growth_rate: int = _opt(3, "dilation multiplier between residual blocks", min=1, max=16)
+    output_emb_width: int = _opt(
+        64, "encoder output channels; the codes quantize them, so = code_dim", min=1, max=4096
+    )
     vq_act: str = _opt("relu", "activation", choices=("relu", "gelu", "silu"))
     vq_norm: str = _opt("none", "normalization in residual blocks", choices=("none", "layer", "group"))
     quantizer: str = _opt(
@@ -112,7 +137,9 @@ class AgentConfig:
         "one-level VQ (orig|ema|reset|ema_reset), residual VQ (rvq) or FSQ (fsq)",
         choices=_QUANTIZERS,
     )
-    num_quantizers: int = _opt(6, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1)
+    num_quantizers: int = _opt(
+        6, "rvq: levels, each its own EMA/reset codebook of nb_code codes", min=1, max=64
+    )
     quantize_dropout: float = _opt(
         0.2, "rvq: probability a window trains on only its first k levels (k uniform)", min=0.0, max=1.0
     )
@@ -126,25 +153,30 @@ class AgentConfig:
         "reset/ema_reset/rvq: re-seed a code whose EMA hits fall below this fraction of the average "
         "(batch latents / nb_code)",
         min=0.0,
+        max=100.0,
     )
     l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
     prefer_expmap: bool = _opt(True, "root tilt as exp-map (3) instead of 6D rotation (6)")
     # --- sim-to-real joint map ---
     apply_sim_to_real_map: bool = _opt(False, "export joint targets in the real robot's joint order")
-    real_dof: int | None = _opt(None, "number of real robot joints; null = from the robot YAML", min=1)
+    real_dof: int | None = _opt(
+        None, "number of real robot joints; null = from the robot YAML", min=1, max=1000
+    )
     sim_to_real_idx: list[int] | None = _opt(None, "explicit sim->real index list; overrides the robot YAML")
     # --- logging and checkpoints ---
     use_wandb: bool = _opt(False, "log to Weights & Biases (honours WANDB_MODE=offline/disabled)")
     wandb_project: str = _opt("motion-vqvae", "wandb project name")
-    save_every: int = _opt(1000, "write last.pt every N steps", min=1)
-    eval_every: int = _opt(500, "validate (and maybe write best.pt) every N steps", min=1)
-    print_iter: int = _opt(50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1)
-    seed: int = _opt(42, "seed for torch, numpy and the window sampler")
+    save_every: int = _opt(1000, "write last.pt every N steps", min=1, max=1_000_000_000)
+    eval_every: int = _opt(500, "validate (and maybe write best.pt) every N steps", min=1, max=1_000_000_000)
+    print_iter: int = _opt(
+        50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1, max=1_000_000_000
+    )
+    seed: int = _opt(42, "seed for torch, numpy and the window sampler", min=0, max=2**32 - 1)
     device: str = _opt("auto", "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ...")
     amp: str = _opt("none", "forward pass precision: none | bf16 (autocast)", choices=("none", "bf16"))
     compile: bool = _opt(False, "torch.compile the encoder and decoder (first steps pay the compile time)")
-    num_threads: int = _opt(0, "torch CPU threads; 0 = torch's default", min=0)
+    num_threads: int = _opt(0, "torch CPU threads; 0 = torch's default", min=0, max=1024)
 
     def __post_init__(self) -> None:
         fpt = self.stride_t**self.down_t
@@ -172,6 +204,11 @@ class AgentConfig:
             )
         if self.quantizer == "fsq" and (not self.fsq_levels or min(self.fsq_levels) < 2):
             raise InvalidValue(f"fsq_levels must be a non-empty list of ints >= 2, got {self.fsq_levels}")
+        if self.quantizer == "fsq" and math.prod(self.fsq_levels) > MAX_CODES:
+            raise InvalidValue(
+                f"fsq_levels {self.fsq_levels} make {math.prod(self.fsq_levels)} codes per stream; at most "
+                f"{MAX_CODES} are allowed (as for nb_code): use fewer or smaller levels"
+            )
         if self.quantizer in ("rvq", "fsq") and self.l2_normalize_codes:
             raise InvalidValue(
                 f"l2_normalize_codes applies to one-level VQ only, not quantizer: {self.quantizer}"
@@ -235,11 +272,34 @@ def _convert(value: Any, hint: Any, meta: Any, where: str) -> Any:
     choices = meta.get("choices")
     if choices is not None and out not in choices:
         raise InvalidValue(f"{where}: {out!r} is not allowed; choose one of {[c for c in choices if c]}")
+    allowed = _allowed_range(meta)
+    # NaN compares false with every bound, so it must be refused before the range checks, not by them.
+    if isinstance(out, float) and not math.isfinite(out):
+        raise InvalidValue(
+            f"{where}: {value!r} is not a finite number; NaN and infinity are refused (training would "
+            f"stop on a non-finite loss); allowed: {allowed}"
+        )
     if "min" in meta and out < meta["min"]:
-        raise InvalidValue(f"{where}: {out!r} is below the minimum {meta['min']} ({meta['help']})")
+        raise InvalidValue(
+            f"{where}: {out!r} is below the minimum {meta['min']}; allowed: {allowed} ({meta.get('help')})"
+        )
     if "max" in meta and out > meta["max"]:
-        raise InvalidValue(f"{where}: {out!r} is above the maximum {meta['max']} ({meta['help']})")
+        raise InvalidValue(
+            f"{where}: {out!r} is above the maximum {meta['max']}; allowed: {allowed} ({meta.get('help')})"
+        )
     return out
+
+
+def _allowed_range(meta: Any) -> str:
+    """The range a field's rules allow, as a message shows it (``[0.0, 1.0]``, ``>= 1``, finite numbers)."""
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        return f"[{low}, {high}]"
+    if low is not None:
+        return f">= {low}"
+    if high is not None:
+        return f"<= {high}"
+    return "any finite number"
 
 
 def _scalar(value: Any, hint: type, where: str) -> Any:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.hardware import packaged_robot
+from sim2real.onnx_data import check_no_external_data
 from sim2real.robot import RobotDescription
 from sim2real.safety import SafetyLimits, check_within_robot, limits_in_force
 from sim2real.token_spec import TokenSpec
@@ -183,3 +184,5 @@ def _verify(root: Path, name: str, entry: dict[str, Any]) -> None:
         raise ValueError(
             f"{file} does not match the sha256 in {MANIFEST}: the file was modified; re-copy or re-export"
         )
+    if file.suffix == ".onnx":  # a tensor in an unlisted side file would escape the hashes above
+        check_no_external_data(file)

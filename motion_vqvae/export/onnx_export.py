@@ -57,6 +57,7 @@ from motion_vqvae.outputs import (
 from sim2real import JointMap, RobotDescription, SafetyLimits, TokenSpec
 from sim2real.hardware import resolve_robot
 from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
+from sim2real.onnx_data import check_no_external_data
 from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ def _export(
             dynamic_axes=axes,
             do_constant_folding=True,
         )
+    check_no_external_data(path)  # the manifest hashes this file alone; the runtime refuses side files too
 
 
 def _add_metadata(path: Path, props: dict[str, str]) -> None:

@@ -32,11 +32,11 @@ class PriorConfig:
     )
     use_text: bool = config_field(True, "condition on sentence embeddings of the clip captions")
     # --- model (nanoGPT-sized for a CPU) ---
-    n_layer: int = config_field(4, "transformer blocks", min=1)
-    n_head: int = config_field(4, "attention heads per block", min=1)
-    n_embd: int = config_field(128, "width of the residual stream", min=8)
+    n_layer: int = config_field(4, "transformer blocks", min=1, max=64)
+    n_head: int = config_field(4, "attention heads per block", min=1, max=64)
+    n_embd: int = config_field(128, "width of the residual stream", min=8, max=8192)
     block_size: int = config_field(
-        64, "positions the model sees: the condition slot plus block_size-1 tokens", min=4
+        64, "positions the model sees: the condition slot plus block_size-1 tokens", min=4, max=8192
     )
     dropout: float = config_field(0.1, "dropout in attention, MLP and embeddings", min=0.0, max=0.9)
     cond_drop: float = config_field(
@@ -46,34 +46,36 @@ class PriorConfig:
         max=1.0,
     )
     # --- optimisation ---
-    batch_size: int = config_field(16, "windows per step", min=1)
-    total_iter: int = config_field(3000, "optimizer steps", min=1)
-    warmup_iter: int = config_field(100, "linear learning-rate warmup steps", min=0)
-    lr: float = config_field(1e-3, "peak learning rate (AdamW)", min=0.0)
+    batch_size: int = config_field(16, "windows per step", min=1, max=65536)
+    total_iter: int = config_field(3000, "optimizer steps", min=1, max=1_000_000_000)
+    warmup_iter: int = config_field(100, "linear learning-rate warmup steps", min=0, max=1_000_000_000)
+    lr: float = config_field(1e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
     lr_scheduler: str = config_field("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = config_field([], "multistep: steps at which the rate is multiplied by gamma")
     gamma: float = config_field(
-        0.1, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0
+        0.1, "multistep: factor per milestone; cosine: final rate / peak rate", min=0.0, max=10.0
     )
-    weight_decay: float = config_field(0.1, "AdamW weight decay on matrices", min=0.0)
-    gradient_clip: float = config_field(1.0, "max gradient norm; 0 disables clipping", min=0.0)
+    weight_decay: float = config_field(0.1, "AdamW weight decay on matrices", min=0.0, max=10.0)
+    gradient_clip: float = config_field(1.0, "max gradient norm; 0 disables clipping", min=0.0, max=1e6)
     # --- sampling defaults ---
-    temperature: float = config_field(1.0, "softmax temperature when sampling", min=1e-3)
+    temperature: float = config_field(1.0, "softmax temperature when sampling", min=1e-3, max=100.0)
     top_p: float = config_field(
         0.9, "nucleus sampling: smallest token set holding this probability", min=0.0, max=1.0
     )
     guidance_scale: float = config_field(
-        2.5, "classifier-free guidance scale with a prompt (1 = none)", min=0.0
+        2.5, "classifier-free guidance scale with a prompt (1 = none)", min=0.0, max=100.0
     )
     # --- logging and checkpoints ---
-    eval_every: int = config_field(100, "held-out NLL (and maybe best.pt) every N steps", min=1)
-    save_every: int = config_field(500, "write last.pt every N steps", min=1)
-    print_iter: int = config_field(
-        50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1
+    eval_every: int = config_field(
+        100, "held-out NLL (and maybe best.pt) every N steps", min=1, max=1_000_000_000
     )
-    seed: int = config_field(0, "seed for torch and the window sampler")
+    save_every: int = config_field(500, "write last.pt every N steps", min=1, max=1_000_000_000)
+    print_iter: int = config_field(
+        50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1, max=1_000_000_000
+    )
+    seed: int = config_field(0, "seed for torch and the window sampler", min=0, max=2**32 - 1)
     device: str = config_field("cpu", "torch device: cpu, cuda, auto")
-    num_threads: int = config_field(0, "torch CPU threads; 0 = torch's default", min=0)
+    num_threads: int = config_field(0, "torch CPU threads; 0 = torch's default", min=0, max=1024)
 
     def __post_init__(self) -> None:
         if any(not 0.25 <= s <= 4.0 for s in self.speed_augment):

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from motion_vqvae.config_loader import typed_from_dict
 from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.data import Tokenizer
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.text import embed_texts
-from motion_vqvae.training.checkpoint import load_checkpoint
+from motion_vqvae.training.checkpoint import check_model_shapes, load_checkpoint
 from sim2real.manifest import sha256_file
 from sim2real.prior import SamplingOptions, sample_stream
 from sim2real.token_spec import TokenSpec
@@ -66,10 +67,11 @@ class LoadedPrior:
         state = load_checkpoint(path)
         if "token_spec" not in state or "model_hparams" not in state or "unigram" not in state:
             raise InvalidValue(f"{path} is not a prior checkpoint (scripts/train_prior.py writes them)")
+        cfg = typed_from_dict(PriorConfig, state["config"], source=f"{path}: config")
+        check_model_shapes(TokenGPT, state["model_hparams"], state["model"], path)
         model = TokenGPT(**state["model_hparams"])
         model.load_state_dict(state["model"])
         model.eval()
-        cfg = PriorConfig(**state["config"])
         spec = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         return cls(Path(path), model, spec, cfg, state)
 

@@ -3,6 +3,8 @@
 Like the tokenizer's loop: tqdm progress, ``metrics.jsonl`` (train and held-out rows), atomic
 ``weights_only`` checkpoints ``{last,best}.pt`` (best by held-out bits per token), Ctrl-C or a time budget
 saving ``last.pt``, and ``resume`` continuing exactly (model, optimizer, schedule, window sampler, RNG).
+The same non-finite guard (:mod:`motion_vqvae.training.nonfinite`) skips a step with a NaN/inf loss or
+gradient, counts it (``nonfinite_skipped``) and stops the run after a few in a row.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.scoring import ngram_counts, prior_bits
 from motion_vqvae.prior.text import TEXT_DIM, embed_texts
 from motion_vqvae.training.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
+from motion_vqvae.training.nonfinite import NonFiniteGuard, gradient_norm
 from motion_vqvae.training.schedule import build_optimizer
 from sim2real.manifest import sha256_file
 
@@ -84,6 +87,7 @@ class PriorRun:
             text_dim=TEXT_DIM if cfg.use_text else 0,
         )
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
+        self.guard = NonFiniteGuard(self.model, dataclasses.asdict(cfg))
         self.windows = TokenWindows(self.train_clips, cfg.block_size - 1, cfg.seed)
         self.cond_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.unigram, self.bigram = ngram_counts([c.tokens for c in self.train_clips], spec.nb_code)
@@ -114,6 +118,7 @@ class PriorRun:
 
     def step(self) -> dict[str, float]:
         tokens, mask, captions = self.windows.sample(self.cfg.batch_size)  # (B, W, S), (B, W)
+        self.guard.before_forward(self.iteration + 1)
         text, has = self.text_batch(captions, self.cfg.cond_drop)
         logits = self.model(tokens, text, has)  # (B, W, S, V)
         loss_all = F.cross_entropy(logits.flatten(0, 2), tokens.flatten(), reduction="none").view(
@@ -122,11 +127,15 @@ class PriorRun:
         loss = (loss_all.sum(dim=2) * mask).sum() / mask.sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.gradient_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gradient_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        return {"loss": float(loss.detach()), "bits_per_token": float(loss.detach()) / math.log(2)}
+        norm = gradient_norm(self.model.parameters(), self.cfg.gradient_clip)
+        self.guard.apply(self.optimizer, self.iteration + 1, {"cross_entropy": loss, "total": loss}, norm)
+        self.scheduler.step()  # also after a skipped step: the schedule follows the iteration
+        self.guard.poll()  # this step reads its loss anyway: check every step
+        return {
+            "loss": float(loss.detach()),
+            "bits_per_token": float(loss.detach()) / math.log(2),
+            "nonfinite_skipped": self.guard.skipped,
+        }
 
     def heldout_bits(self, clips: list[TokenClip] | None = None) -> float:
         """Mean unconditional bits per token over the held-out clips (all tokens weighted equally)."""
@@ -205,7 +214,7 @@ def train(run: PriorRun, time_budget_s: float | None = None) -> dict[str, Any]:
         stopped_by = "Ctrl-C"
     finally:
         bar.close()
-        run.save(ckpt / "last.pt")
+    run.save(ckpt / "last.pt")  # at a step boundary; an error inside a step keeps the last checkpoint
     if stopped_by != "Ctrl-C" and run.val_clips and (not row or run.iteration % cfg.eval_every):
         row = _validate(run, metrics, ckpt)
     if not (ckpt / "best.pt").exists():

@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from motion_vqvae.errors import InvalidValue, MissingPath
+from motion_vqvae.training.nonfinite import check_finite_state
 
 FORMAT_VERSION = 2  # 2: the content's sha256 is stored under "sha256"
 logger = logging.getLogger(__name__)
@@ -55,8 +57,13 @@ def _remove_stale_temp_files(path: Path) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file."""
+    """Write to a temp file in the same folder, then rename: a killed run never leaves half a file.
+
+    A state holding a NaN or an infinity is refused (NonFiniteError) before anything is written, so a
+    diverged run keeps its last good checkpoint instead of replacing it with one that decodes garbage.
+    """
     path = Path(path)
+    check_finite_state(state, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_files(path)
     payload = {"format_version": FORMAT_VERSION, **state}
@@ -105,6 +112,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "byte on disk or in a copy). Resume from another checkpoint (best.pt or last.pt) or retrain."
         )
     return state
+
+
+def check_model_shapes(
+    factory: Callable[..., torch.nn.Module],
+    hparams: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    source: str | Path,
+) -> None:
+    """Refuse ``hparams`` whose model would not hold exactly the stored ``weights``, before allocating it.
+
+    A checkpoint's hyper-parameters say how big a model to build; its tensors say how big it really is.
+    Building from the hyper-parameters first lets a small crafted file (``width: 5000``, checksum
+    recomputed) allocate gigabytes before ``load_state_dict`` notices. The model is therefore built on the
+    ``meta`` device (shapes only, no memory) and compared with the stored tensors; only then may the caller
+    build it for real.
+    """
+    if not isinstance(hparams, Mapping) or not isinstance(weights, Mapping):
+        raise InvalidValue(
+            f"checkpoint {source}: 'model_hparams' and 'model' must be mappings; it is corrupted"
+        )
+    try:
+        with torch.device("meta"):
+            skeleton = factory(**hparams)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidValue(
+            f"checkpoint {source}: its model_hparams do not describe a model ({exc}); it is corrupted"
+        ) from exc
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in weights.items()}
+    wrong = [
+        f"{k}: model_hparams make {expected.get(k, 'no tensor')}, stored {stored.get(k, 'none')}"
+        for k in sorted(expected.keys() | stored.keys())
+        if expected.get(k) != stored.get(k)
+    ]
+    if wrong:
+        shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        raise InvalidValue(
+            f"checkpoint {source}: model_hparams disagree with the stored tensors ({shown}); the file is "
+            "corrupted or crafted, nothing was built from it: use another checkpoint"
+        )
 
 
 def capture_rng_states(device: torch.device | None = None) -> dict[str, Any]:

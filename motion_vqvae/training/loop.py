@@ -7,7 +7,9 @@ it was rather than saving a half-done step. ``best.pt`` tracks the best validati
 Under ``torchrun`` (:mod:`motion_vqvae.training.distributed`) every rank runs this loop on its share of each
 global batch; rank 0 alone writes checkpoints, ``metrics.jsonl`` and the progress bar and validates, and
 all ranks agree at each step boundary on whether to stop and on ``total_iter`` (rank 0's budget fit).
-A step reads nothing back to the host: its statistics stay tensors until a logging step.
+A step reads nothing back to the host: its statistics stay tensors until a logging step, and the
+non-finite guard (:mod:`motion_vqvae.training.nonfinite`) skips a NaN/inf step on the device; its counters
+are read every few steps, and ``limit`` consecutive skips stop the run naming the step, term and cause.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
 from motion_vqvae.training.body_loss import BodySpaceLoss
+from motion_vqvae.training.nonfinite import SUSPECT_INPUT, NonFiniteGuard, gradient_norm
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
@@ -96,6 +99,7 @@ def train(
     deadline = time.monotonic() + time_budget_s if time_budget_s else math.inf
     fitter = _BudgetFitter(agent, deadline) if time_budget_s and fit_schedule and main else None
     control = distributed.StepControl()
+    guard = NonFiniteGuard(model, cfg.to_dict(), lambda picks: _describe_batch(agent.sampler, picks))
     summary: dict[str, Any] = {}
     model.train()
     bar = tqdm(
@@ -125,19 +129,23 @@ def train(
                 stopped_by = "time budget"
                 break
             step_started = time.monotonic()
-            stats = _step(agent, weights, net, rows, body_loss)
+            stats = _step(agent, weights, net, rows, body_loss, guard)
             agent.iteration += 1
             windows_seen += cfg.batch_size
             bar.update(1)
             it = agent.iteration
             if fitter is not None and fitter.after_step(time.monotonic() - step_started):
                 bar.total = agent.cfg.total_iter
-            if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
+            logging_step = it % cfg.print_iter == 0 or it == agent.cfg.total_iter
+            if logging_step or it % guard.limit == 0 or it % cfg.save_every == 0:
+                guard.poll(_term_weights(cfg))  # the same counters on every rank: all stop or none does
+            if logging_step:
                 record = _host_stats(distributed.mean_over_ranks(stats))  # the only host sync of a step
                 elapsed = time.monotonic() - window_start
                 record["windows_per_s"] = windows_seen / max(elapsed, 1e-9)
                 window_start, windows_seen = time.monotonic(), 0
                 record["lr"] = agent.optimizer.param_groups[0]["lr"]
+                record["nonfinite_skipped"] = guard.skipped
                 if main:
                     bar.set_postfix(
                         loss=f"{record['loss']:.4f}",
@@ -234,6 +242,7 @@ def _step(
     net: torch.nn.Module | None = None,
     rows: slice = slice(None),
     body_loss: BodySpaceLoss | None = None,
+    guard: NonFiniteGuard | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on this rank's ``rows`` of a global batch; statistics stay on the device.
 
@@ -242,12 +251,18 @@ def _step(
     Every rank draws the same global batch (same generator), so the sampler advances identically
     everywhere; the loss is this rank's mean and DDP averages the gradients, which makes it the global
     batch's mean (equal shares). Clipping follows the all-reduce, so it sees the global gradient.
+    ``guard`` (default: a fresh one) skips the update, every rank alike, when a loss term or the gradient
+    is non-finite.
     """
     cfg = agent.cfg
-    picks = agent.sampler.draw(cfg.batch_size)[rows]  # (B / world,) CPU
+    guard = guard or NonFiniteGuard(agent.model, cfg.to_dict())
+    sampler = agent.sampler
+    picked = sampler.draw(cfg.batch_size)[rows]  # (B / world,) CPU
+    picks = picked
     if agent.device.type == "cuda":  # pinned + non_blocking: the copy does not wait for the GPU
-        picks = picks.pin_memory().to(agent.device, non_blocking=True)
-    x = agent.sampler.gather(picks)  # (B / world, burn_in + W, F)
+        picks = picked.pin_memory().to(agent.device, non_blocking=True)
+    x = sampler.gather(picks)  # (B / world, burn_in + W, F)
+    guard.before_forward(agent.iteration + 1, picked)
     with precision.autocast(cfg.amp, agent.device):
         recon, q = (net or agent.model)(x)
     # The burn-in frames give the causal model real history; only the window after them is scored.
@@ -255,20 +270,22 @@ def _step(
     rec = reconstruction_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     vel = velocity_loss(recon, x, kind=cfg.recons_loss, weights=weights)
     loss = rec + cfg.loss_vel * vel + cfg.commit * q.loss
+    terms = {"recons": rec, "vel": vel, "commit": q.loss}
     if cfg.loss_accel > 0:
         # velocity_loss of the first differences = the loss on second differences (accelerations).
-        accel = velocity_loss(recon.diff(dim=-2), x.diff(dim=-2), kind=cfg.recons_loss, weights=weights)
-        loss = loss + cfg.loss_accel * accel
+        terms["accel"] = velocity_loss(
+            recon.diff(dim=-2), x.diff(dim=-2), kind=cfg.recons_loss, weights=weights
+        )
+        loss = loss + cfg.loss_accel * terms["accel"]
     body: dict[str, torch.Tensor] = {}
     if body_loss is not None:
         body["body_accel_mm"], body["body_pos_mm"] = body_loss(recon, x)
         loss = loss + cfg.loss_body_accel * body["body_accel_mm"] + cfg.loss_body_pos * body["body_pos_mm"]
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if cfg.gradient_clip > 0:
-        torch.nn.utils.clip_grad_norm_(agent.model.parameters(), cfg.gradient_clip)
-    agent.optimizer.step()
-    agent.scheduler.step()
+    norm = gradient_norm(agent.model.parameters(), cfg.gradient_clip)
+    guard.apply(agent.optimizer, agent.iteration + 1, {**terms, **body, "total": loss}, norm)
+    agent.scheduler.step()  # also after a skipped step: the schedule follows the iteration
     return {
         "loss": loss.detach(),
         "recons": rec.detach(),
@@ -278,6 +295,30 @@ def _step(
         "usage": q.usage.detach().reshape(-1),
         **{k: v.detach() for k, v in body.items()},
     }
+
+
+def _term_weights(cfg: Any) -> dict[str, float]:
+    """Each loss term's weight in the total (the recons term's is 1), for the non-finite stop message."""
+    return {
+        "vel": cfg.loss_vel,
+        "commit": cfg.commit,
+        "accel": cfg.loss_accel,
+        "body_accel_mm": cfg.loss_body_accel,
+        "body_pos_mm": cfg.loss_body_pos,
+    }
+
+
+def _describe_batch(sampler: Any, picks: torch.Tensor) -> tuple[bool, str]:
+    """A batch for a stop message: whether its (normalized) inputs are suspect, and its clips."""
+    x = sampler.gather(picks)
+    if not bool(torch.isfinite(x).all()):
+        suspect, held = True, "its inputs hold NaN/inf"
+    else:
+        peak = float(x.abs().max())
+        suspect, held = peak > SUSPECT_INPUT, f"its largest normalized input is {peak:.3g}"
+    clips = sorted(set(sampler.clip_names(picks)))
+    shown = ", ".join(clips[:10]) + (f" and {len(clips) - 10} more" if len(clips) > 10 else "")
+    return suspect, held + (f"; windows from clips {shown}" if clips else "")
 
 
 def _host_stats(stats: dict[str, torch.Tensor]) -> dict[str, Any]:

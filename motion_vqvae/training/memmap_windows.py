@@ -57,6 +57,7 @@ class MemmapWindowSampler(WindowDraws):
         counts = np.array([c.length - window + 1 for c in usable], dtype=np.int64)
         self.cum_windows = np.cumsum(counts)  # (clips,): windows in this clip and every one before it
         self.first_window = self.cum_windows - counts
+        self.names = [c.name for c in usable]
 
     @classmethod
     def from_cache(
@@ -76,6 +77,10 @@ class MemmapWindowSampler(WindowDraws):
         k = picks.cpu().numpy().astype(np.int64)
         clip = np.searchsorted(self.cum_windows, k, side="right")
         return self.clip_shard[clip], self.clip_offset[clip] + (k - self.first_window[clip])
+
+    def clip_names(self, picks: torch.Tensor) -> list[str]:
+        clip = np.searchsorted(self.cum_windows, picks.cpu().numpy().astype(np.int64), side="right")
+        return [self.names[c] for c in clip]
 
     def gather(self, picks: torch.Tensor) -> torch.Tensor:
         """The windows ``(B, W, F)`` float32 on the device, read from the shards."""

@@ -51,7 +51,8 @@ def build_optimizer(
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+    # fused: one kernel per step, and it can skip a non-finite step on the device (training.nonfinite)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg))
     return optimizer, scheduler
 

@@ -32,6 +32,10 @@ class WindowDraws:
         """The windows ``(B, W, F)`` float32, on the sampler's device, at indices returned by :meth:`draw`."""
         raise NotImplementedError
 
+    def clip_names(self, picks: torch.Tensor) -> list[str]:
+        """The clip of each picked window, for error messages (empty when the sampler was given no names)."""
+        return []
+
     def sample(self, batch_size: int) -> torch.Tensor:
         """A batch ``(B, W, F)`` of windows."""
         return self.gather(self.draw(batch_size))
@@ -58,11 +62,22 @@ class WindowSampler(WindowDraws):
     (see ``memmap_windows.MemmapWindowSampler`` for those that do not).
     """
 
-    def __init__(self, clips: Sequence[np.ndarray], window: int, seed: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        clips: Sequence[np.ndarray],
+        window: int,
+        seed: int,
+        device: torch.device,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """``names`` (one per clip) let :meth:`clip_names` say which clips a batch came from."""
         super().__init__(seed)
-        usable = [c for c in clips if len(c) >= window]
+        kept = [i for i, c in enumerate(clips) if len(c) >= window]
+        usable = [clips[i] for i in kept]
         if not usable:
             raise too_short([len(c) for c in clips], window)
+        self._names = [names[i] for i in kept] if names is not None else []
+        self._clip_first_window = np.cumsum([0] + [len(c) - window + 1 for c in usable[:-1]])
         self.window = window
         self.data = torch.as_tensor(np.concatenate(usable), dtype=torch.float32, device=device)  # (N, F)
         offsets = np.cumsum([0] + [len(c) for c in usable[:-1]])
@@ -80,3 +95,9 @@ class WindowSampler(WindowDraws):
         """The windows ``(B, W, F)`` at indices returned by :meth:`draw`."""
         first = self.starts[picks.to(self.starts.device)]  # (B,)
         return self.data[first[:, None] + self._steps]  # (B, W, F)
+
+    def clip_names(self, picks: torch.Tensor) -> list[str]:
+        if not self._names:
+            return []
+        clip = np.searchsorted(self._clip_first_window, picks.cpu().numpy(), side="right") - 1
+        return [self._names[c] for c in clip]
