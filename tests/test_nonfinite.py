@@ -21,6 +21,7 @@ from _tiny_tokenizer import TINY, tiny_sets, train_vqvae
 
 from motion_vqvae.agent import MVQVAEAgent, _resolve_device
 from motion_vqvae.config_loader import AgentConfig, typed_from_dict
+from motion_vqvae.errors import DeviceUnavailable
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.training.checkpoint import check_model_shapes, save_checkpoint, state_digest
@@ -170,7 +171,7 @@ def test_fsq_levels_are_bounded_like_nb_code() -> None:
 
 def test_an_absent_cuda_device_is_one_error_naming_it() -> None:
     missing = f"cuda:{torch.cuda.device_count() + 8}"
-    with pytest.raises(ValueError, match=rf"device '{missing}'.* is not on this machine"):
+    with pytest.raises(DeviceUnavailable, match=rf"device '{missing}'.* does not exist"):
         _resolve_device(missing)
 
 

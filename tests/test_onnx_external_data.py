@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sim2real.manifest import MANIFEST, REQUIRED_KEYS, file_entry, load_manifest
+from sim2real.manifest import FORMAT_VERSION, MANIFEST, REQUIRED_KEYS, file_entry, load_manifest
 from sim2real.onnx_data import ExternalDataError, check_no_external_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,9 @@ def test_truncated_onnx_is_refused_not_crashed(tmp_path: Path) -> None:
 def test_an_export_whose_decoder_uses_a_side_file_is_refused_on_load(tmp_path: Path) -> None:
     decoder = _model(True, tmp_path / "decoder.onnx")
     manifest = {key: None for key in REQUIRED_KEYS}
-    manifest.update(format_version=2, streaming=False, files={"decoder.onnx": file_entry(decoder)})
+    manifest.update(
+        format_version=FORMAT_VERSION, streaming=False, files={"decoder.onnx": file_entry(decoder)}
+    )
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ExternalDataError, match="decoder.onnx"):
         load_manifest(tmp_path)
