@@ -72,7 +72,7 @@ class LoopLog:
     measured: np.ndarray  # (T, dof) q read at the tick, rad
     held: list[bool] = field(default_factory=list)  # per token slot: True when no token was played
     compute_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T,) loop time per tick, s
-    stop_reason: str = "completed"  # "completed", or the fault that ended the run (sim2real.watchdog)
+    stop_reason: str = "completed"  # "completed", or the first fault, the run's cause (sim2real.watchdog)
     trips: list[Trip] = field(default_factory=list)  # every watchdog event, in order
     overruns: int = 0  # ticks whose work took longer than the period
     max_consecutive_overruns: int = 0
@@ -190,7 +190,7 @@ class ControlLoop:
                 frames, fault = self._next_frames(feed, halting is not None, k, t)
                 if fault is not None:
                     halting = self._halt(fault, trips)
-                held.append(fault is not None or halting is not None or frames is None)
+                held.append(frames is None)
                 if frames is None:
                     frames = self.decoder.hold()
                 if halting is not None and rest_frame is None:
@@ -199,7 +199,8 @@ class ControlLoop:
                         rest_frame = base + len(path) + len(frames) - 2
                 path.extend(frames)
             alpha = position - i
-            commanded[k] = last = (1.0 - alpha) * path[i - base] + alpha * path[i + 1 - base]
+            # p_i + alpha (p_i+1 - p_i): exactly p_i where the target stands still (the held end).
+            commanded[k] = last = path[i - base] + alpha * (path[i + 1 - base] - path[i - base])
             if not self._send(k, t, last, trips):
                 damping = self._damp(trips[-1], last, trips)
                 break
@@ -208,12 +209,12 @@ class ControlLoop:
             if trip is not None and halting is None:
                 halting = self._halt(trip, trips)
             k += 1
-            if halting is not None and rest_frame is not None and i >= rest_frame:
-                break
+            if halting is not None and rest_frame is not None and i > rest_frame:
+                break  # the held target has stood still for a whole frame: done
             try:
                 self.robot.wait(period)
             except Exception as exc:  # noqa: BLE001 - mid-motion: damp, never raise
-                trips.append(Trip(k, t, "robot_error", f"wait() raised {exc!r}"))
+                trips.append(Trip(k - 1, t, "robot_error", f"wait() raised {exc!r}"))
                 damping = self._damp(trips[-1], last, trips)
                 break
         return self._log(times[:k], commanded[:k], measured[:k], held, compute[:k], trips, dog, damping)
@@ -265,8 +266,18 @@ class ControlLoop:
             return False
         return True
 
-    def _log(self, times, commanded, measured, held, compute, trips, dog, damping) -> LoopLog:  # noqa: ANN001
-        reason = trips[0].kind if trips else "completed"
+    def _log(
+        self,
+        times: np.ndarray,
+        commanded: np.ndarray,
+        measured: np.ndarray,
+        held: list[bool],
+        compute: np.ndarray,
+        trips: list[Trip],
+        dog: Watchdog,
+        damping: bool,
+    ) -> LoopLog:
+        reason = trips[0].kind if trips else "completed"  # the first fault is the cause; later ones follow
         result = LoopLog(
             times,
             commanded,
