@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,8 +107,8 @@ def manifest_gains(decoder: TokenDecoder) -> tuple[np.ndarray, np.ndarray]:
 class ControlLoop:
     """``run(feed, seconds)``: stream tokens from ``feed`` into PD commands at ``rate_hz``, under a watchdog.
 
-    ``watchdog`` sets the trip thresholds; ``clock`` (seconds, monotonic) times each tick's work for the
-    overrun count. :meth:`stop` may be called from the feed, a signal handler or another thread.
+    ``watchdog`` sets the trip thresholds. :meth:`stop` may be called from the feed, a signal handler or
+    another thread.
     """
 
     def __init__(
@@ -118,7 +117,6 @@ class ControlLoop:
         robot: Robot,
         rate_hz: float = 500.0,
         watchdog: WatchdogConfig | None = None,
-        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not rate_hz >= decoder.fps:
             raise ValueError(f"rate_hz ({rate_hz}) must be at least the motion fps ({decoder.fps})")
@@ -127,13 +125,12 @@ class ControlLoop:
         self.watchdog = watchdog or WatchdogConfig()
         kd = self.kd if self.watchdog.damping_kd is None else np.full_like(self.kd, self.watchdog.damping_kd)
         if np.any(~(kd > 0)):
-            zero = np.flatnonzero(~(kd > 0)).tolist()
+            zero = [decoder.real_joint_names[j] for j in np.flatnonzero(~(kd > 0))]
             raise ValueError(
                 f"{decoder.export_dir}/manifest.json: kd is 0 at joints {zero}; the damping fallback needs "
                 "kd > 0: pass ControlLoop(..., watchdog=WatchdogConfig(damping_kd=...))"
             )
         self.damping_kd = kd
-        self.clock = clock
         self._stop_requested = False
 
     def stop(self) -> None:
@@ -169,7 +166,7 @@ class ControlLoop:
         k = 0
         while k < ticks:
             t = times[k]
-            start = self.clock()
+            start = time.perf_counter()
             reading = self._read(k, t) if k else first
             trip = (
                 reading if isinstance(reading, Trip) else (dog.check_read(k, t, reading, last) if k else None)
@@ -204,7 +201,7 @@ class ControlLoop:
             if not self._send(k, t, last, trips):
                 damping = self._damp(trips[-1], last, trips)
                 break
-            compute[k] = self.clock() - start
+            compute[k] = time.perf_counter() - start
             trip = dog.check_timing(k, t, compute[k])
             if trip is not None and halting is None:
                 halting = self._halt(trip, trips)
@@ -225,7 +222,9 @@ class ControlLoop:
         except Exception as exc:  # noqa: BLE001 - the robot interface failing is a fault, not a crash
             return Trip(k, t, "robot_error", f"read() raised {exc!r}")
 
-    def _next_frames(self, feed: TokenFeed, halting: bool, k: int, t: float) -> tuple[Any, Trip | None]:
+    def _next_frames(
+        self, feed: TokenFeed, halting: bool, k: int, t: float
+    ) -> tuple[np.ndarray | None, Trip | None]:
         """The next token's frames; ``None`` frames mean hold (no token, or a fault returned beside)."""
         if halting:
             return None, None
