@@ -265,7 +265,7 @@ class SafetyFilter:
         max_step, max_change = self._step.max_step, self._step.max_change
         path = np.concatenate([p[..., None, :], frames], axis=-2)  # (..., N+1, dof)
         step = np.diff(path, axis=-2)  # (..., N, dof)
-        if not np.isfinite(step.sum()) or np.any(np.abs(step) > max_step):
+        if not np.isfinite(step).all() or np.any(np.abs(step) > max_step):
             return False
         if np.any(np.abs(np.diff(step, axis=-2, prepend=d[..., None, :])) > max_change):
             return False
