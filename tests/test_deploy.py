@@ -113,6 +113,22 @@ def test_a_bad_token_mid_motion_holds_brakes_and_reports(export_dir: Path, bad) 
     assert "stopped: bad_token" in log.report()
 
 
+def test_a_failing_feed_holds_and_brakes(export_dir: Path) -> None:
+    decoder, robot, tokens = _loop_and_robot(export_dir)
+    feed = ScheduledFeed(tokens)
+
+    class FailingFeed:
+        def poll(self):
+            if feed._slot == 5:
+                raise ConnectionResetError("policy process died")
+            return feed.poll()
+
+    log = ControlLoop(decoder, robot, 500.0).run(FailingFeed(), seconds=2.0)
+    assert log.stop_reason == "feed_error" and "policy process died" in log.trips[0].detail
+    assert not log.damping and len(log.time) < 1000
+    _assert_braked_to_rest(log, decoder)
+
+
 def test_stop_brakes_to_rest_and_ends_cleanly(export_dir: Path) -> None:
     decoder, robot, tokens = _loop_and_robot(export_dir)
     feed = ScheduledFeed(tokens)
@@ -183,7 +199,15 @@ class _FaultyRobot(MujocoRobot):
             q[2] = np.nan
         if self.fault == "slow" and late:
             time.sleep(0.003)
+        if self.fault == "kick" and late:  # a joint whipped round: 3x its velocity limit
+            dq = dq.copy()
+            dq[5] = 3.0 * self.velocity_limit[5]
         return q, dq
+
+    def send(self, q_target, kp, kd) -> None:
+        if self.fault == "send" and self.reads > self.after:
+            raise ConnectionError("bus down")
+        super().send(q_target, kp, kd)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +217,8 @@ class _FaultyRobot(MujocoRobot):
         ("stamp", "stale_read", True),
         ("nan", "bad_read", True),
         ("slow", "overrun", False),
+        ("kick", "overspeed", True),
+        ("send", "robot_error", False),
     ],
 )
 def test_bad_reads_and_overruns_end_the_run_with_a_report(
@@ -200,12 +226,15 @@ def test_bad_reads_and_overruns_end_the_run_with_a_report(
 ) -> None:
     decoder = TokenDecoder(export_dir)
     robot = _FaultyRobot(JointMap.from_dict(decoder.manifest["joint_map"]), fault, after=300)
+    robot.velocity_limit = decoder.limits.velocity
     log = ControlLoop(decoder, robot, 500.0).run(ScheduledFeed(clip_tokens(decoder, SAMPLE)), seconds=2.0)
     assert log.stop_reason == reason and log.damping == damping, log.report()
     assert 300 <= log.trips[0].tick <= 300 + 12 and len(log.time) < 1000
     if reason == "overrun":
         assert log.max_consecutive_overruns >= 10 and log.overruns >= 10
         _assert_braked_to_rest(log, decoder)
+    elif reason == "robot_error":  # the damping command could not be sent either: both are reported
+        assert [t.kind for t in log.trips] == ["robot_error", "robot_error"] and "bus down" in log.report()
     else:
         np.testing.assert_array_equal(robot.env.kp, 0.0)
 
