@@ -136,19 +136,18 @@ class LimitStep:
         signed_step = self.sign * step[..., None, :]
         return signed_p + signed_step, signed_step, step, wanted
 
-    def attribute(self, wanted: Any, step: Any, previous: Any, bad: Any) -> dict[str, Any] | None:
-        """Boolean ``(..., dof)`` masks of the joints each limit changed this frame (one joint may count
-        under two), or ``None`` when the frame passed unchanged. ``previous`` is the last step taken.
+    def attribute(self, wanted: Any, step: Any, previous: Any, bad: Any) -> dict[str, Any]:
+        """Boolean ``(..., dof)`` masks of the joints each limit changed this frame; a changed joint counts
+        under at least one, possibly two. ``previous`` is the last step taken.
 
         Exact comparisons: a step is either the wanted one or one of the bounds, never a rounded mix.
-        A non-finite frame (``bad``) counts as ``nonfinite`` only, not under the limits.
+        A non-finite frame (``bad``) counts as ``nonfinite`` only, not under the limits. No branch on the
+        data, so a GPU twin never waits for the device.
         """
         xp, vm, a = self.xp, self.max_step, self.max_change
         changed = step != wanted
         if bad is not None:
             changed = changed & ~bad[..., None]
-        if not bool(changed.any()):
-            return None
         clipped = xp.minimum(xp.maximum(wanted, -vm), vm)
         velocity = changed & (xp.abs(wanted) > vm)
         acceleration = changed & (xp.abs(clipped - previous) > a)
@@ -240,11 +239,10 @@ class SafetyFilter:
             self._signed_p, self._signed_d, step, wanted = self._step(
                 self._signed_p, self._signed_d, frames[..., t, :], frame_bad
             )
-            changed = self._step.attribute(wanted, step, previous, frame_bad)
-            if changed is not None:
-                limiting = True
-                for key, mask in changed.items():
-                    counts[key] += int(np.count_nonzero(mask))
+            for key, mask in self._step.attribute(wanted, step, previous, frame_bad).items():
+                changed = int(np.count_nonzero(mask))
+                counts[key] += changed
+                limiting = limiting or changed > 0
             out[..., t, :] = self._signed_p[..., 0, :]
         self._limiting = limiting
         return out

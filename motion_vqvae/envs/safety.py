@@ -50,11 +50,6 @@ class TorchSafetyFilter:
             key: torch.zeros(num_rows, dtype=torch.long, device=device) for key in INTERVENTIONS
         }
 
-    @property
-    def position(self) -> torch.Tensor:
-        """The last emitted frame per row ``(N, dof)`` (a copy)."""
-        return self._signed_p[:, 0].clone()
-
     def reset(self, rows: torch.Tensor, current: torch.Tensor | None) -> None:
         """Rows start over standing still at ``current[len(rows), dof]``; ``None``: pose unknown.
 
@@ -86,10 +81,8 @@ class TorchSafetyFilter:
             self._signed_p, self._signed_d, step, wanted = self._step(
                 self._signed_p, self._signed_d, frames[:, t], bad[:, t]
             )
-            changed = self._step.attribute(wanted, step, previous, bad[:, t])
-            if changed is not None:
-                for key, mask in changed.items():
-                    self.interventions[key] += mask.sum(dim=-1)
+            for key, mask in self._step.attribute(wanted, step, previous, bad[:, t]).items():
+                self.interventions[key] += mask.sum(dim=-1)
             out[:, t] = self._signed_p[:, 0]
         return out
 
