@@ -261,9 +261,11 @@ class SafetyFilter:
     def _accept(self, frames: np.ndarray, p: np.ndarray, d: np.ndarray) -> bool:
         """Take ``frames`` unchanged when every frame already meets every bound (one vectorised check)."""
         max_step, max_change = self._step.max_step, self._step.max_change
+        if not np.isfinite(frames).all():
+            return False
         path = np.concatenate([p[..., None, :], frames], axis=-2)  # (..., N+1, dof)
         step = np.diff(path, axis=-2)  # (..., N, dof)
-        if not np.isfinite(step).all() or np.any(np.abs(step) > max_step):
+        if np.any(np.abs(step) > max_step):
             return False
         if np.any(np.abs(np.diff(step, axis=-2, prepend=d[..., None, :])) > max_change):
             return False
