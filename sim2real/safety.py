@@ -92,27 +92,86 @@ class SafetyLimits:
             raise ValueError(f"{source}: invalid safety limits ({exc}); re-export") from exc
 
 
+class LimitStep:
+    """The contract's one frame, written once for every array library: the *definition* of the filter.
+
+    :class:`SafetyFilter` (numpy, float64, on the robot) and ``motion_vqvae.envs.safety.TorchSafetyFilter``
+    (torch, batched over simulated robots) both advance their state with this object, so they cannot drift
+    apart: same bounds, same braking on a non-finite frame, same counting. ``xp`` is the array module
+    (``numpy`` or ``torch``: only ``minimum``, ``maximum``, ``sqrt``, ``abs``, ``where`` and ``.clip`` are
+    used, which both spell alike) and ``convert`` turns a float64 numpy array into that library's array
+    (dtype, device). The state is stacked ``[p, -p]`` / ``[d, -d]`` on an axis of 2 (``(..., 2, dof)``): the
+    up and down directions are limited in one pass.
+    """
+
+    def __init__(self, limits: SafetyLimits, xp: Any = np, convert: Any = np.asarray) -> None:
+        dt = 1.0 / float(limits.fps)
+        change = limits.acceleration * dt * dt
+        self.xp = xp
+        self.max_step = convert(limits.velocity * dt)  # (dof,) rad per frame
+        self.max_change = convert(change)  # (dof,) rad per frame, per frame
+        self.two_over_change = convert(2.0 / change)
+        self.sign = convert(np.array([[1.0], [-1.0]]))  # (2, 1): up, down
+        self.bound = convert(np.stack([limits.upper, -limits.lower]))  # (2, dof): room = bound - signed p
+
+    def __call__(self, signed_p: Any, signed_d: Any, target: Any, bad: Any) -> tuple[Any, Any, Any, Any]:
+        """Advance one frame towards ``target`` (``(..., dof)``; ``None``: come to rest).
+
+        ``bad`` (``(...,)`` bool, or ``None``) marks frames with any non-finite value: the whole frame is
+        distrusted and the joints brake, as on a hold. Returns ``(signed_p, signed_d, step, wanted)``: the
+        new state, the displacement taken and the one asked for (``(..., dof)``, rad).
+        """
+        xp, a = self.xp, self.max_change
+        if target is None:
+            wanted = xp.zeros_like(signed_p[..., 0, :])
+        else:
+            wanted = target - signed_p[..., 0, :]
+            if bad is not None:
+                wanted = xp.where(bad[..., None], 0.0, wanted)
+        room = (self.bound - signed_p).clip(min=0.0)
+        # The largest x >= 0 with x + x**2 / (2a) <= room (the braking bound of the module docstring).
+        reach = a * (xp.sqrt(1.0 + room * self.two_over_change) - 1.0)
+        allowed = xp.minimum(xp.minimum(signed_d + a, self.max_step), reach)
+        step = xp.minimum(xp.maximum(wanted, -allowed[..., 1, :]), allowed[..., 0, :])
+        signed_step = self.sign * step[..., None, :]
+        return signed_p + signed_step, signed_step, step, wanted
+
+    def attribute(self, wanted: Any, step: Any, previous: Any, bad: Any) -> dict[str, Any]:
+        """Boolean ``(..., dof)`` masks of the joints each limit changed this frame; a changed joint counts
+        under at least one, possibly two. ``previous`` is the last step taken.
+
+        Exact comparisons: a step is either the wanted one or one of the bounds, never a rounded mix.
+        A non-finite frame (``bad``) counts as ``nonfinite`` only, not under the limits. No branch on the
+        data, so a GPU twin never waits for the device.
+        """
+        xp, vm, a = self.xp, self.max_step, self.max_change
+        changed = step != wanted
+        if bad is not None:
+            changed = changed & ~bad[..., None]
+        clipped = xp.minimum(xp.maximum(wanted, -vm), vm)
+        velocity = changed & (xp.abs(wanted) > vm)
+        acceleration = changed & (xp.abs(clipped - previous) > a)
+        clipped = xp.minimum(xp.maximum(clipped, previous - a), previous + a)
+        return {"velocity": velocity, "acceleration": acceleration, "position": changed & (step != clipped)}
+
+
 class SafetyFilter:
     """Stateful limiter of joint targets ``[..., N, dof]`` (see the module docstring for the guarantees).
 
     ``reset(current)`` sets where the robot stands, at rest; ``__call__(frames)`` limits frames one after
     another from there and returns a new float64 array; ``hold(n)`` emits ``n`` frames that brake to a stop.
-    ``interventions`` counts joint-frames changed by each limit, non-finite frames and held frames.
+    ``interventions`` counts joint-frames changed by each limit, non-finite frames (a frame with any
+    non-finite value is replaced, whole, by braking) and held frames, each per robot (a batch counts every
+    row). Each frame is one step of :class:`LimitStep`, the definition the torch twin shares.
 
     Speed (a step must stay well under a millisecond): frames that already meet every bound (the usual
-    case for decoded motion) are accepted by one vectorised check over all frames; otherwise frames are
-    limited one by one on a stacked ``(2, dof)`` state (``[p, -p]``: the up and down directions at once),
-    and the interventions are attributed afterwards in one vectorised pass.
+    case for decoded motion) are accepted by one vectorised check over all frames (the same result as
+    :class:`LimitStep`, which would pass them unchanged); otherwise frames are limited one by one.
     """
 
     def __init__(self, limits: SafetyLimits) -> None:
         self.limits = limits
-        dt = 1.0 / float(limits.fps)
-        self._max_step = limits.velocity * dt  # (dof,) rad per frame
-        self._max_change = limits.acceleration * dt * dt  # (dof,) rad per frame, per frame
-        self._two_over_change = 2.0 / self._max_change
-        self._sign = np.array([[1.0], [-1.0]])  # (2, 1): up, down
-        self._bound = np.stack([limits.upper, -limits.lower])  # (2, dof): room = bound - signed position
+        self._step = LimitStep(limits)
         self._signed_p: np.ndarray | None = None  # (..., 2, dof) [p, -p], p the last emitted target
         self._signed_d: np.ndarray | None = None  # (..., 2, dof) [d, -d], d the last emitted step
         self._limiting = False  # whether the last call changed anything
@@ -142,7 +201,7 @@ class SafetyFilter:
                 "reset: joints %s start outside the position limits; they will only move back inward",
                 np.flatnonzero(np.any(outside.reshape(-1, self.limits.dof), axis=0)).tolist(),
             )
-        self._signed_p = self._sign * pose[..., None, :]
+        self._signed_p = self._step.sign * pose[..., None, :]
         self._signed_d = np.zeros_like(self._signed_p)
         self._limiting = False
 
@@ -173,80 +232,51 @@ class SafetyFilter:
                 self.interventions["nonfinite"],
             )
         out = np.empty(np.broadcast_shapes(frames.shape, (*start_p.shape[:-1], 1, 1)))
+        counts, limiting = self.interventions, False
         for t in range(frames.shape[-2]):
-            self._frame(frames[..., t, :], bad[..., t] if any_bad else None)
+            previous = self._signed_d[..., 0, :]
+            frame_bad = bad[..., t] if any_bad else None
+            self._signed_p, self._signed_d, step, wanted = self._step(
+                self._signed_p, self._signed_d, frames[..., t, :], frame_bad
+            )
+            for key, mask in self._step.attribute(wanted, step, previous, frame_bad).items():
+                changed = int(np.count_nonzero(mask))
+                counts[key] += changed
+                limiting = limiting or changed > 0
             out[..., t, :] = self._signed_p[..., 0, :]
-        self._limiting = self._count(
-            np.where(bad[..., None], out, frames) if any_bad else frames, out, start_p, start_d
-        )
+        self._limiting = limiting
         return out
 
     def hold(self, count: int) -> np.ndarray:
         """``count`` frames that stop the joints (braking at the acceleration limit) and keep them still."""
         if self._signed_p is None:
             raise RuntimeError("hold: no pose known yet; call reset(current=q) first")
-        self.interventions["hold"] += count
+        self.interventions["hold"] += count * int(np.prod(self._signed_p.shape[:-2]))
         out = np.empty((*self._signed_p.shape[:-2], count, self.limits.dof))
         for t in range(count):
-            self._frame(None, None)
+            self._signed_p, self._signed_d, _, _ = self._step(self._signed_p, self._signed_d, None, None)
             out[..., t, :] = self._signed_p[..., 0, :]
         return out
 
     def _accept(self, frames: np.ndarray, p: np.ndarray, d: np.ndarray) -> bool:
         """Take ``frames`` unchanged when every frame already meets every bound (one vectorised check)."""
+        max_step, max_change = self._step.max_step, self._step.max_change
+        if not np.isfinite(frames).all():
+            return False
         path = np.concatenate([p[..., None, :], frames], axis=-2)  # (..., N+1, dof)
         step = np.diff(path, axis=-2)  # (..., N, dof)
-        if not np.isfinite(step.sum()) or np.any(np.abs(step) > self._max_step):
+        if np.any(np.abs(step) > max_step):
             return False
-        if np.any(np.abs(np.diff(step, axis=-2, prepend=d[..., None, :])) > self._max_change):
+        if np.any(np.abs(np.diff(step, axis=-2, prepend=d[..., None, :])) > max_change):
             return False
         before = path[..., :-1, :]
-        braking = step * np.abs(step) / self._two_over_change  # signed x**2 / (2a)
+        braking = step * np.abs(step) / self._step.two_over_change  # signed x**2 / (2a)
         if np.any(step + np.maximum(braking, 0.0) > np.maximum(self.limits.upper - before, 0.0)):
             return False
         if np.any(np.maximum(-braking, 0.0) - step > np.maximum(before - self.limits.lower, 0.0)):
             return False
-        self._signed_p = self._sign * frames[..., -1:, :]
-        self._signed_d = self._sign * step[..., -1:, :]
-        return True
-
-    def _frame(self, target: np.ndarray | None, bad: np.ndarray | None) -> None:
-        """Advance the state by one limited frame towards ``target`` (``None``: come to rest)."""
-        sp, a = self._signed_p, self._max_change
-        if target is None:
-            wanted = 0.0
-        else:
-            wanted = target - sp[..., 0, :]
-            if bad is not None:
-                wanted = np.where(bad[..., None], 0.0, wanted)
-        # Largest allowed displacement up (row 0) and down (row 1): velocity, acceleration, braking room.
-        room = np.maximum(self._bound - sp, 0.0)
-        # The largest x >= 0 with x + x**2 / (2a) <= room (the braking bound of the module docstring).
-        reach = a * (np.sqrt(1.0 + room * self._two_over_change) - 1.0)
-        allowed = np.minimum(np.minimum(self._signed_d + a, self._max_step), reach)
-        step = np.minimum(np.maximum(wanted, -allowed[..., 1, :]), allowed[..., 0, :])
-        self._signed_d = self._sign * step[..., None, :]
-        self._signed_p = sp + self._signed_d
-
-    def _count(self, wanted: np.ndarray, out: np.ndarray, p: np.ndarray, d: np.ndarray) -> bool:
-        """Count each changed joint-frame under every limit that bound it (one frame may count under two);
-        returns whether anything changed."""
-        path = np.concatenate([np.broadcast_to(p[..., None, :], out[..., :1, :].shape), out], axis=-2)
-        emitted = np.diff(path, axis=-2)  # (..., N, dof) steps taken
-        desired = wanted - path[..., :-1, :]  # steps asked for
-        tol = 1e-12  # emitted steps are differences of positions: ignore rounding
-        changed = np.abs(emitted - desired) > tol
-        if not changed.any():
-            return False
-        prev = np.concatenate(
-            [np.broadcast_to(d[..., None, :], out[..., :1, :].shape), emitted[..., :-1, :]], axis=-2
-        )
-        counts, vm, a = self.interventions, self._max_step, self._max_change
-        counts["velocity"] += int(np.count_nonzero(changed & (np.abs(desired) > vm)))
-        clipped = np.minimum(np.maximum(desired, -vm), vm)
-        counts["acceleration"] += int(np.count_nonzero(changed & (np.abs(clipped - prev) > a)))
-        clipped = np.minimum(np.maximum(clipped, prev - a), prev + a)
-        counts["position"] += int(np.count_nonzero(changed & (np.abs(emitted - clipped) > tol)))
+        self._signed_p = self._step.sign * frames[..., -1:, :]
+        self._signed_d = self._step.sign * step[..., -1:, :]
         return True
 
 

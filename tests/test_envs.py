@@ -74,6 +74,51 @@ def _steps_until_fall(env: gym.Env, action: np.ndarray, steps: int = 150) -> int
     return steps
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_envs_refuse_nonfinite_actions_naming_the_entry(env_id: str, value: float) -> None:
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    action = env.action_space.sample()
+    action[8] = value
+    entry = {
+        "motion_vqvae/G1Kinematic-v0": "left_hip_pitch_joint dof_pos",
+        "motion_vqvae/G1PD-v0": "right_hip_yaw",
+    }
+    with pytest.raises(ValueError, match=rf"action must be finite; got action\[8\] \({entry[env_id]}"):
+        env.step(action)
+
+
+def test_a_fallen_or_diverged_pd_episode_stays_terminated(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory on a warning
+    limp = gym.make("motion_vqvae/G1PD-v0", kp=np.full(29, 1.0), kd=np.full(29, 0.1)).unwrapped
+    limp.reset(seed=0)
+    stand = limp.stand_pose.astype(np.float32)
+    assert _steps_until_fall(limp, stand) < 30
+    for _ in range(3):  # no resurrection: still terminated, no reward, until reset()
+        _, reward, terminated, _, info = limp.step(stand)
+        assert terminated and reward == 0.0 and info["height"] < limp.min_height
+    env = gym.make("motion_vqvae/G1PD-v0").unwrapped
+    env.reset(seed=0)
+    env.body.data.qvel[:] = 1e12  # MuJoCo finds the state unstable and resets it to the initial pose
+    _, reward, terminated, _, info = env.step(stand)
+    assert info["diverged"] and terminated and reward == 0.0
+    assert info["height"] > env.min_height  # the reset pose looks healthy: only the warning tells
+    assert env.step(stand)[2]
+    env.reset(seed=0)
+    assert not env.step(stand)[2]
+
+
+def test_root_support_holds_the_pelvis_still_at_200_hz() -> None:
+    env = gym.make("motion_vqvae/G1PD-v0", physics_hz=200.0, root_support=3000.0).unwrapped
+    env.reset(seed=0)
+    body, spin = env.body, []
+    for _ in range(60):  # 2 s holding the stand pose
+        env.step(env.stand_pose.astype(np.float32))
+        spin.append(np.abs(body.data.qvel[body.root_qvel + 3 : body.root_qvel + 6]).max())
+    assert max(spin) < 1.0 and spin[-1] < 0.1, (max(spin), spin[-1])  # was ~27-50 rad/s (issue 22)
+
+
 def test_kinematic_env_integrates_root_velocity_and_rewards_tracking() -> None:
     env = gym.make("motion_vqvae/G1Kinematic-v0").unwrapped
     obs, _ = env.reset(seed=1)

@@ -159,6 +159,13 @@ def test_latent_actions_snap_to_the_nearest_code(checkpoint: Path) -> None:
     env.reset(seed=0)
     info = env.step((book[7] + 1e-4).astype(np.float32))[4]
     assert info["token"] == 7
+    for value in (np.nan, np.inf, 1e30, float(env.action_space.high[2]) + 1e-3):
+        latent = book[7].astype(np.float32).copy()
+        latent[2] = value
+        with pytest.raises(ValueError, match=r"latent action\[2\] = .* not finite or outside"):
+            env.step(latent)
+    edge = np.clip(book[7] * 100, env.action_space.low, env.action_space.high).astype(np.float32)
+    assert 0 <= env.step(edge)[4]["token"] < NB_CODE  # the Box's corners are valid latents
     with pytest.raises(ValueError, match="must be one of"):
         TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0"), checkpoint, action_mode="joints")
     with pytest.raises(ValueError, match=r"token must lie in \[0, 31\] for each of the 1 streams"):

@@ -97,8 +97,9 @@ class BatchedTokenDecoder:
         return cls(agent.model, agent.layout, num_envs, limits, device, levels)
 
     @property
-    def interventions(self) -> torch.Tensor:
-        """Frames per environment the safety filter changed, since construction (``[num_envs]`` int64)."""
+    def interventions(self) -> dict[str, torch.Tensor]:
+        """What the safety filter changed per environment since construction: ``[num_envs]`` int64 counts
+        by kind, as the robot runtime's ``TokenDecoder.interventions`` counts for one robot."""
         return self.filter.interventions
 
     def _rows(self, env_ids: torch.Tensor | np.ndarray | list[int] | None) -> torch.Tensor:

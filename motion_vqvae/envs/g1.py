@@ -102,6 +102,21 @@ class G1Body:
         return 1.0 - lowest
 
 
+def check_finite_action(env: str, action: np.ndarray, names: list[str]) -> None:
+    """ValueError naming the first non-finite entries of ``action`` (``names[i]`` says what entry i is).
+
+    ``np.clip`` keeps NaN, and MuJoCo answers a NaN control by resetting the simulation to its initial
+    pose: a non-finite action must never reach it.
+    """
+    bad = np.flatnonzero(~np.isfinite(action))
+    if bad.size:
+        entries = ", ".join(f"action[{i}] ({names[i]}) = {action[i]}" for i in bad[:4])
+        raise ValueError(
+            f"{env}: the action must be finite; got {entries}{' ...' if bad.size > 4 else ''} "
+            f"({bad.size} non-finite of {action.size})"
+        )
+
+
 def heading_frame_state(quat_xyzw: np.ndarray, lin_vel_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Tilt (exp-map, heading removed) and linear velocity in the heading frame, as in the features."""
     inv_heading = quat_conjugate(quat_from_yaw(quat_yaw(quat_xyzw)))

@@ -21,7 +21,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from motion_vqvae.envs.g1 import G1Body, proprio_observation, proprio_size
+from motion_vqvae.envs.g1 import G1Body, check_finite_action, proprio_observation, proprio_size
 from motion_vqvae.envs.render import G1Renderer, RendersG1
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
@@ -87,6 +87,15 @@ class G1KinematicEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
                 high[sl] = _FRAME_BOUNDS[group]
                 low[sl] = 0.0 if group == "root_height" else -_FRAME_BOUNDS[group]
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self._action_names = [""] * self.layout.dim  # what each entry is, for errors
+        for group, sl in self.layout.slices.items():
+            per_joint = group in ("dof_pos", "dof_vel")
+            size = len(range(self.layout.dim)[sl])
+            self._action_names[sl] = (
+                [f"{name} {group}" for name in self.body.joint_names]
+                if per_joint
+                else [f"{group}[{k}]" for k in range(size)]
+            )
         obs_dim = proprio_size(self.body.num_dof) + 3
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), dtype=np.float32)
         self._stand = self.body.stand_pose()
@@ -121,6 +130,7 @@ class G1KinematicEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
                 f"G1Kinematic: action must be one motion frame of shape {self.action_space.shape} "
                 f"(FeatureLayout with exp-map tilt), got {frame.shape}"
             )
+        check_finite_action("G1Kinematic", frame, self._action_names)
         frame = np.clip(frame, self.action_space.low, self.action_space.high)
         self._frame = frame
         self._place(frame)

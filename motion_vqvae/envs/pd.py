@@ -6,8 +6,11 @@ step ``tau = kp (q* - q) - kd dq``, clipped to the model's joint torque limits. 
 integer the substep count alternates (6, 7, 7, ...) so both rates hold exactly on average.
 
 The episode starts from a bent-knee stand (the all-zero pose tips over under PD) and ends when the pelvis
-drops below ``min_height``. ``root_support`` (N/m) adds a spring-damper on the pelvis height and
-orientation through ``xfrc_applied``: with it a motion prior can be watched without the balance problem.
+drops below ``min_height`` or the simulation diverges (MuJoCo then resets itself to its initial pose, which
+would otherwise read as a healthy robot); a terminated episode stays terminated until ``reset()``. A
+non-finite action is refused (ValueError naming the joint). ``root_support`` (N/m) adds springs on the
+pelvis height and orientation through ``xfrc_applied``, critically damped by the free joint's damping: with
+it a motion prior can be watched without the balance problem.
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from motion_vqvae.envs.g1 import G1Body, heading_frame_state, proprio_observation, proprio_size
+from motion_vqvae.envs.g1 import (
+    G1Body,
+    check_finite_action,
+    heading_frame_state,
+    proprio_observation,
+    proprio_size,
+)
 from motion_vqvae.envs.render import G1Renderer, RendersG1
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_rotate
@@ -98,8 +107,16 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
         self.stand_pose = self.body.stand_pose()
         self._stand_height = self.body.standing_height(self.stand_pose)
         self._mass = float(self.body.model.body_subtreemass[self.body.root_body])
+        if self.root_support > 0:
+            # The support's dampers live in the model (free-joint dof_damping), which MuJoCo's implicitfast
+            # integrator applies implicitly. Applied explicitly through xfrc_applied, 2 sqrt(0.1 k) N m s/rad
+            # on the pelvis's ~0.01 kg m^2 overshoots every step at 200 Hz and spins it up (issue 22).
+            qvel = self.body.root_qvel
+            self.body.model.dof_damping[qvel + 2] = 2 * np.sqrt(self.root_support * self._mass)
+            self.body.model.dof_damping[qvel + 3 : qvel + 6] = 2 * np.sqrt(0.1 * self.root_support)
         self._renderer: G1Renderer | None = None
         self._control_steps = 0
+        self._ended: dict[str, Any] | None = None  # the terminal step's info, until reset()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -110,6 +127,7 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
         self.body.set_pose(np.array([0.0, 0.0, self._stand_height]), np.array([0.0, 0.0, 0.0, 1.0]), dof)
         mujoco.mj_forward(model, data)
         self._control_steps = 0
+        self._ended = None
         return self._observation(), {}
 
     def joint_positions(self) -> np.ndarray:
@@ -123,8 +141,12 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
                 f"G1PD: action must be joint position targets of shape {self.action_space.shape} "
                 f"(simulator order, radians), got {targets.shape}"
             )
+        check_finite_action("G1PD", targets, self.body.joint_names)
+        if self._ended is not None:  # fallen or diverged: no resurrection before reset()
+            return self._observation(), 0.0, True, False, {**self._ended, "substeps": 0}
         targets = np.clip(targets, self.body.lower, self.body.upper)
         model, data, body = self.body.model, self.body.data, self.body
+        warnings_before = _divergence_warnings(data)
         k = self._control_steps
         substeps = int(np.floor((k + 1) * self.physics_hz / self.control_fps + 1e-9)) - int(
             np.floor(k * self.physics_hz / self.control_fps + 1e-9)
@@ -136,29 +158,28 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
             if self.root_support > 0:
                 self._apply_support()
             mujoco.mj_step(model, data)
+            if _divergence_warnings(data) > warnings_before:
+                break  # MuJoCo reset the state to the initial pose: the episode is over
         self._control_steps += 1
         height = float(data.qpos[body.root_qpos + 2])
         upright = float(quat_rotate(body.root_quat(), np.array([0.0, 0.0, 1.0]))[2])
-        healthy = bool(np.isfinite(data.qpos).all()) and height >= self.min_height
+        diverged = _divergence_warnings(data) > warnings_before
+        healthy = not diverged and bool(np.isfinite(data.qpos).all()) and height >= self.min_height
         reward = 0.5 + 0.5 * max(upright, 0.0) if healthy else 0.0
-        info = {"height": height, "upright": upright, "substeps": substeps}
+        info = {"height": height, "upright": upright, "substeps": substeps, "diverged": diverged}
+        if not healthy:
+            self._ended = {"height": height, "upright": upright, "diverged": diverged}
         return self._observation(), reward, not healthy, False, info
 
     def _apply_support(self) -> None:
-        """Spring-damper on pelvis height and orientation (towards upright, heading free to turn)."""
+        """Springs on pelvis height and orientation (towards upright, heading free to turn); their dampers
+        are the free joint's ``dof_damping`` (set in ``__init__``)."""
         data, body = self.body.data, self.body
         k = self.root_support
-        k_rot = 0.1 * k
-        force = np.zeros(3)
-        force[2] = k * (self._stand_height - data.qpos[body.root_qpos + 2]) - 2 * np.sqrt(
-            k * self._mass
-        ) * float(data.qvel[body.root_qvel + 2])
-        quat = body.root_quat()
-        z_axis = quat_rotate(quat, np.array([0.0, 0.0, 1.0]))
-        ang_vel_world = quat_rotate(quat, data.qvel[body.root_qvel + 3 : body.root_qvel + 6])
+        force = np.array([0.0, 0.0, k * (self._stand_height - data.qpos[body.root_qpos + 2])])
+        z_axis = quat_rotate(body.root_quat(), np.array([0.0, 0.0, 1.0]))
         toward_up = np.array([z_axis[1], -z_axis[0], 0.0])  # z_axis x (0, 0, 1)
-        torque = k_rot * toward_up - 2 * np.sqrt(k_rot) * ang_vel_world
-        data.xfrc_applied[body.root_body] = np.concatenate([force, torque])
+        data.xfrc_applied[body.root_body] = np.concatenate([force, 0.1 * k * toward_up])
 
     def _observation(self) -> np.ndarray:
         data, body = self.body.data, self.body
@@ -173,3 +194,13 @@ class G1PDEnv(RendersG1, gym.Env[np.ndarray, np.ndarray]):
             data.qpos[body.dof_qpos],
             data.qvel[body.dof_qvel],
         )
+
+
+def _divergence_warnings(data: mujoco.MjData) -> int:
+    """How often MuJoCo found the state unstable (and reset it to the initial pose) so far."""
+    kinds = (
+        mujoco.mjtWarning.mjWARN_BADQACC,
+        mujoco.mjtWarning.mjWARN_BADQVEL,
+        mujoco.mjtWarning.mjWARN_BADQPOS,
+    )
+    return sum(int(data.warning[k].number) for k in kinds)

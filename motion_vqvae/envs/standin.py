@@ -135,6 +135,9 @@ def _summary(log: LoopLog, decoder: TokenDecoder, rate_hz: float) -> dict[str, A
         "tick_compute_p50_us": float(np.percentile(log.compute_s, 50) * 1e6),
         "tick_compute_p99_us": float(np.percentile(log.compute_s, 99) * 1e6),
         "interventions": dict(decoder.interventions),
+        "stop_reason": log.stop_reason,
+        "trips": [f"{t.kind} at {t.time:.3f} s: {t.detail}" for t in log.trips],
+        "overruns": log.overruns,
     }
 
 

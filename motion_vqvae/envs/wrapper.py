@@ -170,13 +170,26 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def token_of(self, action: Any) -> int | np.ndarray:
         """The token an action stands for: an int for one stream, ``[S]`` ids otherwise (unused levels 0).
 
-        A latent snaps to the nearest code in L2.
+        A latent snaps to the nearest code in L2. It must be finite and inside the action Box (the
+        codebook's extent plus a 10% margin): outside it every code is about equally far, so the snap
+        says nothing about the policy's intent (a 1e30 latent used to become token 0 by rounding), and a
+        policy that gets there is broken or unclipped. Clip with ``gymnasium.wrappers.ClipAction`` (SB3
+        clips Box actions itself) rather than have the wrapper saturate out of sight.
         """
         if self.action_mode == "latent":
             latent = np.asarray(action, dtype=np.float64).reshape(-1)
             if latent.shape != self.action_space.shape:
                 raise ValueError(
                     f"latent action must have shape {self.action_space.shape}, got {latent.shape}"
+                )
+            low, high = self.action_space.low, self.action_space.high
+            bad = np.flatnonzero(~np.isfinite(latent) | (latent < low) | (latent > high))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(
+                    f"latent action[{i}] = {latent[i]} is not finite or outside [{low[i]:.4g}, "
+                    f"{high[i]:.4g}] ({bad.size} bad of {latent.size}); clip it into the action space (e.g. "
+                    "gymnasium.wrappers.ClipAction)"
                 )
             return int(np.argmin(np.sum((self.source.codebook - latent) ** 2, axis=1)))
         chosen = np.asarray(action).reshape(-1)
