@@ -67,6 +67,14 @@ def _export(checkpoint: Path, out: Path, *extra: str) -> int:
     return export_onnx.main(["--checkpoint", str(checkpoint), "--out", str(out), *extra])
 
 
+def _fake_export(out: Path) -> Path:
+    """A folder that looks like an export to --overwrite: a manifest listing its one file."""
+    out.mkdir(parents=True)
+    (out / "decoder.onnx").write_bytes(b"onnx")
+    (out / "manifest.json").write_text('{"files": {"decoder.onnx": {}}}')
+    return out
+
+
 def _one_error_line(capsys, *needles: str) -> str:
     stderr = capsys.readouterr().err.strip()
     errors_printed = [line for line in stderr.splitlines() if "error:" in line]
@@ -110,10 +118,7 @@ def test_export_overwrite_never_wipes_sibling_exports(fake_run: Path, tmp_path: 
 def test_export_overwrite_refuses_an_export_with_foreign_files(
     fake_run: Path, tmp_path: Path, capsys
 ) -> None:
-    out = tmp_path / "exports" / "g1"
-    out.mkdir(parents=True)
-    (out / "decoder.onnx").write_bytes(b"onnx")
-    (out / "manifest.json").write_text('{"files": {"decoder.onnx": {}}}')
+    out = _fake_export(tmp_path / "exports" / "g1")
     (out / "notes.txt").write_text("my notes")
     assert _export(fake_run / "checkpoints" / "best.pt", out, "--overwrite") == 2
     _one_error_line(capsys, "notes.txt")
@@ -123,10 +128,7 @@ def test_export_overwrite_refuses_an_export_with_foreign_files(
 def test_export_overwrite_of_an_export_keeps_it_when_the_new_one_fails(
     fake_run: Path, tmp_path: Path, capsys
 ) -> None:
-    out = tmp_path / "exports" / "g1"
-    out.mkdir(parents=True)
-    (out / "decoder.onnx").write_bytes(b"onnx")
-    (out / "manifest.json").write_text('{"files": {"decoder.onnx": {}}}')
+    out = _fake_export(tmp_path / "exports" / "g1")
     before = _snapshot(out)
     assert _export(fake_run / "checkpoints" / "best.pt", out, "--overwrite") == 2  # garbage checkpoint
     _one_error_line(capsys, "best.pt")  # got as far as reading it: the old export was replaceable
