@@ -19,6 +19,7 @@ from motion_vqvae.data.meta import write_meta
 from motion_vqvae.data.writers import file_stems
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
+from motion_vqvae.training.clips import source_config
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import (
     plot_codebook_usage,
@@ -75,7 +76,7 @@ def _evaluate(
     split: str,
 ) -> dict[str, Any]:
     agent = MVQVAEAgent.from_checkpoint(checkpoint)
-    cfg = agent.cfg.replace(fps=fps or agent.cfg.fps, quat_order=quat_order or agent.cfg.quat_order)
+    cfg = source_config(agent.cfg, fps, quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
     if not motions:
         raise InvalidValue(f"{motion_file}: no clips to evaluate")

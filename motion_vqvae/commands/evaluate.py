@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from motion_vqvae.cli import UserError, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
 
 
 @cli_main
@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", "--motion-file", required=True, help="motion file, directory or glob"
     )
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--save-reconstructions", action="store_true", help="write each reconstruction as CSV"

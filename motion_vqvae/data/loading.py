@@ -192,6 +192,31 @@ def _mixed_orders(read_as: dict[str, Path]) -> Iterator[None]:
         raise
 
 
+def select_clip(clips: Sequence[Motion], clip: str | int, source: str | Path) -> Motion:
+    """The clip ``--clip`` names: a clip name, or an index into ``clips`` when that reads one way only.
+
+    Names are what a person sees (``output_wave``); an index stays for scripts. ``"3"`` is refused when a
+    clip is named ``3`` and another sits at index 3, rather than guessing which was meant.
+    """
+    text = str(clip)
+    named = [c for c in clips if c.name == text]
+    index = int(text) if text.isdigit() else None
+    if named and index is not None and index < len(clips) and clips[index] is not named[0]:
+        raise InvalidValue(
+            f"--clip {text} is ambiguous in {source}: a clip is named '{text}' and clip {index} is "
+            f"'{clips[index].name}'; name the clip you mean"
+        )
+    if named:
+        return named[0]
+    if index is not None and index < len(clips):
+        return clips[index]
+    listed = ", ".join(c.name for c in clips[:10]) + (", ..." if len(clips) > 10 else "")
+    raise InvalidValue(
+        f"--clip {text}: {source} has no clip of that name, and {len(clips)} clip(s) (index 0-"
+        f"{len(clips) - 1}): {listed}"
+    )
+
+
 def unique_names(names: Sequence[str], files: Sequence[Path]) -> list[str]:
     """Clip names with clashes resolved: a name already taken (``clip.csv`` in two folders) becomes
     ``folder/name`` (then ``folder/name#2``, ...), with a warning. ``files[i]`` holds clip ``names[i]``."""

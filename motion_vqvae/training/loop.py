@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
+from motion_vqvae.training.advice import SpeedCheck
 from motion_vqvae.training.body_loss import BodySpaceLoss
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
@@ -107,6 +108,7 @@ def train(
         mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10 per s
         disable=not main,
     )
+    speed = SpeedCheck(agent.device.type, torch.get_num_threads(), cfg.batch_size) if main else None
     window_start, windows_seen = time.monotonic(), 0
     stopped_by, signum = "total_iter", None
     with StopRequests() as stop:
@@ -130,7 +132,10 @@ def train(
             windows_seen += cfg.batch_size
             bar.update(1)
             it = agent.iteration
-            if fitter is not None and fitter.after_step(time.monotonic() - step_started):
+            took = time.monotonic() - step_started
+            if speed is not None and speed.after_step(took):
+                speed = None  # reported once; the rest of the run pays nothing for it
+            if fitter is not None and fitter.after_step(took):
                 bar.total = agent.cfg.total_iter
             if it % cfg.print_iter == 0 or it == agent.cfg.total_iter:
                 record = _host_stats(distributed.mean_over_ranks(stats))  # the only host sync of a step
