@@ -104,7 +104,7 @@ def _evaluate(
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")
     plot_error_per_clip(results, out / "error_per_clip.png")
-    plot_codebook_usage(results, agent.model.quantizer.nb_code, out / "codebook_usage.png")
+    plot_codebook_usage(results, agent.token_spec, out / "codebook_usage.png")
     if save_reconstructions:
         recon_dir = out / "reconstructions"
         first = results[0].reconstruction

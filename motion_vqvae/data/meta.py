@@ -115,7 +115,8 @@ def warn_ignored(path: str | Path, key: str, own: object, given: object, says: s
     if given is None or given == own:
         return
     if key == "fps":
-        fix = f"the file's rate is kept; use --target-fps {given:g} (target_fps=) to resample"
+        own, given = f"{own:g}", f"{given:g}"
+        fix = f"the file's rate is kept; use --target-fps {given} (target_fps=) to resample"
     else:
         fix = "the file's order is kept; fix or remove it there if it is wrong"
     logger.warning(
