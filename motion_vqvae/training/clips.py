@@ -58,8 +58,8 @@ def single_fps(motions: list[Motion]) -> float:
     if len(rates) != 1:
         names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
         raise InvalidValue(
-            f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
-            "--set target_fps=30) to resample every clip to one rate"
+            f"clips at mixed frame rates {names} (fps: an example clip each); pass "
+            "--target-fps 30 (config key target_fps) to resample every clip to one rate"
         )
     return rates[0]
 
