@@ -3,6 +3,10 @@
     python scripts/evaluate.py --checkpoint runs/g1/checkpoints/best.pt \
         --motion_file ../shared/data/g1_moves --out runs/g1/eval
 
+Files are read at their own fps and quaternion order (a meta.json beside a CSV, a PKL's fps key, an NPY
+time column); --fps and --quat-order are for files that do not state them, never the checkpoint's, whose
+fps is the rate of the clips it was trained on. Clips are then resampled to the tokenizer's rate.
+
 --split auto (default) scores the checkpoint's held-out clips when the folder holds them, else every clip;
 --levels K decodes multi-level tokens with their first K levels only.
 
