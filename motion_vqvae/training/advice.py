@@ -110,8 +110,8 @@ def memorising(train_mm: float, val_mm: float) -> str | None:
         return None
     return (
         f"held-out error {val_mm:.1f} mm is {val_mm / max(train_mm, 1e-9):.0f}x the training clips' "
-        f"{train_mm:.1f} mm: the model memorises its clips rather than learning motion. More data helps "
-        "most; else a smaller model (--set nb_code=128 --set width=64) or more augmentation "
+        f"{train_mm:.1f} mm: the model fits its training clips far better than motion it has not seen. "
+        "More data helps most; else a smaller model (--set nb_code=128 --set width=64) or more augmentation "
         "(--set mirror_augment=true --set speed_augment=[0.8,1.25])"
     )
 
