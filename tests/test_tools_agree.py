@@ -65,6 +65,11 @@ def test_evaluate_reads_fps_from_meta_not_from_the_checkpoint(
     }
     assert {c["name"]: c["num_frames"] for c in metrics["per_clip"]} == rows
     assert (out / "codebook_usage.png").stat().st_size > 10_000
+    one = tmp_path / "one"  # --clip NAME, as in visualize and the viewer
+    assert evaluate.main(["--checkpoint", str(multi_checkpoint), "--motion_file", str(kimodo_dir),
+                          "--clip", "output_wave", "--out", str(one)]) == 0  # fmt: skip
+    per_clip = json.loads((one / "metrics.json").read_text())["per_clip"]
+    assert [(c["name"], c["num_frames"]) for c in per_clip] == [("output_wave", rows["output_wave"])]
 
 
 def test_codebook_usage_plot_matches_metrics_per_stream(

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clips to score: the checkpoint's validation clips (val), the others (train), all, or auto "
         "(val when the folder holds them, else all); the output says which",
     )
+    parser.add_argument("--clip", help="score this clip alone: its name (or index) in --motion_file")
     args = parser.parse_args(argv)
     setup_logging()
     if not Path(args.checkpoint).is_file():
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         save_reconstructions=args.save_reconstructions,
         levels=args.levels,
         split=args.split,
+        clip=args.clip,
     )
     brief = {k: v for k, v in summary.items() if k != "per_clip"}
     print(json.dumps(brief, indent=2))

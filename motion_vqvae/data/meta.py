@@ -164,8 +164,8 @@ def resolve_joint_names(path: Path, count: int, robot_joint_names: Sequence[str]
         tried.insert(0, f"the robot's {len(robot_joint_names)}")
     raise MotionFileError(
         f"{path}: {count} joint columns match none of: {', '.join(tried)}. Put a {META_FILE} with "
-        f"'dof_names' ({count} names, in column order) beside the file, or pass a robot= with {count} "
-        "joints.",
+        f"'dof_names' ({count} names, in column order) beside the file, or name a robot with {count} "
+        "joints (--set robot=NAME; from Python: robot=NAME).",
         file=path,
     )
 
