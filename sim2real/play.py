@@ -8,10 +8,10 @@ separated by ','. The default tokenizer has 12 streams (body parts x levels), so
 A one-stream tokenizer takes plain ids: --tokens 3,17,17,40. A wrong shape is answered with an example of
 the right one for the export (its manifest says how many streams).
 
-Targets ramp from ``--current``, the robot's measured joint positions (real order, rad; a pose outside a joint's range is
-refused), through the safety filter. ``--offline`` says there is no robot: the targets start at the first
-decoded frame (a preview, the robot imagined standing at the motion's start). One of the two is required,
-so a robot's ramp from its measured pose is never skipped by leaving a flag out.
+Targets ramp from ``--current``, the robot's measured joint positions (real order, rad; a pose outside a
+joint's range is refused), through the safety filter. ``--offline`` says there is no robot: the targets
+start at the first decoded frame (a preview, the robot imagined standing at the motion's start). One of the
+two is required, so a robot's ramp from its measured pose is never skipped by leaving a flag out.
 """
 
 from __future__ import annotations

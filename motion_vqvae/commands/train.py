@@ -267,7 +267,7 @@ def _print_summary(
 
 
 def _generalisation(agent: Any, summary: dict[str, Any]) -> list[str]:
-    """The training clips' error beside the held-out one, and advice when the gap says "memorised"."""
+    """The training clips' error beside the held-out one, and advice when the gap between them is wide."""
     val_frames = sum(m.num_frames for m in agent.val_motions)
     sample = training_sample(agent.train_motions, val_frames)
     if not sample:  # trained from a cache: the training clips are not in memory
