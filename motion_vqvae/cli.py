@@ -16,6 +16,7 @@ Adopting it in a script is one line::
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
@@ -78,6 +79,26 @@ def cli_main(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | N
 def run(main: Callable[[list[str] | None], int]) -> None:
     """``sys.exit(main())`` for scripts and console entry points."""
     sys.exit(main(None))
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, *, target_fps: str | None = None) -> None:
+    """``--fps`` and ``--quat-order`` (and ``--target-fps`` with its help), the same in every command.
+
+    They say how to read files that do not say it themselves; a file's own rate or order (NPY time column,
+    PKL ``fps`` key, a ``meta.json`` beside it) wins, see :mod:`motion_vqvae.data.meta`.
+    """
+    parser.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of files that do not state one (a CSV without meta.json, a PKL without 'fps')",
+    )
+    parser.add_argument(
+        "--quat-order",
+        choices=("xyzw", "wxyz"),
+        help="root quaternion order of files whose meta.json does not state one (else NPY wxyz, CSV xyzw)",
+    )
+    if target_fps is not None:
+        parser.add_argument("--target-fps", type=float, help=target_fps)
 
 
 class _TqdmHandler(logging.Handler):

@@ -15,10 +15,12 @@ from typing import Any
 
 from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import Motion, save_csv
+from motion_vqvae.data.loading import select_clip
 from motion_vqvae.data.meta import write_meta
 from motion_vqvae.data.writers import file_stems
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
+from motion_vqvae.training.clips import source_config
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import (
     plot_codebook_usage,
@@ -43,8 +45,12 @@ def evaluate_checkpoint(
     save_reconstructions: bool = False,
     levels: int | None = None,
     split: str = "auto",
+    clip: str | None = None,
 ) -> dict[str, Any]:
     """Encode and decode clips of ``motion_file`` whole; write metrics, plots and reconstructions.
+
+    ``clip`` (a name, or an unambiguous index) scores that clip alone; ``auto`` then says whether it is
+    one of the checkpoint's held-out clips.
 
     ``split``: ``val`` (the checkpoint's held-out clips), ``train`` (the others), ``all``, or ``auto``
     (``val`` when the folder holds the held-out clips, else ``all``); ``summary["split"]`` says which was
@@ -61,7 +67,9 @@ def evaluate_checkpoint(
         allow_inside=frozenset({"the checkpoint's run"}),
     )
     with environment_errors(out), claim(out):
-        return _evaluate(checkpoint, motion_file, out, fps, quat_order, save_reconstructions, levels, split)
+        return _evaluate(
+            checkpoint, motion_file, out, fps, quat_order, save_reconstructions, levels, split, clip
+        )
 
 
 def _evaluate(
@@ -73,12 +81,15 @@ def _evaluate(
     save_reconstructions: bool,
     levels: int | None,
     split: str,
+    clip: str | None,
 ) -> dict[str, Any]:
     agent = MVQVAEAgent.from_checkpoint(checkpoint)
-    cfg = agent.cfg.replace(fps=fps or agent.cfg.fps, quat_order=quat_order or agent.cfg.quat_order)
+    cfg = source_config(agent.cfg, fps, quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
     if not motions:
         raise InvalidValue(f"{motion_file}: no clips to evaluate")
+    if clip is not None:
+        motions = [select_clip(motions, clip, motion_file)]
     motions, scored = select_split(motions, agent.val_clip_names, split, str(checkpoint))
     prepared = [agent.prepare(m) for m in motions]
     summary, results = evaluate_motions(
@@ -103,7 +114,7 @@ def _evaluate(
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")
     plot_error_per_clip(results, out / "error_per_clip.png")
-    plot_codebook_usage(results, agent.model.quantizer.nb_code, out / "codebook_usage.png")
+    plot_codebook_usage(results, agent.token_spec, out / "codebook_usage.png")
     if save_reconstructions:
         recon_dir = out / "reconstructions"
         first = results[0].reconstruction

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from motion_vqvae.cli import cli_main, run
+from motion_vqvae.cli import add_source_arguments, cli_main, run
 from motion_vqvae.prior.evaluate import evaluate_prior
 from motion_vqvae.prior.sampling import LoadedPrior
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", "--motion-file", required=True, help="motion file, directory or glob"
     )
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--samples", type=int, default=8, help="sampled continuations per clip (best counts)")
     parser.add_argument("--seed", type=int, default=0)
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         args.motion_file,
         args.fps,
         args.out,
+        quat_order=args.quat_order,
         samples=args.samples,
         seed=args.seed,
     )

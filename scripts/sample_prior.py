@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from motion_vqvae.cli import cli_main, run
+from motion_vqvae.cli import add_source_arguments, cli_main, run
 from motion_vqvae.errors import OutputExists
 from motion_vqvae.outputs import claim, environment_errors
 from motion_vqvae.prior.generate import generate_motion, write_motion_csv
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output .csv")
     parser.add_argument("--prompt", help="text prompt (classifier-free guidance); absent = unconditional")
     parser.add_argument("--prefix", type=Path, help="a motion file (one clip) to continue")
+    add_source_arguments(parser)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--temperature", type=float, help="default: the prior's config")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             args.seconds,
             prompt=args.prompt,
             prefix=args.prefix,
+            fps=args.fps,
+            quat_order=args.quat_order,
             seed=args.seed,
             temperature=args.temperature,
             top_p=args.top_p,

@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from motion_vqvae.cli import cli_main, run
+from motion_vqvae.cli import add_source_arguments, cli_main, run
 from motion_vqvae.config_loader import save_config
 from motion_vqvae.errors import UserError
 from motion_vqvae.outputs import check_apart, environment_errors, motion_inputs, run_of
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", "--motion-file", required=True, help="motion file, directory or glob"
     )
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--config", help="prior YAML (default: configs/prior.yaml)")
     parser.add_argument(
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.overwrite:
             run_dir.clear()
         save_config(cfg, args.out / "config.yaml", section=SECTION)
-        run = PriorRun(cfg, args.tokenizer, args.motion_file, args.fps, args.out)
+        run = PriorRun(cfg, args.tokenizer, args.motion_file, args.fps, args.out, quat_order=args.quat_order)
         if args.resume:
             run.load(load_checkpoint(last))
             logging.info("resumed from %s at iteration %d", last, run.iteration)

@@ -1,12 +1,17 @@
 """Decode token ids from an export into joint targets (real robot order) and print or save them.
 
-python -m sim2real.play exports/g1 --tokens 3,17,17,40 (--current q1,...,qN | --offline) [--csv F] [--step]
+python -m sim2real.play EXPORT --tokens "IDS" (--current q1,...,qN | --offline) [--csv F] [--step]
 
-Tokens of a multi-stream tokenizer are ``;``-separated tuples: ``--tokens "3,5;17,2"``. Targets ramp from
-``--current``, the robot's measured joint positions (real order, rad; a pose outside a joint's range is
-refused), through the safety filter. ``--offline`` says there is no robot: the targets start at the first
-decoded frame (a preview, the robot imagined standing at the motion's start). One of the two is required,
-so a robot's ramp from its measured pose is never skipped by leaving a flag out.
+--tokens: one token step after another, steps separated by ';', and within a step one id per stream
+separated by ','. The default tokenizer has 12 streams (body parts x levels), so a step is 12 ids:
+    --tokens "3,5,0,7,1,1,2,9,4,4,0,6;17,5,0,7,1,1,2,9,4,4,0,6"
+A one-stream tokenizer takes plain ids: --tokens 3,17,17,40. A wrong shape is answered with an example of
+the right one for the export (its manifest says how many streams).
+
+Targets ramp from ``--current``, the robot's measured joint positions (real order, rad; a pose outside a
+joint's range is refused), through the safety filter. ``--offline`` says there is no robot: the targets
+start at the first decoded frame (a preview, the robot imagined standing at the motion's start). One of the
+two is required, so a robot's ramp from its measured pose is never skipped by leaving a flag out.
 """
 
 from __future__ import annotations
@@ -14,21 +19,38 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sim2real.runtime import TokenDecoder
+from sim2real.token_spec import TokenSpec
 
 
-def _tokens(text: str) -> list[int] | list[list[int]]:
+def _tokens(text: str, spec: TokenSpec) -> np.ndarray:
+    """``--tokens`` text as ``[T]`` (one stream) or ``[T, S]`` ids, checked against the export's structure."""
     try:
         if ";" in text:
-            return [[int(v) for v in item.split(",")] for item in text.split(";") if item.strip()]
-        return [int(t) for t in text.split(",") if t.strip()]
+            tokens: Any = [[int(v) for v in item.split(",")] for item in text.split(";") if item.strip()]
+        else:
+            tokens = [int(t) for t in text.split(",") if t.strip()]
+        if not spec.is_single and len({len(step) for step in tokens if isinstance(step, list)}) > 1:
+            raise ValueError("steps of different lengths")
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--tokens must be comma-separated integers (';' between multi-stream tokens), got {text!r}"
-        ) from exc
+        example = spec.example(cli=True)
+        raise ValueError(
+            f'--tokens {text!r}: {exc}; expected {_shape_words(spec)}, e.g. --tokens "{example}"'
+        ) from None
+    try:
+        return spec.check_tokens(np.asarray(tokens))
+    except ValueError as exc:
+        raise ValueError(f"--tokens {text!r}: {exc}") from None
+
+
+def _shape_words(spec: TokenSpec) -> str:
+    if spec.is_single:
+        return "comma-separated ids, one per token step"
+    return f"';' between token steps and {spec.num_streams} comma-separated ids (one per stream) in each"
 
 
 def _pose(text: str) -> np.ndarray:
@@ -39,9 +61,18 @@ def _pose(text: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sim2real.play",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("export_dir", type=Path, help="directory written by scripts/export_onnx.py")
-    parser.add_argument("--tokens", type=_tokens, required=True, help="comma-separated token ids")
+    parser.add_argument(
+        "--tokens",
+        required=True,
+        help="token steps separated by ';', each step's stream ids by ',' (12 ids a step for the default "
+        'tokenizer: "3,5,0,7,1,1,2,9,4,4,0,6;17,5,0,7,1,1,2,9,4,4,0,6"); one stream: 3,17,17,40',
+    )
     parser.add_argument("--csv", type=Path, default=None, help="write frame,time,<joints> rows here")
     parser.add_argument("--step", action="store_true", help="decode token by token (decoder_step.onnx)")
     parser.add_argument(
@@ -60,14 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         decoder = TokenDecoder(args.export_dir)
+        tokens = _tokens(args.tokens, decoder.token_spec)
         current = args.current
         if args.offline:
-            current = decoder.decode(args.tokens[:1], offline=True)[0]  # the motion's first pose
+            current = decoder.decode(tokens[:1], offline=True)[0]  # the motion's first pose
         if args.step:
             decoder.reset(current=current)
-            targets = np.concatenate([decoder.step(t) for t in args.tokens])
+            targets = np.concatenate([decoder.step(t) for t in tokens])
         else:
-            targets = decoder.decode(args.tokens, current=current)
+            targets = decoder.decode(tokens, current=current)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

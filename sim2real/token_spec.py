@@ -151,9 +151,11 @@ class TokenSpec:
         if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"{valid}; got {arr.dtype} values {arr.ravel()[:5].tolist()}")
         if arr.ndim != ndim or (not self.is_single and arr.shape[-1] != self.num_streams):
+            streams = "one stream" if self.is_single else f"S={self.num_streams} streams"
             raise ValueError(
-                f"tokens must have shape {shape} with S={self.num_streams} streams "
-                f"{list(self.stream_names)}; got shape {arr.shape}"
+                f"tokens must have shape {shape} with {streams} {list(self.stream_names)}; got shape "
+                f"{arr.shape}. Two tokens look like {self.example()} (on the command line: --tokens "
+                f'"{self.example(cli=True)}")'
             )
         if arr.size == 0:
             raise ValueError(f"{valid}; got an empty sequence")
@@ -161,6 +163,19 @@ class TokenSpec:
         if bad.size:
             raise ValueError(f"{valid}; got out-of-range ids {bad[:5].tolist()}")
         return arr.astype(np.int64)
+
+    def example(self, steps: int = 2, *, cli: bool = False) -> str:
+        """``steps`` valid tokens of this structure, as Python writes them or as ``--tokens`` takes them.
+
+        One stream: ``[3, 17]`` / ``3,17``. Several: one list of S ids per step, ``[[3, 4, ...], [17, ...]]``
+        / ``3,4,...;17,...`` (steps separated by ``;``, a step's stream ids by ``,``). Error messages show it,
+        so a shape mistake is answered with the right shape for this very tokenizer.
+        """
+        ids = [[(3 + 14 * t + s) % self.nb_code for s in range(self.num_streams)] for t in range(steps)]
+        if self.is_single:
+            flat = [row[0] for row in ids]
+            return ",".join(map(str, flat)) if cli else str(flat)
+        return ";".join(",".join(map(str, row)) for row in ids) if cli else str(ids)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:

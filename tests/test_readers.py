@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +48,22 @@ def test_g1_moves_csv_load_with_meta_fps(g1_moves_dir: Path) -> None:
     _assert_canonical(motions[0])
 
 
-def test_kimodo_needs_wxyz_and_says_so(kimodo_dir: Path) -> None:
-    motions = load_motions(kimodo_dir, quat_order="wxyz")
+def test_kimodo_order_from_meta_and_wrong_order_says_so(
+    kimodo_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # kimodo's meta.json states wxyz (in its "layout") and 30 fps: the file's own metadata comes first.
+    motions = load_motions(kimodo_dir)
     assert len(motions) == 5 and {m.fps for m in motions} == {30.0}
-    with pytest.raises(ValueError, match=r"output_dance\.csv.*upside down.*quat_order='wxyz'"):
-        load_motions(kimodo_dir, quat_order="xyzw")
+    with caplog.at_level(logging.WARNING, logger="motion_vqvae.data"):
+        kept = load_motions(kimodo_dir / "output_dance.csv", quat_order="xyzw", fps=60)[0]
+    assert kept.fps == 30.0 and np.allclose(kept.root_quat, motions[0].root_quat)
+    assert "quat_order=wxyz, not the xyzw passed (--quat-order)" in caplog.text
+    assert "--target-fps 60" in caplog.text  # a conflicting --fps is named, never silently applied
+    # Without a meta.json that states it, the order comes from the command line and a wrong one is refused.
+    shutil.copy(kimodo_dir / "output_dance.csv", tmp_path / "dance.csv")
+    (tmp_path / "meta.json").write_text('{"fps": 30}')
+    with pytest.raises(ValueError, match=r"dance\.csv.*upside down.*--quat-order wxyz.*quat_order='wxyz'"):
+        load_motions(tmp_path, quat_order="xyzw")
 
 
 def test_mixed_folder_glob_and_skipped_files(tmp_path: Path, g1_moves_dir: Path, asap_dir: Path) -> None:
@@ -73,10 +85,23 @@ def test_mixed_folder_glob_and_skipped_files(tmp_path: Path, g1_moves_dir: Path,
         load_motions(tmp_path / "README.md")
 
 
+def test_folder_mixing_quaternion_orders_says_so(tmp_path: Path, kimodo_dir: Path) -> None:
+    wxyz = load_motions(kimodo_dir / "output_wave.csv")[0]
+    (tmp_path / "a").mkdir()
+    save_csv(wxyz, tmp_path / "a" / "one.csv", quat_order="xyzw")
+    shutil.copy(kimodo_dir / "output_wave.csv", tmp_path / "b.csv")  # wxyz, and no meta.json says so
+    with pytest.raises(MotionFileError, match=r"b\.csv.*mixes quaternion orders.*one\.csv as xyzw"):
+        load_motions(tmp_path, fps=30, quat_order="xyzw")
+    (tmp_path / "b").mkdir()
+    shutil.move(tmp_path / "b.csv", tmp_path / "b" / "b.csv")
+    (tmp_path / "b" / "meta.json").write_text('{"fps": 30, "quat_order": "wxyz"}')
+    assert len(load_motions(tmp_path, fps=30, quat_order="xyzw")) == 2  # each folder's meta.json decides
+
+
 def test_csv_fps_and_joint_names_fallbacks(tmp_path: Path, kimodo_dir: Path) -> None:
     motion = load_motions(kimodo_dir / "output_wave.csv", quat_order="wxyz")[0]
     save_csv(motion, tmp_path / "wave.csv")
-    with pytest.raises(ValueError, match=r"wave\.csv.*pass fps="):
+    with pytest.raises(ValueError, match=r"wave\.csv.*pass --fps 30 \(from Python: fps=30\)"):
         load_motions(tmp_path / "wave.csv")
     assert load_motions(tmp_path / "wave.csv", fps=30)[0].joint_names == list(G1_29DOF_JOINTS)
     (tmp_path / "meta.json").write_text('{"fps": 25, "dof_names": ["j0"]}')

@@ -3,6 +3,10 @@
     python scripts/evaluate.py --checkpoint runs/g1/checkpoints/best.pt \
         --motion_file ../shared/data/g1_moves --out runs/g1/eval
 
+Files are read at their own fps and quaternion order (a meta.json beside a CSV, a PKL's fps key, an NPY
+time column); --fps and --quat-order are for files that do not state them, never the checkpoint's, whose
+fps is the rate of the clips it was trained on. Clips are then resampled to the tokenizer's rate.
+
 --split auto (default) scores the checkpoint's held-out clips when the folder holds them, else every clip;
 --levels K decodes multi-level tokens with their first K levels only.
 
@@ -17,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from motion_vqvae.cli import UserError, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
 
 
 @cli_main
@@ -29,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--motion_file", "--motion-file", required=True, help="motion file, directory or glob"
     )
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--save-reconstructions", action="store_true", help="write each reconstruction as CSV"
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         help="clips to score: the checkpoint's validation clips (val), the others (train), all, or auto "
         "(val when the folder holds them, else all); the output says which",
     )
+    parser.add_argument("--clip", help="score this clip alone: its name (or index) in --motion_file")
     args = parser.parse_args(argv)
     setup_logging()
     if not Path(args.checkpoint).is_file():
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         save_reconstructions=args.save_reconstructions,
         levels=args.levels,
         split=args.split,
+        clip=args.clip,
     )
     brief = {k: v for k, v in summary.items() if k != "per_clip"}
     print(json.dumps(brief, indent=2))

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from motion_vqvae.cli import UserError, WarningDigest, cli_main, setup_logging
+from motion_vqvae.cli import UserError, WarningDigest, add_source_arguments, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
+from motion_vqvae.training.advice import memorising, no_validation, training_sample
 from motion_vqvae.training.cache import MotionCache, adopted_settings, is_cache, load_index
 from motion_vqvae.training.clips import training_motions
 from motion_vqvae.training.rundir import RunDirectory, resume_config
@@ -59,18 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --fps, --quat-order and --set: how a command reads motion files (train and preprocess)."""
+    """--config, --fps, --quat-order, --target-fps and --set: how a command reads motion files (train and
+    preprocess)."""
     parser.add_argument("--config", help="agent YAML (default: configs/agent.yaml)")
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    add_source_arguments(
+        parser, target_fps="resample every clip to this rate before training (config target_fps; default 30)"
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
 
 
 def path_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The config values given as flags (--motion_file, --fps, --quat-order), where given."""
-    paths = {"motion_file": args.motion_file, "fps": args.fps, "quat_order": args.quat_order}
+    """The config values given as flags (--motion_file, --fps, --quat-order, --target-fps), where given."""
+    paths = {
+        "motion_file": args.motion_file,
+        "fps": args.fps,
+        "quat_order": args.quat_order,
+        "target_fps": args.target_fps,
+    }
     return {k: v for k, v in paths.items() if v is not None}
 
 
@@ -192,6 +200,9 @@ def _train(
         )
     if main and state is None and run.existing_files():
         run.clear()  # --overwrite (check() refused everything else)
+    if main and not agent.val_motions:
+        originals = [c for c in cache.training_clips() if c.augmentation == "none"] if cache else []
+        log.warning("%s", no_validation(len(agent.train_motions) or len(originals)))
     if main:
         digest.report(run.path / "data_warnings.log", log)
         save_config(config, run.path / "config.yaml")
@@ -235,11 +246,35 @@ def _print_summary(
             f"pa_mpjpe {summary['pa_mpjpe_mm']:.1f} mm, dof_rmse {summary['dof_rmse_rad']:.3f} rad, "
             f"accel {summary['accel_error_mm']:.2f} mm, codebook usage {summary['codebook_usage']:.0%}"
         )
+        lines += _generalisation(agent, summary)
+    else:
+        lines.append(f"held-out clips: none; {no_validation(len(agent.train_motions))}")
     data = source or "motion_vqvae/assets/sample_motion.npy"
+    cfg = agent.cfg
+    # The files' own metadata wins, but files without it need the flags the run was given.
+    read = "".join(
+        f" --{flag} {value:g}" if isinstance(value, float) else f" --{flag} {value}"
+        for flag, value in (("fps", cfg.fps), ("quat-order", cfg.quat_order))
+        if value is not None
+    )
     lines += [
         f"run: {run.path} (config.yaml, metrics.jsonl, checkpoints/best.pt, checkpoints/last.pt)",
-        f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data} "
+        f"next: python scripts/evaluate.py --checkpoint {best} --motion_file {data}{read} "
         f"--out {run.path / 'eval'}",
-        f"      python -m motion_vqvae.viewer --checkpoint {best} --motion {data}",
+        f"      python -m motion_vqvae.viewer --checkpoint {best} --motion {data}{read}",
     ]
     print("\n".join(lines))
+
+
+def _generalisation(agent: Any, summary: dict[str, Any]) -> list[str]:
+    """The training clips' error beside the held-out one, and advice when the gap between them is wide."""
+    val_frames = sum(m.num_frames for m in agent.val_motions)
+    sample = training_sample(agent.train_motions, val_frames)
+    if not sample:  # trained from a cache: the training clips are not in memory
+        return []
+    train_mm = agent.evaluate(sample)["mpjpe_local_mm"]
+    lines = [f"training clips ({len(sample)} scored): mpjpe_local {train_mm:.1f} mm"]
+    advice = memorising(train_mm, summary["mpjpe_local_mm"])
+    if advice is not None:
+        lines.append(f"warning: {advice}")
+    return lines

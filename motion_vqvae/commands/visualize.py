@@ -1,8 +1,13 @@
 """Turn a motion file, its reconstruction by a tokenizer, or a recorded episode into a GIF (no GL needed).
 
-python scripts/visualize.py --motion ../shared/data/kimodo_g1/output_walk.csv --quat-order wxyz --out walk.gif
+python scripts/visualize.py --motion ../shared/data/kimodo_g1/output_walk.csv --out walk.gif
+python scripts/visualize.py --motion ../shared/data/kimodo_g1 --clip output_wave --out gifs/
 python scripts/visualize.py --motion clip.csv --checkpoint runs/g1/checkpoints/best.pt --out recon.gif
 python scripts/visualize.py --episode runs/policy/episode.npz --out episode.gif
+
+A file's own fps and quaternion order (a meta.json beside a CSV, a PKL's fps key, an NPY time column) are
+used as they are; --fps and --quat-order are for files that do not state them. --out is a .gif file, or a
+folder that receives CLIP.gif.
 """
 
 from __future__ import annotations
@@ -11,46 +16,75 @@ import argparse
 import logging
 from pathlib import Path
 
-from motion_vqvae.cli import UserError, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
+
+DEFAULT_TARGET_FPS = 30.0
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="visualize", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visualize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--motion", type=Path, help="motion file (NPY/PKL/CSV) or folder")
     source.add_argument(
         "--episode", type=Path, help="episode.npz with qpos rows (train_policy.py writes one)"
     )
     parser.add_argument("--checkpoint", type=Path, help="tokenizer: show its reconstruction beside --motion")
-    parser.add_argument("--clip", type=int, default=0, help="index of the clip in --motion")
-    parser.add_argument("--quat-order", default=None, help="xyzw or wxyz (readers' default when omitted)")
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument(
-        "--target-fps", type=float, default=30.0, help="resample the motion to this rate (default 30)"
+    parser.add_argument("--clip", default="0", help="clip name (e.g. output_wave) or index in --motion")
+    add_source_arguments(
+        parser,
+        target_fps=f"resample the motion to this rate (default {DEFAULT_TARGET_FPS:g}; with --checkpoint "
+        "the tokenizer's rate)",
     )
     parser.add_argument("--max-frames", type=int, default=150)
     parser.add_argument("--stride", type=int, default=1, help="draw every n-th frame")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="a .gif file, or a folder for CLIP.gif")
+    return parser
+
+
+def gif_path(out: Path, name: str) -> Path:
+    """``out`` when it names a .gif; ``out/NAME.gif`` when it is (or will be) a folder."""
+    from motion_vqvae.data.writers import file_stems
+
+    if out.suffix.lower() == ".gif" and not out.is_dir():
+        return out
+    return out / f"{file_stems([name])[0]}.gif"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.out.suffix.lower() not in ("", ".gif") and not args.out.is_dir():
+        parser.error(f"--out {args.out}: expected a .gif file or a folder, got a '{args.out.suffix}' file")
     setup_logging()
     import numpy as np
 
     from motion_vqvae.data import load_motions
+    from motion_vqvae.data.loading import select_clip
 
+    agent = None
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one (train_vqvae.py)")
+        from motion_vqvae.agent import MVQVAEAgent
+
+        agent = MVQVAEAgent.from_checkpoint(args.checkpoint, device="cpu")
     if args.episode is not None:
         if not args.episode.is_file():
             raise UserError(f"--episode {args.episode} does not exist (train_policy.py writes episode.npz)")
         episode = np.load(args.episode)
         clip = None
     else:
-        if args.checkpoint is not None and args.target_fps != 30.0:
-            parser.error("--target-fps is set by the tokenizer when --checkpoint is given")
-        kwargs = {"quat_order": args.quat_order} if args.quat_order else {}
-        clips = load_motions(args.motion, fps=args.fps, target_fps=args.target_fps, **kwargs)
-        if not 0 <= args.clip < len(clips):
-            parser.error(f"--clip {args.clip}: {args.motion} has {len(clips)} clips")
-        clip = clips[args.clip]
+        target = args.target_fps or DEFAULT_TARGET_FPS
+        if agent is not None:
+            rate = agent.cfg.target_fps or agent.fps
+            if args.target_fps is not None and args.target_fps != rate:
+                parser.error(f"--target-fps {args.target_fps:g}: the tokenizer runs at {rate:g} fps; omit it")
+            target = rate
+        clips = load_motions(args.motion, fps=args.fps, quat_order=args.quat_order, target_fps=target)
+        clip = select_clip(clips, args.clip, args.motion)
     from motion_vqvae.envs.render import bodies_gif
     from motion_vqvae.kinematics import ForwardKinematics
 
@@ -59,13 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         panels, titles, fps = [fk.positions_from_qpos(episode["qpos"])], ["episode"], float(episode["fps"])
     else:
         panels, titles, fps = [fk.body_positions(clip)], [clip.name], clip.fps
-        if args.checkpoint is not None:
-            from motion_vqvae.agent import MVQVAEAgent
-
-            recon = MVQVAEAgent.from_checkpoint(args.checkpoint, device="cpu").reconstruct(clip)
-            panels.append(fk.body_positions(recon))
+        if agent is not None:
+            panels.append(fk.body_positions(agent.reconstruct(clip)))
             titles.append("reconstruction")
     panels = [p[: args.max_frames * args.stride : args.stride] for p in panels]
-    bodies_gif(args.out, fk.model, panels, fps / args.stride, titles)
-    logging.getLogger("visualize").info("wrote %s", args.out)
+    out = gif_path(args.out, titles[0])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bodies_gif(out, fk.model, panels, fps / args.stride, titles)
+    logging.getLogger("visualize").info("wrote %s", out)
     return 0

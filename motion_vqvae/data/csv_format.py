@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from motion_vqvae.data.errors import MotionFileError, reading
-from motion_vqvae.data.meta import META_FILE, meta_fps, resolve_joint_names
+from motion_vqvae.data.meta import resolve_joint_names, source_fps
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.validation import make_motion
 
@@ -47,13 +47,7 @@ def read_csv(
 def _read_csv_clip(
     path: Path, fps: float | None, quat_order: str, robot_joint_names: Sequence[str] | None
 ) -> Motion:
-    if fps is None:
-        fps = meta_fps(path)
-    if fps is None:
-        raise MotionFileError(
-            f"{path}: a CSV does not store its frame rate and there is no {META_FILE} with 'fps' beside it; "
-            "pass fps= (e.g. load_motions(path, fps=30))"
-        )
+    fps = source_fps(path, fps)
     table = read_csv_table(path)
     num_dof = table.shape[1] - ROOT_COLUMNS
     if num_dof <= 0:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from motion_vqvae.errors import UserError
 
+WRONG_QUAT_ORDER = "the quaternion order is probably wrong"
+"""Said by every check that finds a root quaternion read in the wrong order; ``load_motions`` looks for it."""
 _MAX_CAUSE_CHARS = 300  # a library's message can embed a huge repr; the cause is cut to this length
 
 
@@ -61,6 +63,15 @@ class ImplausibleMotionError(MotionFileError):
 
 class MotionFileNotFoundError(MotionFileError, FileNotFoundError):
     """No motion file at the given path, folder or glob."""
+
+
+def flag_hint(key: str, value: object) -> str:
+    """How to give a source setting, as the command line spells it and as Python does.
+
+    Most people meet a reader's error through a command (``--fps 30``); library callers pass keywords
+    (``fps=30``). Naming both costs one parenthesis and no guess about who is calling.
+    """
+    return f"pass --{key.replace('_', '-')} {value} (from Python: {key}={value!r})"
 
 
 def _short(text: str) -> str:

@@ -7,21 +7,23 @@ drop clips shorter than ``min_frames`` (counted after resampling).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from motion_vqvae.data.csv_format import read_csv
-from motion_vqvae.data.errors import MotionFileError, MotionFileNotFoundError, reading
+from motion_vqvae.data.errors import WRONG_QUAT_ORDER, MotionFileError, MotionFileNotFoundError, reading
 from motion_vqvae.data.jumps import (
     DEFAULT_JUMP_THRESHOLD,
     find_joint_jumps,
     log_joint_jumps,
     repair_joint_jumps,
 )
+from motion_vqvae.data.meta import META_FILE, source_quat_order, warn_ignored
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.npy_format import NPY_QUAT_ORDER, read_npy
 from motion_vqvae.data.pkl_format import read_pkl
@@ -98,12 +100,7 @@ def _read_file(
             path, quat_order=quat_order, keep_transitions=keep_transitions, robot_joint_names=names
         )
         if fps is not None and motions and abs(motions[0].fps - fps) > 1e-6 * fps:
-            logger.warning(
-                "%s: keeping the time column's %g fps, not fps=%g (use target_fps= to resample)",
-                path,
-                motions[0].fps,
-                fps,
-            )
+            warn_ignored(path, "fps", motions[0].fps, fps, "the time column says")
         return motions
     if kind == "pkl":
         return read_pkl(path, fps=fps, quat_order=quat_order, robot_joint_names=names)
@@ -173,6 +170,53 @@ def _check_rate(value: float | None, key: str, source: str) -> None:
         raise InvalidValue(f"{source}: {key} must be a number in [{low:g}, {high:g}], got {value!r}")
 
 
+@contextlib.contextmanager
+def _mixed_orders(read_as: dict[str, Path]) -> Iterator[None]:
+    """Say so when a file's quaternion order is wrong while an earlier file read fine in that order.
+
+    One order per call is all a command line can give; a folder mixing orders then fails on its first file
+    of the other kind, and the plain "wrong order" hint would send the user round in circles.
+    """
+    try:
+        yield
+    except MotionFileError as err:
+        if err.column != "root_quat" or WRONG_QUAT_ORDER not in str(err) or not read_as:
+            raise
+        fine = ", ".join(f"{f} as {o}" for o, f in read_as.items())
+        err.args = (
+            f"{err} This folder mixes quaternion orders (read upright: {fine}), and one --quat-order cannot "
+            f"read both: put the files of each order in their own folder with a {META_FILE} saying "
+            '{"quat_order": "wxyz"} (or "xyzw") beside them, which every tool reads first.',
+            *err.args[1:],
+        )
+        raise
+
+
+def select_clip(clips: Sequence[Motion], clip: str | int, source: str | Path) -> Motion:
+    """The clip ``--clip`` names: a clip name, or an index into ``clips`` when that reads one way only.
+
+    Names are what a person sees (``output_wave``); an index stays for scripts. ``"3"`` is refused when a
+    clip is named ``3`` and another sits at index 3, rather than guessing which was meant.
+    """
+    text = str(clip)
+    named = [c for c in clips if c.name == text]
+    index = int(text) if text.isdigit() else None
+    if named and index is not None and index < len(clips) and clips[index] is not named[0]:
+        raise InvalidValue(
+            f"--clip {text} is ambiguous in {source}: a clip is named '{text}' and clip {index} is "
+            f"'{clips[index].name}'; name the clip you mean"
+        )
+    if named:
+        return named[0]
+    if index is not None and index < len(clips):
+        return clips[index]
+    listed = ", ".join(c.name for c in clips[:10]) + (", ..." if len(clips) > 10 else "")
+    raise InvalidValue(
+        f"--clip {text}: {source} has no clip of that name, and {len(clips)} clip(s) (index 0-"
+        f"{len(clips) - 1}): {listed}"
+    )
+
+
 def unique_names(names: Sequence[str], files: Sequence[Path]) -> list[str]:
     """Clip names with clashes resolved: a name already taken (``clip.csv`` in two folders) becomes
     ``folder/name`` (then ``folder/name#2``, ...), with a warning. ``files[i]`` holds clip ``names[i]``."""
@@ -213,9 +257,11 @@ def load_motions(
 ) -> list[Motion]:
     """Read, validate and prepare every clip under ``path`` (file, folder or glob; NPY/PKL/CSV mixed).
 
-    ``fps`` is the frame rate of files that do not state one (CSV, where it beats meta.json; PKL
-    clips without an ``fps`` key; NPY and PKL rates are kept, with a warning on a mismatch).
-    ``quat_order`` overrides each format's default (NPY wxyz, CSV and PKL xyzw). ``robot`` (name or
+    ``fps`` is the frame rate of files that do not state one (a CSV without ``fps`` in a meta.json beside
+    it, PKL clips without an ``fps`` key); a file's own rate (NPY time column, PKL key, meta.json) is
+    kept, with a warning when ``fps`` differs. ``quat_order`` likewise yields to a ``quat_order`` in a
+    meta.json beside the file and overrides each format's default (NPY wxyz, CSV and PKL xyzw); see
+    :mod:`motion_vqvae.data.meta` for this one rule. ``robot`` (name or
     YAML path, see ``sim2real.robot.load_robot``) maps joint columns onto the robot's simulator order,
     filling missing joints with 0. ``jump_threshold`` (rad/s, None to skip) reports joint jumps, which
     ``repair_jumps`` bridges by interpolation.
@@ -244,10 +290,11 @@ def load_motions(
     motions: list[Motion] = []
     sources: list[Path] = []
     limits: dict[tuple[str, ...], Any] = {}
+    read_as: dict[str, Path] = {}  # quaternion order -> a file read upright with it
     for file in find_motion_files(path):
         kind = FORMAT_SUFFIXES[file.suffix.lower()]
-        order = quat_order or _DEFAULT_QUAT_ORDER[kind]
-        with reading(file):
+        with reading(file), _mixed_orders(read_as):
+            order = source_quat_order(file, quat_order, _DEFAULT_QUAT_ORDER[kind])
             clips = _read_file(file, kind, fps, order, keep_transitions, robot_names)
             if not clips:
                 raise MotionFileError(
@@ -270,6 +317,7 @@ def load_motions(
                 )
                 motions.append(_prepare(motion, jump_threshold, repair_jumps, target_fps, to_robot))
                 sources.append(file)
+            read_as.setdefault(order, file)
     motions = _unique_names(motions, sources)
     short = [m for m in motions if m.num_frames < min_frames]
     if short:

@@ -1,15 +1,28 @@
-"""``meta.json`` beside a motion file, and where joint names come from when the file itself has none."""
+"""``meta.json`` beside a motion file, and the one rule all tools follow for fps and quaternion order.
+
+The rule, applied per file by :func:`~motion_vqvae.data.loading.load_motions` (which train, evaluate,
+visualize, the viewer, the prior scripts and preprocess all read through): the file's own metadata first
+(an NPY time column, a PKL ``fps`` key, ``fps`` / ``quat_order`` in a ``meta.json`` beside the file), then
+what the user passed (``--fps`` / ``--quat-order``), then refuse (fps) or the format's documented
+convention (quaternion order: NPY wxyz, CSV and PKL xyzw; a wrong one is caught by the tilt check). A
+checkpoint's fps is its training rate, never a source rate, so no tool passes it here.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.data.errors import MotionFileError, reading
+from motion_vqvae.data.errors import MotionFileError, flag_hint, reading
 from motion_vqvae.data.joint_names import G1_JOINTS_BY_COUNT
+from motion_vqvae.data.validation import QUAT_ORDERS
+
+logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 MAX_META_BYTES = 2**20  # a meta.json holds an fps and a few dozen names; anything bigger is not one
@@ -45,6 +58,70 @@ def meta_fps(path: Path) -> float | None:
             column="fps",
         )
     return float(fps)
+
+
+def meta_quat_order(path: Path) -> str | None:
+    """The root quaternion order the ``meta.json`` beside ``path`` states, or None when it states none.
+
+    Read from a ``quat_order`` key (what our writers put there), else from a free-text ``layout`` that names
+    exactly one order (kimodo's ``"root_pos(3), root_quat wxyz(4), dof(29)"``).
+    """
+    meta = read_meta(path)
+    meta_path = Path(path).parent / META_FILE
+    if "quat_order" in meta:
+        order = meta["quat_order"]
+        if order not in QUAT_ORDERS:
+            raise MotionFileError(
+                f"{meta_path}: 'quat_order' must be one of {QUAT_ORDERS}, got {order!r}",
+                file=meta_path,
+                column="quat_order",
+            )
+        return str(order)
+    layout = meta.get("layout")
+    if isinstance(layout, str):
+        named = set(re.findall(r"\b(xyzw|wxyz)\b", layout))
+        if len(named) == 1:
+            return named.pop()
+    return None
+
+
+def source_fps(path: Path, given: float | None, what: str = "a CSV") -> float:
+    """The frame rate of a file without its own rate: its ``meta.json``, then ``given``, then refuse."""
+    own = meta_fps(path)
+    if own is not None:
+        warn_ignored(path, "fps", own, given, f"{META_FILE} says")
+        return own
+    if given is None:
+        raise MotionFileError(
+            f"{path}: {what} does not store its frame rate and there is no {META_FILE} with 'fps' beside it; "
+            f'{flag_hint("fps", 30)} with the rate it was recorded at, or write {{"fps": 30}} into '
+            f"{Path(path).parent / META_FILE}",
+            file=path,
+        )
+    return float(given)
+
+
+def source_quat_order(path: Path, given: str | None, default: str) -> str:
+    """The root quaternion order of ``path``: its ``meta.json``, then ``given``, then the format default."""
+    own = meta_quat_order(path)
+    if own is not None:
+        warn_ignored(path, "quat_order", own, given, f"{META_FILE} says")
+        return own
+    return given or default
+
+
+def warn_ignored(path: str | Path, key: str, own: object, given: object, says: str) -> None:
+    """Warn that a file's own ``key`` wins over a different value the user passed (never silently)."""
+    if given is None or given == own:
+        return
+    if key == "fps":
+        own, given = f"{own:g}", f"{given:g}"
+        fix = f"the file's rate is kept; use --target-fps {given} (target_fps=) to resample"
+    else:
+        fix = "the file's order is kept; fix or remove it there if it is wrong"
+    logger.warning(
+        "%s: %s %s=%s, not the %s passed (--%s); %s", path, says, key, own, given, key.replace("_", "-"), fix
+    )
 
 
 def meta_joint_names(path: Path) -> list[str] | None:
@@ -87,8 +164,8 @@ def resolve_joint_names(path: Path, count: int, robot_joint_names: Sequence[str]
         tried.insert(0, f"the robot's {len(robot_joint_names)}")
     raise MotionFileError(
         f"{path}: {count} joint columns match none of: {', '.join(tried)}. Put a {META_FILE} with "
-        f"'dof_names' ({count} names, in column order) beside the file, or pass a robot= with {count} "
-        "joints.",
+        f"'dof_names' ({count} names, in column order) beside the file, or name a robot with {count} "
+        "joints (--set robot=NAME; from Python: robot=NAME).",
         file=path,
     )
 

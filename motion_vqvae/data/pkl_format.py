@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from motion_vqvae.data.errors import MotionFileError, reading
-from motion_vqvae.data.meta import resolve_joint_names
+from motion_vqvae.data.errors import MotionFileError, flag_hint, reading
+from motion_vqvae.data.meta import resolve_joint_names, warn_ignored
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.safe_pickle import safe_load
 from motion_vqvae.data.validation import make_motion
@@ -53,7 +53,7 @@ def _clip_fps(clip: Mapping[str, Any], fps: float | None, where: str) -> float:
     """The clip's own ``fps`` key; ``fps`` only fills in when the key is missing."""
     if "fps" not in clip:
         if fps is None:
-            raise MotionFileError(f"{where}: no 'fps' key in the motion dict; pass fps= to load it")
+            raise MotionFileError(f"{where}: no 'fps' key in the motion dict; {flag_hint('fps', 30)}")
         return float(fps)
     raw = clip["fps"]
     value = raw.item() if isinstance(raw, (np.generic, np.ndarray)) and np.ndim(raw) == 0 else raw
@@ -61,13 +61,7 @@ def _clip_fps(clip: Mapping[str, Any], fps: float | None, where: str) -> float:
         raise MotionFileError(
             f"{where}: 'fps' must be one positive finite number, got {_short.repr(raw)}", column="fps"
         )
-    if fps is not None and float(value) != fps:
-        logger.warning(
-            "%s: keeping the file's fps %g, not fps=%g (use target_fps= to resample)",
-            where,
-            float(value),
-            fps,
-        )
+    warn_ignored(where, "fps", float(value), fps, "the clip's 'fps' key says")
     return float(value)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_vqvae.data.errors import ImplausibleMotionError
+from motion_vqvae.data.errors import WRONG_QUAT_ORDER, ImplausibleMotionError, flag_hint
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.validation import other_quat_order, quat_from_xyzw, quat_to_xyzw
 from motion_vqvae.errors import InvalidValue
@@ -174,7 +174,7 @@ class _Checker:
                 "tilt",
                 f"the body is tilted {as_read:.0f} degrees from upright on the median frame when the "
                 f"quaternion is read as {file_quat_order}, but only {as_other:.0f} degrees read as {other}: "
-                f"the quaternion order is probably wrong, pass quat_order='{other}'",
+                f"{WRONG_QUAT_ORDER}, {flag_hint('quat_order', other)}",
                 column="root_quat",
             )
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from motion_vqvae.data.errors import MotionFileError
+from motion_vqvae.data.errors import WRONG_QUAT_ORDER, MotionFileError, flag_hint
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.rotations import quat_make_continuous, quat_normalize, quat_rotate
@@ -110,14 +110,15 @@ def check_upright(q_raw: np.ndarray, quat_order: str, where: str) -> None:
     other_frac = upside_down_fraction(quat_normalize(quat_to_xyzw(q_raw, other)))
     if other_frac <= UPSIDE_DOWN_FRACTION:
         hint = (
-            f"read as {other} it is upright on {100 * (1 - other_frac):.0f}% of frames, so the quaternion "
-            f"order is probably wrong: pass quat_order='{other}'."
+            f"read as {other} it is upright on {100 * (1 - other_frac):.0f}% of frames, so "
+            f"{WRONG_QUAT_ORDER}: {flag_hint('quat_order', other)}."
         )
     else:
         hint = f"it is upside down as {other} too, so check the root columns and the data itself."
     raise MotionFileError(
         f"{where}: the root looks upside down (body z axis points down on {100 * frac:.0f}% of frames) "
-        f"when the quaternion is read as {quat_order}; {hint}"
+        f"when the quaternion is read as {quat_order}; {hint}",
+        column="root_quat",
     )
 
 

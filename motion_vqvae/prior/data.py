@@ -24,6 +24,7 @@ from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.training.checkpoint import load_checkpoint
+from motion_vqvae.training.clips import source_config
 from sim2real.manifest import sha256_file
 from sim2real.token_spec import TokenSpec
 
@@ -111,11 +112,12 @@ class TokenClip:
 
 
 def clip_motions(
-    tok: Tokenizer, motion_file: str | Path, fps: float | None
+    tok: Tokenizer, motion_file: str | Path, fps: float | None, quat_order: str | None = None
 ) -> tuple[list[Motion], list[Motion]]:
-    """(training, held-out) clips of ``motion_file`` read as the tokenizer reads them, split by its
-    validation clips."""
-    cfg = tok.agent.cfg.replace(fps=fps) if fps else tok.agent.cfg
+    """(training, held-out) clips of ``motion_file`` prepared as the tokenizer prepares them (its training
+    rate, robot, glitch repair), split by its validation clips. The files' own fps and quaternion order
+    come from the files, then ``fps`` / ``quat_order``, never from the tokenizer (``source_config``)."""
+    cfg = source_config(tok.agent.cfg, fps, quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=tok.spec.frames_per_token * 2)
     held = set(tok.val_clips)
     return [m for m in motions if m.name not in held], [m for m in motions if m.name in held]
@@ -125,6 +127,7 @@ def build_corpus(
     tok: Tokenizer,
     motion_file: str | Path,
     fps: float | None,
+    quat_order: str | None,
     captions: Captions,
     mirror: bool,
     speeds: list[float],
@@ -135,7 +138,8 @@ def build_corpus(
     Training clips are augmented like the tokenizer's: re-timed copies at ``speeds``, then mirrored copies
     of all of them; held-out clips are never augmented.
     """
-    source = f"{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{fps}|{mirror}|{sorted(speeds)}"
+    read_as = f"{fps}|{quat_order}"
+    source = f"{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{read_as}|{mirror}|{sorted(speeds)}"
     key = f"v{CACHE_VERSION}|{source}"
     key = hashlib.sha256(key.encode()).hexdigest()
     if cache.is_file():
@@ -144,7 +148,7 @@ def build_corpus(
             log.info("tokens read from %s", cache)
             return _clips(state["train"], captions), _clips(state["val"], captions)
         log.info("%s was built from other inputs; re-encoding", cache)
-    train, val = clip_motions(tok, motion_file, fps)
+    train, val = clip_motions(tok, motion_file, fps, quat_order)
     if not train:
         raise InvalidValue(
             f"{motion_file}: every clip is a held-out clip of the tokenizer; nothing to train on"

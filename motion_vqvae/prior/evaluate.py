@@ -75,12 +75,13 @@ def evaluate_prior(
     prefix_s: float = 2.0,
     horizon_s: float = 2.0,
     seed: int = 0,
+    quat_order: str | None = None,
 ) -> dict[str, Any]:
     """Write ``out/metrics.json`` and plots; returns the metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = prior.tokenizer()
-    train, held = clip_motions(tok, motion_file, fps)
+    train, held = clip_motions(tok, motion_file, fps, quat_order)
     clips, split = (held, "held-out") if held else (train, "all (none of the tokenizer's validation clips)")
     captions = Captions.load(resolve_repo_path(prior.cfg.captions))
     fk = ForwardKinematics(tok.agent.mjcf)

@@ -24,19 +24,26 @@ def generate_motion(
     *,
     prompt: str | None = None,
     prefix: str | Path | None = None,
+    fps: float | None = None,
+    quat_order: str | None = None,
     seed: int | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
     guidance_scale: float | None = None,
 ) -> tuple[Motion, np.ndarray]:
-    """(motion, tokens ``[T, S]``): ``seconds`` of sampled motion, after the prefix clip's tokens if given."""
+    """(motion, tokens ``[T, S]``): ``seconds`` of sampled motion, after the prefix clip's tokens if given.
+
+    ``fps`` and ``quat_order`` read a ``prefix`` file that does not state its own (see ``load_motions``).
+    """
     if not seconds > 0:
         raise InvalidValue(f"seconds must be > 0, got {seconds}")
     tok = prior.tokenizer()
     steps = int(np.ceil(seconds * prior.spec.fps / prior.spec.frames_per_token))
     head, start = None, None
     if prefix is not None:
-        clips = load_motions(prefix, target_fps=prior.spec.fps, robot=tok.agent.cfg.robot)
+        clips = load_motions(
+            prefix, fps=fps, quat_order=quat_order, target_fps=prior.spec.fps, robot=tok.agent.cfg.robot
+        )
         if len(clips) != 1:
             raise InvalidValue(f"--prefix {prefix}: expected one clip, found {len(clips)}")
         start = clips[0]

@@ -50,10 +50,17 @@ class PriorRun:
     """Config, data, model and optimisation state of one prior training run."""
 
     def __init__(
-        self, cfg: PriorConfig, tokenizer: str | Path, motion_file: str | Path, fps: float | None, out: Path
+        self,
+        cfg: PriorConfig,
+        tokenizer: str | Path,
+        motion_file: str | Path,
+        fps: float | None,
+        out: Path,
+        *,
+        quat_order: str | None = None,
     ):
         self.cfg, self.out = cfg, Path(out)
-        self.motion_file, self.fps = str(motion_file), fps
+        self.motion_file, self.fps, self.quat_order = str(motion_file), fps, quat_order
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
@@ -64,6 +71,7 @@ class PriorRun:
             self.tok,
             motion_file,
             fps,
+            quat_order,
             captions,
             cfg.mirror_augment,
             cfg.speed_augment,
@@ -161,6 +169,7 @@ class PriorRun:
             "tokenizer_sha256": self.tokenizer_sha256,
             "motion_file": self.motion_file,
             "fps": self.fps,
+            "quat_order": self.quat_order,
             "val_clips": [c.name for c in self.val_clips],
             "captions": {c: e for c, e in self.caption_table.items()},
             "unigram": torch.as_tensor(self.unigram),

@@ -32,6 +32,17 @@ def load_config_motions(cfg: AgentConfig, source: str | Path, *, min_frames: int
     )
 
 
+def source_config(cfg: AgentConfig, fps: float | None, quat_order: str | None) -> AgentConfig:
+    """A checkpoint's config made to read other files: their fps and quaternion order come from the files
+    (meta.json, PKL ``fps``, NPY time column) and then the command line, never from the checkpoint.
+
+    A checkpoint's ``fps`` is the source rate of the clips it was trained on (``target_fps`` its training
+    rate); applied to other files it halved every 30-fps kimodo clip read with a 60-fps tokenizer. Every
+    tool that reads new motion with a checkpoint's config (evaluate, the prior scripts) goes through here.
+    """
+    return cfg.replace(fps=fps, quat_order=quat_order)
+
+
 def training_motions(cfg: AgentConfig, path: str | Path | None = None) -> list[Motion]:
     """The clips to train on: ``path``, else the config's ``motion_file``, else the bundled sample."""
     source = path if path is not None else (cfg.motion_file or sample_motion_path())
@@ -47,8 +58,8 @@ def single_fps(motions: list[Motion]) -> float:
     if len(rates) != 1:
         names = {r: next(m.name for m in motions if float(m.fps) == r) for r in rates}
         raise InvalidValue(
-            f"clips at mixed frame rates {names} (fps: an example clip each); set target_fps (e.g. "
-            "--set target_fps=30) to resample every clip to one rate"
+            f"clips at mixed frame rates {names} (fps: an example clip each); pass "
+            "--target-fps 30 (config key target_fps) to resample every clip to one rate"
         )
     return rates[0]
 

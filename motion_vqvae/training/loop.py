@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
+from motion_vqvae.training.advice import SpeedCheck
 from motion_vqvae.training.body_loss import BodySpaceLoss
 from motion_vqvae.training.nonfinite import SUSPECT_INPUT, NonFiniteGuard, gradient_norm
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
@@ -111,6 +112,7 @@ def train(
         mininterval=0.1 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10 per s
         disable=not main,
     )
+    speed = SpeedCheck(agent.device.type, torch.get_num_threads(), cfg.batch_size) if main else None
     window_start, windows_seen = time.monotonic(), 0
     stopped_by, signum = "total_iter", None
     with StopRequests() as stop:
@@ -134,7 +136,10 @@ def train(
             windows_seen += cfg.batch_size
             bar.update(1)
             it = agent.iteration
-            if fitter is not None and fitter.after_step(time.monotonic() - step_started):
+            took = time.monotonic() - step_started
+            if speed is not None and speed.after_step(took):
+                speed = None  # reported once; the rest of the run pays nothing for it
+            if fitter is not None and fitter.after_step(took):
                 bar.total = agent.cfg.total_iter
             logging_step = it % cfg.print_iter == 0 or it == agent.cfg.total_iter
             if logging_step or it % guard.limit == 0 or it % cfg.save_every == 0:

@@ -320,8 +320,8 @@ def _check_uniform(clips: list[_Clip], names: list[str], kept: list[int]) -> Non
     for clip, i in zip(clips, kept, strict=True):
         if abs(clip.fps - first.fps) > 1e-9:
             raise InvalidValue(
-                f"clips at mixed frame rates ({names[kept[0]]}: {first.fps}, {names[i]}: {clip.fps}); set "
-                "target_fps (e.g. --set target_fps=30) to resample every clip to one rate"
+                f"clips at mixed frame rates ({names[kept[0]]}: {first.fps}, {names[i]}: {clip.fps}); pass "
+                "--target-fps 30 (config key target_fps) to resample every clip to one rate"
             )
         if clip.joint_names != first.joint_names:
             raise InvalidValue(

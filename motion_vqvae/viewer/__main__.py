@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_vqvae.cli import UserError, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
 from sim2real.token_spec import TokenSpec
 
 PREVIEW_REPEATS = 4  # a clicked token is decoded this many times over, long enough to watch
@@ -29,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--motion", help="motion file, folder or glob (NPY/PKL/CSV), taken as a path")
     parser.add_argument("--clip", default="0", help="clip index or name within --motion (default 0)")
-    parser.add_argument("--fps", type=float, help="source fps of CSV files without meta.json")
-    parser.add_argument("--quat-order", choices=("xyzw", "wxyz"), help="root quaternion order in the files")
+    add_source_arguments(parser)
     parser.add_argument("--checkpoint", type=Path, help="tokenizer: reconstruction, tokens, token preview")
     parser.add_argument("--tokens", help="ids '3,17,40' or a .txt/.npy file of them (needs --checkpoint)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
@@ -98,18 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_clip(args: argparse.Namespace):
     from motion_vqvae.data import load_motions
+    from motion_vqvae.data.loading import select_clip
 
-    kwargs = {"quat_order": args.quat_order} if args.quat_order else {}
-    clips = load_motions(args.motion, fps=args.fps, **kwargs)
-    if args.clip.isdigit():
-        index = int(args.clip)
-        if index >= len(clips):
-            raise UserError(f"--clip {index}: {args.motion} has {len(clips)} clips (0-{len(clips) - 1})")
-        return clips[index]
-    named = [c for c in clips if c.name == args.clip]
-    if not named:
-        raise UserError(f"--clip {args.clip!r} is not in {args.motion}: {[c.name for c in clips][:10]}")
-    return named[0]
+    clips = load_motions(args.motion, fps=args.fps, quat_order=args.quat_order)
+    return select_clip(clips, args.clip, args.motion)
 
 
 def _parse_tokens(text: str) -> np.ndarray:
