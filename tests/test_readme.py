@@ -47,36 +47,12 @@ def test_ci_runs_the_readme_main_job_in_a_copy_without_shared() -> None:
     assert "test ! -e ../shared" in ci and "--time-budget" in ci
 
 
-@pytest.fixture(scope="module")
-def readme_workdir(tmp_path_factory) -> Path:
-    """A working directory with what the README's snippets name: configs, runs/g1 and exports/g1."""
-    from _tiny_tokenizer import train_tiny_tokenizer  # puts scripts/ on sys.path
-    from test_prior import train_tiny_prior
-
-    from motion_vqvae.data import sample_motion_path
-    from motion_vqvae.export import export_checkpoint
-
-    root = tmp_path_factory.mktemp("readme")
-    work = root / "work"
-    work.mkdir()
-    (work / "configs").symlink_to(REPO / "configs")
-    if (REPO.parent / "shared").exists():
-        (root / "shared").symlink_to(REPO.parent / "shared")  # "../shared" as seen from the snippets
-    last = train_tiny_tokenizer(work / "runs" / "g1", str(sample_motion_path()), iters=30, nb_code=64)
-    (last.parent / "best.pt").write_bytes(last.read_bytes())
-    captions = root / "captions.yaml"
-    captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
-    prior = train_tiny_prior(last.parent / "best.pt", root / "prior", 10, use_text=True, captions=captions)
-    export_checkpoint(last.parent / "best.pt", work / "exports" / "g1", prior=prior)
-    return work
-
-
 @pytest.mark.parametrize("index", range(len(_code_blocks("python"))))
-def test_every_python_snippet_runs(index: int, readme_workdir: Path, monkeypatch) -> None:
+def test_every_python_snippet_runs(index: int, example_workdir: Path, monkeypatch) -> None:
     snippet = _code_blocks("python")[index]
-    if "../shared" in snippet and not (readme_workdir.parent / "shared").exists():
+    if "../shared" in snippet and not (example_workdir.parent / "shared").exists():
         pytest.skip("the snippet reads ../shared, which is absent")
-    monkeypatch.chdir(readme_workdir)
+    monkeypatch.chdir(example_workdir)
     namespace: dict = {"__name__": "readme"}
     exec(compile(snippet, f"README.md python block {index}", "exec"), namespace)  # noqa: S102 - our README
     if "load_motions(" in snippet:
