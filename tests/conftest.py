@@ -80,7 +80,9 @@ def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if SHARED.exists():
         (root / "shared").symlink_to(SHARED)
     default_structure = {"quantizer": "rvq", "body_parts": "upper_lower", "num_quantizers": 6, "nb_code": 64}
-    last = train_tiny_tokenizer(work / "runs" / "g1", str(sample_motion_path()), iters=30, **default_structure)
+    last = train_tiny_tokenizer(
+        work / "runs" / "g1", str(sample_motion_path()), iters=30, **default_structure
+    )
     best = last.parent / "best.pt"
     best.write_bytes(last.read_bytes())
     captions = root / "captions.yaml"

@@ -33,7 +33,9 @@ from test_prior import prior_sets
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))
-FENCE = re.compile(r"(?:^<!-- skip: (?P<skip>.+?) -->\n)?^```(?P<lang>python|bash)\n(?P<code>.*?)^```", re.M | re.S)
+FENCE = re.compile(
+    r"(?:^<!-- skip: (?P<skip>.+?) -->\n)?^```(?P<lang>python|bash)\n(?P<code>.*?)^```", re.M | re.S
+)
 SHORTEN: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(scripts/(?:train_vqvae|preprocess)\.py)"), r"\1 " + " ".join(tiny_sets(20))),
     (re.compile(r"(scripts/train_prior\.py)"), r"\1 " + " ".join(prior_sets(6))),
@@ -90,7 +92,9 @@ def _run_bash(block: Block, workdir: Path) -> None:
         text=True,
         timeout=BLOCK_TIMEOUT_S,
     )
-    assert done.returncode == 0, f"{block.label} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{block.label} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
 
 
 def _run_python(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +111,10 @@ def ran() -> set[str]:
 
 def test_there_are_guides_with_code() -> None:
     assert DOCS, "docs/*.md is missing"
-    assert sum(b.language == "bash" for b in ALL_BLOCKS) >= 5 and sum(b.language == "python" for b in ALL_BLOCKS) >= 5
+    assert (
+        sum(b.language == "bash" for b in ALL_BLOCKS) >= 5
+        and sum(b.language == "python" for b in ALL_BLOCKS) >= 5
+    )
 
 
 def test_fences_are_all_seen() -> None:

@@ -329,7 +329,7 @@ def _start_wandb(agent: MVQVAEAgent) -> Any:
         import wandb
     except ImportError:
         log.warning(
-            "use_wandb is true but wandb is not installed (an optional extra: pip install -e \".[wandb]\"); "
+            'use_wandb is true but wandb is not installed (an optional extra: pip install -e ".[wandb]"); '
             "logging to metrics.jsonl only"
         )
         return None
