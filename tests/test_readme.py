@@ -67,3 +67,31 @@ def test_readme_installs_the_robot_runtime_without_torch() -> None:
     dependencies = re.search(r"^dependencies = \[(.*?)\]", project, flags=re.M | re.S).group(1)
     assert "numpy" in dependencies and "torch" not in dependencies
     assert f"install -q {path}" in (REPO / ".ci" / "run").read_text(), "CI installs what the README says"
+
+
+def test_readme_is_a_quickstart_linking_every_guide() -> None:
+    assert len(README.splitlines()) <= 150, "README.md is a quickstart: move details into docs/"
+    for guide in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{guide.name})" in README, f"README.md does not link docs/{guide.name}"
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images and all((REPO / image).is_file() for image in images), images
+
+
+def test_readme_commands_beyond_the_quickstart_are_run_by_the_guides() -> None:
+    """README's other bash lines are run where tests/test_docs.py runs them: verbatim in a docs/ block."""
+    guides = "\n".join(
+        m["code"]
+        for path in (REPO / "docs").glob("*.md")
+        for m in re.finditer(r"^```bash\n(?P<code>.*?)^```", path.read_text(), flags=re.M | re.S)
+    )
+    for block in _code_blocks("bash")[1:]:
+        for line in block.strip().splitlines():
+            command = line.split("  #")[0].strip()
+            assert command in guides, f"README.md runs {command!r}, which no docs/*.md bash block runs"
+
+
+def test_wandb_is_an_optional_extra() -> None:
+    project = (REPO / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)\]", project, flags=re.M | re.S).group(1)
+    assert "wandb" not in dependencies, "pip install -e . must not pull in wandb"
+    assert re.search(r'^wandb = \["wandb', project, flags=re.M), "the .[wandb] extra is missing"
