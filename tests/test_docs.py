@@ -13,7 +13,8 @@ How a block runs:
   ``PYTHONPATH``, one torch thread. To keep them to seconds, the test rewrites commands before running them
   (:data:`SHORTEN`): ``train_vqvae.py`` and ``preprocess.py`` get the tiny model of tests/_tiny_tokenizer.py
   (a few steps) inserted before the block's own ``--set`` flags, which still win; ``train_prior.py`` gets the
-  tiny prior of tests/test_prior.py; ``--time-budget`` is kept (it never raises ``total_iter``).
+  tiny prior of tests/test_prior.py; ``train_policy.py`` runs 256 PPO steps on 2 envs; ``--time-budget`` is
+  kept (it never raises ``total_iter``).
 - A block is skipped, with the reason shown, when the line before its fence is ``<!-- skip: REASON -->``
   (a display, a GPU, a cluster, a long run), or when it reads ``../shared`` and that folder is absent.
 """
@@ -39,6 +40,10 @@ FENCE = re.compile(
 SHORTEN: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(scripts/(?:train_vqvae|preprocess)\.py)"), r"\1 " + " ".join(tiny_sets(20))),
     (re.compile(r"(scripts/train_prior\.py)"), r"\1 " + " ".join(prior_sets(6))),
+    (
+        re.compile(r"(scripts/train_policy\.py.*?)--timesteps \d+", re.S),
+        r"\1--timesteps 256 --num-envs 2 --eval-episodes 1",
+    ),
 ]
 BLOCK_TIMEOUT_S = 120
 
