@@ -54,3 +54,39 @@ def _one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory holding what README.md and docs/*.md name, shared by their tests.
+
+    ``runs/g1/checkpoints/best.pt`` is a tiny tokenizer with the default token structure (RVQ, 2 body
+    parts x 6 levels = 12 streams; 64 codes, so ids below 64 are valid), ``runs/prior`` a tiny prior on its
+    tokens (with captions, so ``prompt="a karate chop"`` works) and ``exports/g1`` their export. ``scripts``,
+    ``configs`` and ``motion_vqvae`` link to the checkout, so commands run as written from a clone's root;
+    ``../shared`` is linked where it exists, as seen from the snippets.
+    """
+    from _tiny_tokenizer import train_tiny_tokenizer  # puts scripts/ on sys.path
+    from test_prior import train_tiny_prior
+
+    from motion_vqvae.data import sample_motion_path
+    from motion_vqvae.export import export_checkpoint
+
+    root = tmp_path_factory.mktemp("examples")
+    work = root / "work"
+    work.mkdir()
+    for name in ("scripts", "configs", "motion_vqvae"):
+        (work / name).symlink_to(REPO_ROOT / name)
+    if SHARED.exists():
+        (root / "shared").symlink_to(SHARED)
+    default_structure = {"quantizer": "rvq", "body_parts": "upper_lower", "num_quantizers": 6, "nb_code": 64}
+    last = train_tiny_tokenizer(
+        work / "runs" / "g1", str(sample_motion_path()), iters=30, **default_structure
+    )
+    best = last.parent / "best.pt"
+    best.write_bytes(last.read_bytes())
+    captions = root / "captions.yaml"
+    captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
+    prior = train_tiny_prior(best, work / "runs" / "prior", 10, use_text=True, captions=captions)
+    export_checkpoint(best, work / "exports" / "g1", prior=prior)
+    return work

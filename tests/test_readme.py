@@ -47,36 +47,12 @@ def test_ci_runs_the_readme_main_job_in_a_copy_without_shared() -> None:
     assert "test ! -e ../shared" in ci and "--time-budget" in ci
 
 
-@pytest.fixture(scope="module")
-def readme_workdir(tmp_path_factory) -> Path:
-    """A working directory with what the README's snippets name: configs, runs/g1 and exports/g1."""
-    from _tiny_tokenizer import train_tiny_tokenizer  # puts scripts/ on sys.path
-    from test_prior import train_tiny_prior
-
-    from motion_vqvae.data import sample_motion_path
-    from motion_vqvae.export import export_checkpoint
-
-    root = tmp_path_factory.mktemp("readme")
-    work = root / "work"
-    work.mkdir()
-    (work / "configs").symlink_to(REPO / "configs")
-    if (REPO.parent / "shared").exists():
-        (root / "shared").symlink_to(REPO.parent / "shared")  # "../shared" as seen from the snippets
-    last = train_tiny_tokenizer(work / "runs" / "g1", str(sample_motion_path()), iters=30, nb_code=64)
-    (last.parent / "best.pt").write_bytes(last.read_bytes())
-    captions = root / "captions.yaml"
-    captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
-    prior = train_tiny_prior(last.parent / "best.pt", root / "prior", 10, use_text=True, captions=captions)
-    export_checkpoint(last.parent / "best.pt", work / "exports" / "g1", prior=prior)
-    return work
-
-
 @pytest.mark.parametrize("index", range(len(_code_blocks("python"))))
-def test_every_python_snippet_runs(index: int, readme_workdir: Path, monkeypatch) -> None:
+def test_every_python_snippet_runs(index: int, example_workdir: Path, monkeypatch) -> None:
     snippet = _code_blocks("python")[index]
-    if "../shared" in snippet and not (readme_workdir.parent / "shared").exists():
+    if "../shared" in snippet and not (example_workdir.parent / "shared").exists():
         pytest.skip("the snippet reads ../shared, which is absent")
-    monkeypatch.chdir(readme_workdir)
+    monkeypatch.chdir(example_workdir)
     namespace: dict = {"__name__": "readme"}
     exec(compile(snippet, f"README.md python block {index}", "exec"), namespace)  # noqa: S102 - our README
     if "load_motions(" in snippet:
@@ -91,3 +67,31 @@ def test_readme_installs_the_robot_runtime_without_torch() -> None:
     dependencies = re.search(r"^dependencies = \[(.*?)\]", project, flags=re.M | re.S).group(1)
     assert "numpy" in dependencies and "torch" not in dependencies
     assert f"install -q {path}" in (REPO / ".ci" / "run").read_text(), "CI installs what the README says"
+
+
+def test_readme_is_a_quickstart_linking_every_guide() -> None:
+    assert len(README.splitlines()) <= 150, "README.md is a quickstart: move details into docs/"
+    for guide in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{guide.name})" in README, f"README.md does not link docs/{guide.name}"
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README)
+    assert images and all((REPO / image).is_file() for image in images), images
+
+
+def test_readme_commands_beyond_the_quickstart_are_run_by_the_guides() -> None:
+    """README's other bash lines are run where tests/test_docs.py runs them: verbatim in a docs/ block."""
+    guides = "\n".join(
+        m["code"]
+        for path in (REPO / "docs").glob("*.md")
+        for m in re.finditer(r"^```bash\n(?P<code>.*?)^```", path.read_text(), flags=re.M | re.S)
+    )
+    for block in _code_blocks("bash")[1:]:
+        for line in block.strip().splitlines():
+            command = line.split("  #")[0].strip()
+            assert command in guides, f"README.md runs {command!r}, which no docs/*.md bash block runs"
+
+
+def test_wandb_is_an_optional_extra() -> None:
+    project = (REPO / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)\]", project, flags=re.M | re.S).group(1)
+    assert "wandb" not in dependencies, "pip install -e . must not pull in wandb"
+    assert re.search(r'^wandb = \["wandb', project, flags=re.M), "the .[wandb] extra is missing"

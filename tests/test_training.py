@@ -239,3 +239,15 @@ def test_split_auto_scores_the_held_out_clips_when_present() -> None:
         select_split(clips, ["z"], "val", "ckpt")
     with pytest.raises(ValueError, match="records no validation clips"):
         select_split(clips, [], "train", "ckpt")
+
+
+def test_use_wandb_without_wandb_names_the_extra(monkeypatch, caplog) -> None:
+    """wandb is an optional extra: a run asking for it without it installed says how to get it."""
+    from types import SimpleNamespace
+
+    from motion_vqvae.training.loop import _start_wandb
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    with caplog.at_level("WARNING"):
+        assert _start_wandb(SimpleNamespace()) is None
+    assert 'pip install -e ".[wandb]"' in caplog.text

@@ -374,7 +374,10 @@ def _start_wandb(agent: MVQVAEAgent) -> Any:
     try:
         import wandb
     except ImportError:
-        log.warning("use_wandb is true but wandb is not installed; logging to metrics.jsonl only")
+        log.warning(
+            'use_wandb is true but wandb is not installed (an optional extra: pip install -e ".[wandb]"); '
+            "logging to metrics.jsonl only"
+        )
         return None
     settings = wandb.Settings(init_timeout=30, silent=True)
     try:
