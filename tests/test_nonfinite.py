@@ -260,7 +260,8 @@ def test_prior_hparams_are_checked_against_its_tensors() -> None:
 
 
 RANKS_SCRIPT = """
-import math, torch
+import math, sys, torch
+from pathlib import Path
 from motion_vqvae.training import distributed
 from motion_vqvae.training.nonfinite import NonFiniteGuard
 
@@ -278,7 +279,9 @@ with distributed.process_group() as here:
             loss = loss * math.nan  # only rank 1 sees a non-finite loss
         guard.apply(optimizer, iteration, {"total": loss}, torch.tensor(1.0))
     guard.poll()
-    print(f"RANK {here.rank} skipped={guard.skipped} weight={model.weight.sum().item():.7f}", flush=True)
+    # one file per rank: the two ranks' prints can interleave on one stdout line
+    result = f"skipped={guard.skipped} weight={model.weight.sum().item():.7f}"
+    (Path(sys.argv[1]) / f"rank{here.rank}.txt").write_text(result)
 """
 
 
@@ -289,9 +292,14 @@ def test_every_rank_skips_the_step_any_rank_finds_non_finite(tmp_path: Path) -> 
     script.write_text(RANKS_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [*torchrun_prefix(2), str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+        [*torchrun_prefix(2), str(script), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = sorted(line.split(" ", 2)[2] for line in done.stdout.splitlines() if line.startswith("RANK"))
+    lines = sorted(path.read_text() for path in tmp_path.glob("rank*.txt"))
     assert len(lines) == 2 and lines[0] == lines[1], lines  # same decision, same weights
     assert lines[0].startswith("skipped=1 ")
