@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -150,6 +152,19 @@ def test_oversubscribed_threads_are_named_with_the_fix(caplog: pytest.LogCapture
         assert "--set num_threads=1" in check.report(2.0, busy)
     assert "speed: 2.0 steps/s (32 windows/s)" in caplog.text
     assert SpeedCheck("cuda", 2, 16).report(50.0, busy) is None
+
+
+def test_a_run_does_not_count_its_own_threads_as_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten seconds of two busy threads add 0.3 to the 1-minute load: on an idle 2-core machine that is the
+    run itself, not a neighbour, and two threads fit."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 0.3, 0.1))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert oversubscription(2, Machine.measure()) is not None  # taken at face value: a false alarm
+    own = Machine.measure(own_threads=2, own_seconds=10.0)
+    assert own.load == pytest.approx(0.6 - 2 * (1 - math.exp(-10 / 60)))
+    assert oversubscription(2, own) is None
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))  # a neighbour keeps one core busy
+    assert "--set num_threads=1" in oversubscription(2, Machine.measure(own_threads=2, own_seconds=10.0))
 
 
 def test_memorising_and_no_validation_advice() -> None:

@@ -10,7 +10,9 @@ first steps only, the rest runs once at the start or the end of a run.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass
 
 from motion_vqvae.data.motion import Motion
@@ -33,10 +35,18 @@ class Machine:
     load: float  # 1-minute load average: processes running or waiting for a core
 
     @classmethod
-    def measure(cls) -> Machine:
+    def measure(cls, own_threads: int = 0, own_seconds: float = 0.0) -> Machine:
+        """The machine now, less the load of this run's ``own_threads`` busy for ``own_seconds``.
+
+        The 1-minute load average is an exponential average with a 60 s time constant, so a run that has
+        kept ``n`` threads busy for ``t`` seconds has added about ``n * (1 - exp(-t / 60))`` to it. Without
+        that correction a run on an idle 2-core machine sees its own two threads as someone else's load
+        (0.6 after ten seconds) and warns against itself.
+        """
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        return cls(cores, load)
+        own = own_threads * (1.0 - math.exp(-own_seconds / 60.0))
+        return cls(cores, max(0.0, load - own))
 
     @property
     def free_cores(self) -> float:
@@ -75,6 +85,7 @@ class SpeedCheck:
         self.device, self.threads, self.batch_size = device, threads, batch_size
         self.seen = 0
         self.seconds = 0.0
+        self.started = time.monotonic()
 
     def after_step(self, seconds: float) -> bool:
         """Count one step; True once the rate has been reported."""
@@ -98,7 +109,9 @@ class SpeedCheck:
         )
         if self.device != "cpu":
             return None
-        warning = oversubscription(self.threads, machine or Machine.measure())
+        if machine is None:
+            machine = Machine.measure(self.threads, time.monotonic() - self.started)
+        warning = oversubscription(self.threads, machine)
         if warning is not None:
             log.warning("slow: %.1f steps/s; %s", steps_per_s, warning)
         return warning
