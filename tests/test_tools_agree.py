@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,14 @@ from motion_vqvae.commands.train import build_parser, path_values
 from motion_vqvae.data import load_motions, sample_motion_path, save_csv, save_npy
 from motion_vqvae.data.loading import select_clip
 from motion_vqvae.training import plots
-from motion_vqvae.training.advice import Machine, SpeedCheck, memorising, no_validation, oversubscription
+from motion_vqvae.training.advice import (
+    CpuClock,
+    Machine,
+    SpeedCheck,
+    memorising,
+    no_validation,
+    oversubscription,
+)
 from sim2real import play as play_cli
 from sim2real.token_spec import TokenSpec
 
@@ -154,17 +161,25 @@ def test_oversubscribed_threads_are_named_with_the_fix(caplog: pytest.LogCapture
     assert SpeedCheck("cuda", 2, 16).report(50.0, busy) is None
 
 
-def test_a_run_does_not_count_its_own_threads_as_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ten seconds of two busy threads add 0.3 to the 1-minute load: on an idle 2-core machine that is the
-    run itself, not a neighbour, and two threads fit."""
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.6, 0.3, 0.1))
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert oversubscription(2, Machine.measure()) is not None  # taken at face value: a false alarm
-    own = Machine.measure(own_threads=2, own_seconds=10.0)
-    assert own.load == pytest.approx(0.6 - 2 * (1 - math.exp(-10 / 60)))
-    assert oversubscription(2, own) is None
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))  # a neighbour keeps one core busy
-    assert "--set num_threads=1" in oversubscription(2, Machine.measure(own_threads=2, own_seconds=10.0))
+def test_the_load_of_others_is_measured_not_averaged() -> None:
+    """Busy CPU time of the machine less this process's, over the timed steps: a job that ended seconds
+    ago (still in the 1-minute load average) and this run's own threads are not a neighbour."""
+    alone = CpuClock(wall=0.0, own=0.0, everyone=100.0)
+    assert CpuClock(wall=10.0, own=18.0, everyone=118.5).others_since(alone) == pytest.approx(0.05)
+    assert oversubscription(2, Machine(2, 0.05)) is None  # two threads fit an idle 2-core machine
+    neighbour = CpuClock(wall=10.0, own=10.0, everyone=120.0).others_since(alone)
+    assert neighbour == pytest.approx(1.0)
+    assert "--set num_threads=1" in oversubscription(2, Machine(2, neighbour))
+    assert CpuClock(10.0, 1.0, None).others_since(alone) is None  # no /proc/stat: the load average instead
+    start = CpuClock.read()
+    busy = time.process_time() + 0.6
+    while time.process_time() < busy:  # keep a core busy
+        pass
+    end = CpuClock.read()
+    if start.everyone is None:
+        pytest.skip("no /proc/stat on this machine")
+    assert end.everyone - start.everyone >= (end.own - start.own) - 0.05  # the machine's time holds ours
+    assert 0.0 <= end.others_since(start) <= len(os.sched_getaffinity(0))
 
 
 def test_memorising_and_no_validation_advice() -> None:

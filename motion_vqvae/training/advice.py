@@ -10,7 +10,6 @@ first steps only, the rest runs once at the start or the end of a run.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -28,25 +27,61 @@ MEMORISING_MIN_GAP_MM = 10.0
 
 
 @dataclass(frozen=True)
+class CpuClock:
+    """A reading of CPU time: this process's (all its threads) and every process's on the machine.
+
+    Two readings give the cores other processes kept busy in between, measured rather than averaged: the
+    1-minute load average still carries a job that ended seconds ago, and this run's own threads.
+    """
+
+    wall: float
+    own: float  # CPU seconds of this process
+    everyone: float | None  # CPU seconds of every process (from /proc/stat); None where it is not readable
+
+    @classmethod
+    def read(cls) -> CpuClock:
+        return cls(time.monotonic(), time.process_time(), _machine_cpu_seconds())
+
+    def others_since(self, earlier: CpuClock) -> float | None:
+        """Cores other processes used on average since ``earlier``; None when it cannot be measured."""
+        wall = self.wall - earlier.wall
+        if self.everyone is None or earlier.everyone is None or wall < 0.5:
+            return None
+        return max(0.0, (self.everyone - earlier.everyone - (self.own - earlier.own)) / wall)
+
+
+def _machine_cpu_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (Linux ``/proc/stat``: user to steal, not idle)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (float(v) for v in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
 class Machine:
     """The CPU share a run can count on: cores it may run on, and the load others put on them."""
 
     cores: int
-    load: float  # 1-minute load average: processes running or waiting for a core
+    load: float  # cores that other processes keep busy
 
     @classmethod
-    def measure(cls, own_threads: int = 0, own_seconds: float = 0.0) -> Machine:
-        """The machine now, less the load of this run's ``own_threads`` busy for ``own_seconds``.
+    def measure(cls, since: CpuClock | None = None) -> Machine:
+        """The machine now; with ``since``, the load others put on it from then on, measured.
 
-        The 1-minute load average is an exponential average with a 60 s time constant, so a run that has
-        kept ``n`` threads busy for ``t`` seconds has added about ``n * (1 - exp(-t / 60))`` to it. Without
-        that correction a run on an idle 2-core machine sees its own two threads as someone else's load
-        (0.6 after ten seconds) and warns against itself.
+        Without a measurement (no ``/proc/stat``, or no earlier reading) it falls back to the 1-minute load
+        average, which also counts this run's own threads and jobs that have just ended.
         """
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        own = own_threads * (1.0 - math.exp(-own_seconds / 60.0))
-        return cls(cores, max(0.0, load - own))
+        others = None if since is None else CpuClock.read().others_since(since)
+        if others is None:
+            others = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return cls(cores, others)
 
     @property
     def free_cores(self) -> float:
@@ -85,12 +120,14 @@ class SpeedCheck:
         self.device, self.threads, self.batch_size = device, threads, batch_size
         self.seen = 0
         self.seconds = 0.0
-        self.started = time.monotonic()
+        self.clock: CpuClock | None = None  # read when the timed steps start
 
     def after_step(self, seconds: float) -> bool:
         """Count one step; True once the rate has been reported."""
         self.seen += 1
         if self.seen <= self.UNTIMED_STEPS:
+            if self.seen == self.UNTIMED_STEPS:
+                self.clock = CpuClock.read()
             return False
         self.seconds += seconds
         timed = self.seen - self.UNTIMED_STEPS
@@ -110,7 +147,7 @@ class SpeedCheck:
         if self.device != "cpu":
             return None
         if machine is None:
-            machine = Machine.measure(self.threads, time.monotonic() - self.started)
+            machine = Machine.measure(since=self.clock)
         warning = oversubscription(self.threads, machine)
         if warning is not None:
             log.warning("slow: %.1f steps/s; %s", steps_per_s, warning)
