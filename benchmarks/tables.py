@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# Run as a script, this folder is on sys.path but the checkout (home of the benchmarks package) is not.
+sys.path.insert(0, str(HERE.parent))
 README = HERE / "README.md"
 SECTION = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
@@ -29,14 +31,14 @@ def _load(name: str) -> dict[str, Any]:
 
 def tokenizers_table() -> str:
     """Rate against distortion per tokenizer (tokenizers.json, written by --sections tokenizers)."""
-    from motion_vqvae.training.rate_distortion import markdown_table
+    from benchmarks.rate_distortion import markdown_table
 
     return markdown_table(_load("tokenizers.json")["sections"]["tokenizers"])
 
 
 def scale_table() -> str:
     """Preprocessing and training throughput and memory at scale (scale.json, --sections scale)."""
-    from motion_vqvae.training.scale_benchmark import markdown
+    from benchmarks.scale import markdown
 
     return markdown(_load("scale.json")["sections"]["scale"])
 

@@ -29,6 +29,8 @@ from motion_vqvae.data.motion import Motion
 from motion_vqvae.kinematics import ForwardKinematics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The benchmark modules live in the checkout's benchmarks/ package, outside the installed library.
+sys.path.insert(0, str(REPO_ROOT))
 logger = logging.getLogger("benchmark")
 
 
@@ -126,7 +128,7 @@ def bench_data(ctx: BenchContext) -> dict:
 
 def bench_tokenizer(ctx: BenchContext) -> dict:
     """Default config vs the original tool's architecture: held-out g1_moves metrics at equal wall-clock."""
-    from motion_vqvae.training.benchmark import bench_tokenizer as run_rows
+    from benchmarks.tokenizer import bench_tokenizer as run_rows
 
     return run_rows(ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root, ctx.train_rows)
 
@@ -136,7 +138,7 @@ def bench_tokenizers(ctx: BenchContext) -> dict:
 
     Each neural row trains ``--train-minutes`` (two at a time); writes tokenizers.png and tokenizers.md.
     """
-    from motion_vqvae.training.rate_distortion import bench_tokenizers as run_table
+    from benchmarks.rate_distortion import bench_tokenizers as run_table
 
     return run_table(
         ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root / "tokenizers", ctx.report_dir
@@ -147,7 +149,7 @@ def bench_export(ctx: BenchContext) -> dict:
     """Export ``--checkpoint``, time the robot-side runtime against torch, and check held-out parity."""
     if ctx.checkpoint is None:
         raise SectionSkipped("no checkpoint to export; pass --checkpoint runs/NAME/checkpoints/best.pt")
-    from motion_vqvae.export.benchmark import bench_export_section
+    from benchmarks.export import bench_export_section
 
     out = ctx.run_root / "export" / ctx.checkpoint.parent.parent.name
     return bench_export_section(ctx.checkpoint, ctx.require("data/g1_moves"), out)
@@ -157,7 +159,7 @@ def bench_token_rl(ctx: BenchContext) -> dict:
     """TokenActionWrapper overhead on G1PD-v0 and BatchedTokenDecoder tokens/s at 1, 64 and 4096 envs."""
     if ctx.checkpoint is None:
         raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
-    from motion_vqvae.envs.benchmark import bench_token_rl as run_token_rl
+    from benchmarks.token_rl import bench_token_rl as run_token_rl
 
     export_dir = ctx.run_root / "export" / ctx.checkpoint.parent.parent.name  # written by the export section
     return run_token_rl(ctx.checkpoint, export_dir if (export_dir / "manifest.json").is_file() else None)
@@ -187,7 +189,7 @@ def bench_prior(ctx: BenchContext) -> dict:
     and PPO without prior / with bonus / with constraint (``--prior``, else the default trained here)."""
     if ctx.checkpoint is None:
         raise SectionSkipped("needs a causal tokenizer; pass --checkpoint runs/NAME/checkpoints/best.pt")
-    from motion_vqvae.prior.benchmark import bench_prior_section
+    from benchmarks.prior import bench_prior_section
 
     return bench_prior_section(
         ctx.checkpoint,
@@ -203,7 +205,7 @@ def bench_scale(ctx: BenchContext) -> dict:
     """Preprocessing frames/s and peak RSS on ``--scale-frames`` synthesised frames (re-timed, mirrored,
     re-headed g1_moves copies), training windows/s and peak RSS from its cache, and g1_moves from files
     vs from its cache; writes scale.md."""
-    from motion_vqvae.training.scale_benchmark import bench_scale as run_scale
+    from benchmarks.scale import bench_scale as run_scale
 
     return run_scale(ctx.require("data/g1_moves"), ctx.run_root, ctx.report_dir, frames=ctx.scale_frames)
 

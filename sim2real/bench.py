@@ -8,7 +8,7 @@ The stress test streams ``--stress-tokens`` tokens with ``step()`` after ``reset
 poses (a new pose every ``SEGMENT`` tokens), half uniformly random tokens, half alternating between two
 random ids, and checks positions, velocities and accelerations of everything emitted against the
 manifest's limits, from the robot standing still at ``q``. The torch eager comparison lives on the training
-side (``motion_vqvae.export.benchmark``).
+side (``benchmarks.export``).
 """
 
 from __future__ import annotations

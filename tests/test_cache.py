@@ -212,7 +212,7 @@ def test_streaming_moments_equal_the_two_pass_statistics() -> None:
 
 
 def test_scale_benchmark_at_a_small_frame_count(tmp_path: Path, g1_moves_dir: Path) -> None:
-    from motion_vqvae.training.scale_benchmark import bench_scale
+    from benchmarks.scale import bench_scale
 
     sets = [f"{k}={v}" for k, v in TINY.items()] + ["max_val_frames=2000"]
     results = bench_scale(

@@ -171,7 +171,7 @@ def test_streaming_decoder_matches_every_architecture(arch: dict) -> None:
 
 
 def test_torch_comparison_lives_on_the_training_side(export_dir: Path, checkpoint: Path) -> None:
-    from motion_vqvae.export.benchmark import compare_with_torch
+    from benchmarks.export import compare_with_torch
 
     figures = compare_with_torch(export_dir, checkpoint, steps=5, length=16, repeats=1)
     for key in (

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_vqvae.training.rate_distortion import markdown_table, plot_rate_distortion
-from motion_vqvae.training.reference_codecs import chunks, fit_pca, fit_residual_kmeans, kmeans
+from benchmarks.rate_distortion import markdown_table, plot_rate_distortion
+from benchmarks.reference_codecs import chunks, fit_pca, fit_residual_kmeans, kmeans
 
 
 def _data(n: int = 600, d: int = 12, seed: int = 0) -> np.ndarray:

@@ -173,7 +173,7 @@ def train_figures(
     """A short training run on ``motion_file`` (files or cache): windows/s (median after the first log
     interval, which pays for start-up) and memory."""
     if processes not in LAUNCHERS:
-        return {"skipped": f"no launcher for {processes} processes (add one to scale_benchmark.LAUNCHERS)"}
+        return {"skipped": f"no launcher for {processes} processes (add one to benchmarks.scale.LAUNCHERS)"}
     args = ["scripts/train_vqvae.py", "--motion_file", str(motion_file), "--out", str(out), "--overwrite"]
     sets = [f"total_iter={iters}", f"print_iter={max(1, iters // 6)}", f"eval_every={iters + 1}", *sets]
     command = [*LAUNCHERS[processes](), *args, *(a for s in sets for a in ("--set", s))]

@@ -4,7 +4,7 @@ Neural rows (one-level VQ, the default residual VQ decoded at 1..L levels, FSQ, 
 the same wall-clock budget, at most two at a time in separate processes with one torch thread each, and
 are scored with the model as it stands at the end (``best.pt`` is chosen on the same clips). Reference rows
 (PCA, k-means, residual k-means on the same 4-frame chunks) come from
-:mod:`motion_vqvae.training.reference_codecs`. Every row reports bits per second, the whole-clip metrics,
+:mod:`benchmarks.reference_codecs`. Every row reports bits per second, the whole-clip metrics,
 usage and perplexity per level; neural rows also windows/s, parameters and the error when each 32-frame
 training window is reconstructed on its own (the view training has without burn-in).
 """
@@ -18,11 +18,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks.reference_codecs import reference_rows
+from benchmarks.tokenizer import HELD_OUT
 from motion_vqvae.agent import MVQVAEAgent, augmented, load_config_motions, split_clips
 from motion_vqvae.config_loader import ConfigLoader
-from motion_vqvae.training.benchmark import HELD_OUT
 from motion_vqvae.training.evaluation import evaluate_motions
-from motion_vqvae.training.reference_codecs import reference_rows
 
 log = logging.getLogger(__name__)
 
