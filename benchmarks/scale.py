@@ -37,7 +37,7 @@ from motion_vqvae.training.distributed import torchrun_prefix
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FRAMES = 10_000_000
 FILE_FRAMES = 100_000
 RSS_BAR_GB = 3.0
