@@ -12,12 +12,10 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from sim2real.robot import RobotDescription
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +28,30 @@ _DICT_KEYS = (
     "sim_joint_names",
     "real_joint_names",
 )
+
+
+class MappedRobot(Protocol):
+    """What :meth:`JointMap.from_config` reads of a robot (a :class:`sim2real.robot.RobotDescription`).
+
+    Written as a protocol so that this module stays below ``sim2real.robot``, which builds its maps here.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sim_joint_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def source(self) -> Path | None: ...
+
+    @property
+    def num_sim(self) -> int: ...
+
+    @property
+    def real_dof(self) -> int: ...
+
+    def joint_map(self) -> JointMap: ...
 
 
 @dataclass
@@ -99,7 +121,7 @@ class JointMap:
     @classmethod
     def from_config(
         cls,
-        robot: RobotDescription,
+        robot: MappedRobot,
         apply_sim_to_real_map: bool,
         real_dof: int | None = None,
         sim_to_real_idx: Sequence[int] | None = None,

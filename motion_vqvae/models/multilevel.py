@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motion_vqvae import collectives
 from motion_vqvae.models.quantizers import Quantizer, QuantizerOutput, VectorQuantizer
-from motion_vqvae.training import distributed
 
 
 class ResidualVQ(Quantizer):
@@ -100,7 +100,7 @@ class ResidualVQ(Quantizer):
         full = torch.ones(b * t, self.num_levels, device=device)
         if not self.training or self.quantize_dropout <= 0 or self.num_levels == 1:
             return full
-        first, total = distributed.row_offset(b)
+        first, total = collectives.row_offset(b)
         drop = torch.rand(total, device=device)[first : first + b] < self.quantize_dropout  # (B,)
         keep = torch.randint(1, self.num_levels + 1, (total,), device=device)[first : first + b]  # (B,)
         keep = torch.where(drop, keep, torch.full_like(keep, self.num_levels))

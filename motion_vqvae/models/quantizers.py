@@ -10,7 +10,7 @@ Loss convention: ``QuantizerOutput.loss`` is *unweighted*. It is the commitment 
 ``mse(e, sg(z))``. The training loop multiplies it by its ``commit`` weight (with Adam the scale of a term
 that alone drives the codebook does not matter, so one weight serves both).
 
-Data-parallel training (:mod:`motion_vqvae.training.distributed`): every statistic that updates a codebook
+Data-parallel training (:mod:`motion_vqvae.collectives`): every statistic that updates a codebook
 is that of the *global* batch on every rank, so all ranks hold the same codebook as one process would. The
 first batch's seeds are drawn from the all-gathered encodings; each step's code hit counts, EMA sums and
 dead-code replacement candidates travel in one all-reduce per codebook. Random choices use the same global
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motion_vqvae.training import distributed
+from motion_vqvae import collectives
 
 
 class QuantizerOutput(NamedTuple):
@@ -94,7 +94,7 @@ class Quantizer(nn.Module, ABC):
     def batch_stats(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(perplexity, usage fraction) of a batch of indices (the global batch's when training)."""
         counts = self.histogram(indices)
-        return self.code_stats(distributed.all_reduce_sum(counts) if self.training else counts)
+        return self.code_stats(collectives.all_reduce_sum(counts) if self.training else counts)
 
     def histogram(self, indices: torch.Tensor) -> torch.Tensor:
         """Hits per code ``(K,)`` float32 of any shape of indices.
@@ -243,7 +243,7 @@ class VectorQuantizer(Quantizer):
         candidates among its own rows and the all-reduce (sum) completes them, so they travel with the
         counts and sums in one collective instead of an all-gather of every encoding.
         """
-        offset, total = distributed.row_offset(len(flat))
+        offset, total = collectives.row_offset(len(flat))
         expected = total / self.nb_code  # hits per code per batch if all were used equally
         columns = [self.histogram(indices).to(flat.dtype)[:, None]]  # (K, 1)
         if self.ema:
@@ -252,7 +252,7 @@ class VectorQuantizer(Quantizer):
             rows = torch.randint(total, (self.nb_code,), device=flat.device) - offset  # (K,) local rows
             mine = (rows >= 0) & (rows < len(flat))
             columns.append(torch.where(mine[:, None], flat[rows.clamp(0, len(flat) - 1)], 0.0))  # (K, D)
-        stats = distributed.all_reduce_sum(torch.cat(columns, dim=1))
+        stats = collectives.all_reduce_sum(torch.cat(columns, dim=1))
         counts = stats[:, 0]
         self.ema_count.mul_(self.mu).add_(counts, alpha=1.0 - self.mu)
         if self.ema:
@@ -277,7 +277,7 @@ class VectorQuantizer(Quantizer):
     @torch.no_grad()
     def _init_codebook(self, flat: torch.Tensor) -> None:
         """Seed the codebook with random encodings of the first (global) batch, tiled with noise if few."""
-        flat = distributed.all_gather_rows(flat)
+        flat = collectives.all_gather_rows(flat)
         if len(flat) < self.nb_code:
             reps = -(-self.nb_code // len(flat))
             std = 0.01 / self.code_dim**0.5  # jitter far below the spread of real encodings

@@ -8,8 +8,8 @@ identity, so a single process trains exactly as it always did.
 The contract that makes N processes equal one: ``batch_size`` is the *global* batch. Every rank draws the
 same global batch of window indices with the sampler's generator and gathers only its contiguous slice
 (:func:`local_batch`), so concatenating the ranks' rows in rank order gives the one-process batch. The
-quantizers (:mod:`motion_vqvae.models.quantizers`) use :func:`all_reduce_sum`, :func:`all_gather_rows` and
-:func:`row_offset` so that their codebook statistics are those of the global batch on every rank.
+collectives the models need too (the quantizers' codebook statistics of the global batch) live one level
+down, in :mod:`motion_vqvae.collectives`, so that the models never import the training room.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from motion_vqvae.collectives import World, active, world
 from motion_vqvae.errors import InvalidValue
 
 
@@ -37,33 +37,6 @@ def torchrun_prefix(nproc: int) -> list[str]:
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 """How long a rank waits in a collective, e.g. while rank 0 alone validates or writes a checkpoint."""
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place among the training processes (a lone process is rank 0 of 1)."""
-
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 writes checkpoints, metrics and logs, and validates."""
-        return self.rank == 0
-
-
-def active() -> bool:
-    """True inside a process group of more than one rank (collectives are needed)."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world() -> World:
-    """The current process group's view, or torchrun's environment before the group is joined."""
-    if active():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    env = os.environ
-    return World(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
 
 
 def local_rank() -> int:
@@ -114,28 +87,6 @@ def agree(error: str | None) -> str | None:
     message = [error]
     dist.broadcast_object_list(message, src=0)
     return message[0]
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks, in place (and returned); the identity for a lone process."""
-    if active():
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Every rank's ``(n, ...)`` rows concatenated in rank order: the global batch's rows."""
-    if not active():
-        return rows
-    parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, rows.contiguous())
-    return torch.cat(parts)
-
-
-def row_offset(rows: int) -> tuple[int, int]:
-    """(index of this rank's first row in the global batch, global row count) for ``rows`` local rows."""
-    here = world() if active() else World()
-    return here.rank * rows, here.size * rows
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

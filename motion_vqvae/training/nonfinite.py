@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from motion_vqvae import collectives
 from motion_vqvae.errors import UserError
-from motion_vqvae.training import distributed
 
 CONSECUTIVE_LIMIT = 5
 """Consecutive skipped steps that stop a run: one bad batch is skipped, a broken run is not trained on."""
@@ -97,7 +97,7 @@ class NonFiniteGuard:
         if not getattr(optimizer, "_step_supports_amp_scaling", False):
             raise TypeError(f"{type(optimizer).__name__} cannot skip a step on the device; use fused=True")
         values = torch.stack([t.detach().float().reshape(()) for t in terms.values()] + [grad_norm.float()])
-        bad = distributed.all_reduce_sum((~torch.isfinite(values)).any().float()).clamp(max=1.0)  # 0-d
+        bad = collectives.all_reduce_sum((~torch.isfinite(values)).any().float()).clamp(max=1.0)  # 0-d
         optimizer.found_inf, optimizer.grad_scale = bad, None
         try:
             optimizer.step()
