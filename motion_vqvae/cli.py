@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import yaml
 from tqdm import tqdm
@@ -120,43 +119,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [h for h in root.handlers if type(h) not in (logging.StreamHandler, _TqdmHandler)]
     root.addHandler(handler)
     root.setLevel(level)
-
-
-class WarningDigest(logging.Handler):
-    """Collects the warnings of one logger (e.g. the data readers) instead of printing each one.
-
-    A dataset with a glitch in every clip produced one long warning per clip; a person needs one line per
-    kind of problem and where to read the rest. Use as a context manager, then :meth:`report`.
-    """
-
-    def __init__(self, logger: str = "motion_vqvae.data") -> None:
-        super().__init__(logging.WARNING)
-        self.logger = logging.getLogger(logger)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def __enter__(self) -> WarningDigest:
-        self.logger.addHandler(self)
-        self._propagate, self.logger.propagate = self.logger.propagate, False
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self)
-        self.logger.propagate = self._propagate
-
-    def report(self, details: Path | None, log: logging.Logger, width: int = 160) -> None:
-        """Log one line per kind of warning (with its count); write every message to ``details``."""
-        if not self.records:
-            return
-        kinds: dict[tuple[str, str], list[logging.LogRecord]] = {}
-        for record in self.records:
-            kinds.setdefault((record.name, str(record.msg)), []).append(record)
-        for group in kinds.values():
-            text = group[0].getMessage()
-            text = text if len(text) <= width else text[: width - 3] + "..."
-            log.warning("%s", text if len(group) == 1 else f"{len(group)} warnings like: {text}")
-        if details is not None:
-            details.write_text("".join(r.getMessage() + "\n" for r in self.records))
-            log.warning("all %d data warnings are in %s", len(self.records), details)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from motion_vqvae.cli import UserError, WarningDigest, cli_main
+from motion_vqvae.cli import UserError, cli_main
 from motion_vqvae.config_loader import ConfigLoader, parse_overrides
+from motion_vqvae.data.warning_digest import WarningDigest
 from motion_vqvae.errors import UnknownKey
 
 

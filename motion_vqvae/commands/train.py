@@ -23,8 +23,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from motion_vqvae.cli import UserError, WarningDigest, add_source_arguments, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
+from motion_vqvae.data.warning_digest import WarningDigest
 from motion_vqvae.training.advice import memorising, no_validation, training_sample
 from motion_vqvae.training.cache import MotionCache, adopted_settings, is_cache, load_index
 from motion_vqvae.training.clips import training_motions

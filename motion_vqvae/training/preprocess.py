@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from motion_vqvae.cli import WarningDigest
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data.fingerprint import clip_digest, combined_fingerprint
 from motion_vqvae.data.loading import find_motion_files, unique_names
+from motion_vqvae.data.warning_digest import WarningDigest
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.normalization import Moments, Normalizer

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.cli import UserError
 from motion_vqvae.config_loader import AgentConfig
+from motion_vqvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
