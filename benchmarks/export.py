@@ -19,7 +19,7 @@ import torch
 from benchmarks.tokenizer import HELD_OUT
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.data import load_motions
-from motion_vqvae.export.onnx_export import ExportModules, export_checkpoint
+from motion_vqvae.export import ExportModules, export_checkpoint
 from motion_vqvae.metrics import motion_metrics
 from motion_vqvae.training.evaluation import evaluate_motions
 from sim2real.bench import bench_export, latency_ms, tokens_per_s

@@ -18,7 +18,7 @@ from sim2real.manifest import FORMAT_VERSION, PIN_KEY, manifest_digest, sha256_f
 from sim2real.robot import load_robot
 
 if TYPE_CHECKING:
-    from motion_vqvae.export.onnx_export import ExportModules
+    from motion_vqvae.export.modules import ExportModules
 
 ROLES = {
     "decoder.onnx": "tokens int64 [B, T] (one stream) or [B, T, S] (token_spec streams) -> joint_targets "
@@ -56,7 +56,8 @@ def build_manifest(
     """Manifest without the ``files`` table (hashes are taken after the ONNX metadata is written).
 
     The limits are the ones the robot's safety filter enforces (``ExportModules.limits``, after
-    ``safety_scale``); ``exporter`` records how the ONNX files were made (see ``onnx_export._export``).
+    ``safety_scale``); ``exporter`` records how the ONNX files were made (see
+    :func:`motion_vqvae.export.graph.export_graph`).
     """
     agent, jmap = modules.agent, modules.joint_map
     model, layout = agent.model, agent.layout

@@ -26,23 +26,19 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import torch
-from torch import nn
 
 from motion_vqvae.agent import MVQVAEAgent
-from motion_vqvae.errors import user_input
+from motion_vqvae.export.graph import OPSET, export_graph
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
-from motion_vqvae.export.parity import ParityError, check_parity
-from motion_vqvae.export.streaming import StreamingDecoder
-from motion_vqvae.export.targets import JointTargetHead, real_limits
-from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.export.modules import ExportModules
+from motion_vqvae.export.parity import check_parity
+from motion_vqvae.export.prior import export_prior
 from motion_vqvae.outputs import (
     check_apart,
     check_replaceable,
@@ -54,95 +50,9 @@ from motion_vqvae.outputs import (
     run_of,
     temp_sibling,
 )
-from sim2real import JointMap, RobotDescription, SafetyLimits, TokenSpec
-from sim2real.hardware import resolve_robot
 from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
-from sim2real.onnx_data import check_no_external_data
-from sim2real.safety import limits_for_robot
 
 log = logging.getLogger(__name__)
-
-OPSET = 17
-
-
-class SequenceDecoder(nn.Module):
-    """``decoder.onnx``: tokens int64 ``[B, T]`` (one stream) or ``[B, T, S]`` -> (targets
-    ``[B, T*fpt, dof]``, root ``[B, T*fpt, R]``)."""
-
-    def __init__(self, model: VQVAE, head: JointTargetHead) -> None:
-        super().__init__()
-        self.model, self.head = model, head
-
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # model.decode's range check reads values into Python: fine eagerly, a baked constant when traced.
-        features = self.model.decoder(self.model.quantizer.dequantize(tokens)).transpose(
-            1, 2
-        )  # (B, T*fpt, F)
-        return self.head(features)
-
-
-class StepDecoder(nn.Module):
-    """``decoder_step.onnx``: (tokens ``[B]`` or ``[B, S]``, *state) -> (targets ``[B, fpt, dof]``, root,
-    *new_state)."""
-
-    def __init__(self, streaming: StreamingDecoder, head: JointTargetHead) -> None:
-        super().__init__()
-        self.streaming, self.head = streaming, head
-
-    def forward(self, tokens: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        frames, *new_state = self.streaming(tokens, *state)
-        return (*self.head(frames), *new_state)
-
-
-class TokenEncoder(nn.Module):
-    """``encoder.onnx``: normalized frames ``[B, T*fpt, F]`` -> token ids int64 ``[B, T]``/``[B, T, S]``."""
-
-    def __init__(self, model: VQVAE) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model.quantizer.lookup(self.model.encoder(frames.transpose(1, 2)))
-
-
-@dataclass
-class ExportModules:
-    """The torch modules behind each ONNX file, built from one checkpoint (also used by the parity checks)."""
-
-    agent: MVQVAEAgent
-    robot: RobotDescription  # the training config's robot: a packaged one, or a file restricting one
-    joint_map: JointMap
-    token_spec: TokenSpec
-    limits: SafetyLimits  # what the robot's safety filter enforces (real order), after safety_scale
-    safety_scale: float
-    head: JointTargetHead
-    decoder: SequenceDecoder
-    encoder: TokenEncoder
-    step: StepDecoder | None  # None for a non-causal model
-
-    @classmethod
-    def from_agent(cls, agent: MVQVAEAgent, safety_scale: float = 1.0) -> ExportModules:
-        """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
-        model, layout = agent.model.cpu().eval(), agent.layout
-        joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
-        with user_input():  # sim2real refuses a robot file that widens the packaged robot with builtins
-            robot = resolve_robot(agent.cfg.robot)
-        spec = model.token_spec  # the checkpoint's token structure, fps included
-        limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
-        head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
-        step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
-        return cls(
-            agent,
-            robot,
-            joint_map,
-            spec,
-            limits,
-            safety_scale,
-            head,
-            SequenceDecoder(model, head),
-            TokenEncoder(model),
-            step,
-        )
 
 
 def export_checkpoint(
@@ -161,8 +71,8 @@ def export_checkpoint(
     them, edit the YAML's ``safety`` section instead).
 
     ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
-    else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
-    disagrees with torch beyond the tolerances.
+    else the bundled sample). Raises :class:`~motion_vqvae.export.parity.ParityError` (nothing written at
+    ``out``) when onnxruntime disagrees with torch beyond the tolerances.
     """
     out, checkpoint = Path(out), Path(checkpoint)
     check_apart(
@@ -215,8 +125,6 @@ def _write_export(
     source = str(out / MANIFEST)
     validate_manifest(manifest, manifest_robot(manifest, source), source)
     if prior is not None:
-        from motion_vqvae.prior.export import export_prior  # the prior module builds on this one
-
         manifest["prior"] = export_prior(prior, checkpoint, tmp)
         files = [*files, *manifest["prior"]["files"]]
     for name in files:
@@ -232,7 +140,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
     fpt, dim = model.frames_per_token, model.in_dim
     streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
     tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
-    _export(
+    export_graph(
         modules.decoder,
         (tokens,),
         root / "decoder.onnx",
@@ -245,7 +153,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
         },
     )
     frames = torch.zeros(1, 3 * fpt, dim)
-    _export(
+    export_graph(
         modules.encoder,
         (frames,),
         root / "encoder.onnx",
@@ -258,7 +166,7 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
         state = modules.step.streaming.init_state(1, "cpu")
         state_in = [f"state_in_{i}" for i in range(len(state))]
         state_out = [f"state_out_{i}" for i in range(len(state))]
-        _export(
+        export_graph(
             modules.step,
             (torch.zeros(1, *streams, dtype=torch.long), *state),
             root / "decoder_step.onnx",
@@ -271,29 +179,6 @@ def _write_files(modules: ExportModules, root: Path) -> list[str]:
     return [*names, "codebook.npy"]
 
 
-def _export(
-    module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], axes: dict
-) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter's deprecation and constant-folding notes say nothing about this graph.
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=".*Constant folding.*")
-        warnings.filterwarnings("ignore", message="The feature will be removed")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks, constant here
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=axes,
-            do_constant_folding=True,
-        )
-    check_no_external_data(path)  # the manifest hashes this file alone; the runtime refuses side files too
-
-
 def _add_metadata(path: Path, props: dict[str, str]) -> None:
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, props)
@@ -302,4 +187,4 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-__all__ = ["OPSET", "ExportModules", "ParityError", "export_checkpoint"]
+__all__ = ["export_checkpoint", "export_files"]

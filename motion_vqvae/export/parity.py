@@ -22,7 +22,7 @@ from sim2real.runtime import make_session
 
 if TYPE_CHECKING:
     from motion_vqvae.agent import MVQVAEAgent
-    from motion_vqvae.export.onnx_export import ExportModules
+    from motion_vqvae.export.modules import ExportModules
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from motion_vqvae.errors import InvalidValue
-from motion_vqvae.export.onnx_export import _export
+from motion_vqvae.export.graph import export_graph
 from motion_vqvae.export.parity import ParityError
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
@@ -88,7 +88,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
     model, hp = prior.model, prior.model.hparams()
     text_dim, streams = max(hp["text_dim"], 1), hp["num_streams"]
     layers, heads, hd = hp["n_layer"], hp["n_head"], hp["n_embd"] // hp["n_head"]
-    _export(
+    export_graph(
         PriorStart(model),
         (torch.zeros(1, text_dim), torch.ones(1)),
         root / "prior_start.onnx",
@@ -103,7 +103,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
         },
     )
     past = torch.zeros(layers, 1, heads, 2, hd)
-    _export(
+    export_graph(
         PriorStep(model),
         (torch.zeros(1, 3, streams, dtype=torch.long), torch.arange(3, 6), past, past),
         root / "prior_step.onnx",
@@ -120,7 +120,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
             "values": {1: "batch", 3: "total"},
         },
     )
-    _export(
+    export_graph(
         PriorHead(model),
         (torch.zeros(1, hp["n_embd"]), torch.zeros(1, streams, dtype=torch.long)),
         root / "prior_head.onnx",
