@@ -1,4 +1,5 @@
-"""No import circle between the project's files or rooms, and the arrows ARCHITECTURE.md draws hold.
+"""No import circle between the project's files or rooms, and every arrow between rooms points down the
+layers that ARCHITECTURE.md draws (:data:`LAYERS`, top to bottom).
 
 The graph is read from the source (tests/_import_graph.py): lazy and ``TYPE_CHECKING`` imports count,
 so a circle cannot be hidden by moving an import into a function. A circle is mended by moving the shared
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _import_graph import ImportGraph, cycles, describe, room
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +24,34 @@ TOPS = ("motion_vqvae", "sim2real", "benchmarks", "scripts")
 KNOWN_FILE_CYCLES: set[frozenset[str]] = {frozenset({"motion_vqvae.agent", "motion_vqvae.training.loop"})}
 KNOWN_ROOM_CYCLES: set[frozenset[str]] = {frozenset({"motion_vqvae.agent", "motion_vqvae.training"})}
 
+# The rooms of motion_vqvae from top to bottom, as ARCHITECTURE.md draws them: a room may import its own
+# layer (the circle tests keep that acyclic) and any layer below, never one above. The robot side
+# (sim2real) lies below them all. A room not listed fails the test: place it here and in ARCHITECTURE.md.
+# Listed before they exist: tokenizer, devices, threads (issue 19), physics (21), tracking (22).
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (name, frozenset(f"motion_vqvae.{r}" if "." not in r and r not in TOPS else r for r in rooms.split()))
+    for name, rooms in (
+        ("entry points", "commands viewer scripts benchmarks"),
+        ("command-line helpers", "cli"),
+        ("consumers", "envs evaluate tracking"),
+        ("export", "export"),
+        ("prior", "prior"),
+        ("tokenizer", "tokenizer agent"),
+        ("training", "training"),
+        ("models", "models"),
+        ("motion", "features body_parts kinematics metrics physics"),
+        ("data", "data"),
+        (
+            "foundation",
+            "motion_vqvae errors rotations normalization collectives config_loader outputs "
+            "robot_model devices threads",
+        ),
+        ("robot side", "sim2real"),
+    )
+)
+
+WHOLE_TREES = {"scripts", "benchmarks", "sim2real"}  # one room per file, all in one layer
+
 ROBOT_SIDE_PACKAGES = {"numpy", "onnxruntime", "yaml"}  # sim2real's dependencies, besides the stdlib
 
 
@@ -35,8 +63,10 @@ def graph() -> ImportGraph:
 def _check(edges: dict[str, set[str]], known: set[frozenset[str]], what: str) -> None:
     found = set(cycles(edges))
     new = [describe(c, edges) for c in found - known]
-    assert not new, f"import circles between {what}: " + "; ".join(new) + (
-        ". Move what both sides need into a module below both (a lazy import still counts)."
+    assert not new, (
+        f"import circles between {what}: "
+        + "; ".join(new)
+        + (". Move what both sides need into a module below both (a lazy import still counts).")
     )
     gone = [sorted(c) for c in known - found]
     assert not gone, f"known circles between {what} no longer exist: {gone}; remove them from the KNOWN set"
@@ -48,6 +78,44 @@ def test_no_circle_between_files(graph: ImportGraph) -> None:
 
 def test_no_circle_between_rooms(graph: ImportGraph) -> None:
     _check(graph.room_edges(), KNOWN_ROOM_CYCLES, "rooms")
+
+
+def layer_of(module_room: str) -> int:
+    """The index of a room's layer in :data:`LAYERS` (0 is the top); the rooms of scripts, benchmarks and
+    sim2real are listed by their top-level name."""
+    top = module_room.split(".")[0]
+    for depth, (_, rooms) in enumerate(LAYERS):
+        if module_room in rooms or (top in WHOLE_TREES and top in rooms):
+            return depth
+    raise AssertionError(
+        f"room {module_room} has no layer: add it to LAYERS in tests/test_import_cycles.py and to the "
+        "drawing in ARCHITECTURE.md"
+    )
+
+
+def upward_arrows(room_edges: dict[str, set[str]]) -> list[str]:
+    """Arrows from a room to a layer above its own (those inside a known circle aside)."""
+    exempt = {(a, b) for cycle in KNOWN_ROOM_CYCLES for a in cycle for b in cycle}
+    return [
+        f"{source} ({LAYERS[layer_of(source)][0]}) -> {target} ({LAYERS[layer_of(target)][0]})"
+        for source, targets in sorted(room_edges.items())
+        for target in sorted(targets)
+        if layer_of(target) < layer_of(source) and (source, target) not in exempt
+    ]
+
+
+def test_every_arrow_between_rooms_points_down(graph: ImportGraph) -> None:
+    upward = upward_arrows(graph.room_edges())
+    assert not upward, "imports that point up the layers of ARCHITECTURE.md: " + "; ".join(upward)
+
+
+def test_the_layer_check_catches_an_upward_arrow_and_an_unplaced_room() -> None:
+    assert upward_arrows({"motion_vqvae.models": {"motion_vqvae.training", "sim2real.token_spec"}}) == [
+        "motion_vqvae.models (models) -> motion_vqvae.training (training)"
+    ]
+    assert upward_arrows({"scripts.train_vqvae": {"motion_vqvae.commands"}}) == []
+    with pytest.raises(AssertionError, match="motion_vqvae.nowhere has no layer"):
+        layer_of("motion_vqvae.nowhere")
 
 
 def test_the_robot_side_imports_no_training_code(graph: ImportGraph) -> None:
@@ -106,9 +174,10 @@ def test_the_checker_finds_a_circle_between_rooms_that_no_two_files_close(tmp_pa
             "pkg/x/low.py": "",
             "pkg/x/high.py": "from pkg.y import n\n",
             "pkg/y/__init__.py": "",
-            "pkg/y/n.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.x.low import T\n",
+            "pkg/y/n.py": "import typing\nif typing.TYPE_CHECKING:\n    from pkg.x.low import T\n",
         },
     )
     assert cycles(graph.edges) == []
     assert cycles(graph.room_edges()) == [frozenset({"pkg.x", "pkg.y"})]
     assert graph.external["pkg.y.n"] == {"typing"}
+    assert graph.edges["pkg.x.high"] == {"pkg.y.n"}  # ``from pkg.y import n`` reaches the module n
