@@ -1,60 +1,10 @@
-"""PPO in token space on G1Kinematic-v0 against a random-token baseline, optionally guided by a prior.
+"""PPO in token space on G1Kinematic-v0, optionally guided by a prior.
 
-python scripts/train_policy.py --tokenizer runs/g1/checkpoints/best.pt --timesteps 200000 --out runs/policy
-python scripts/train_policy.py --tokenizer TOK --prior runs/prior/checkpoints/best.pt --prior-mode constrain
-
---prior-mode bonus adds beta * log p_prior(token | context) to the reward; constrain lets the policy
-choose only inside the prior's top-p set at each step (MaskablePPO); none only scores the policy's tokens.
-With --prior, results.json adds prior_nll_bits_per_token and jerk_rad_s3 of the evaluation episodes.
+The command lives in motion_vqvae/commands/train_policy.py; ``--help`` lists its flags.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-from pathlib import Path
-
-from motion_vqvae.cli import cli_main, run
-from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
-from motion_vqvae.envs.prior_guidance import PRIOR_MODES, PriorGuidance
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", required=True, help="checkpoint .pt or ONNX export directory")
-    parser.add_argument("--timesteps", type=int, default=PolicyConfig.timesteps, help="training tokens")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop training after this long")
-    parser.add_argument("--num-envs", type=int, default=PolicyConfig.num_envs)
-    parser.add_argument("--eval-episodes", type=int, default=PolicyConfig.eval_episodes)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--levels", type=int, default=None, help="multi-level tokenizers: act on the first K levels only"
-    )
-    parser.add_argument("--prior", type=Path, help="prior checkpoint trained on this tokenizer's tokens")
-    parser.add_argument("--prior-mode", choices=PRIOR_MODES, default="none", help="how the prior guides PPO")
-    parser.add_argument("--prior-beta", type=float, default=PriorGuidance.beta, help="bonus per nat")
-    parser.add_argument("--prior-top-p", type=float, default=PriorGuidance.top_p, help="constrain: set mass")
-    args = parser.parse_args(argv)
-    if args.prior_mode != "none" and args.prior is None:
-        parser.error(f"--prior-mode {args.prior_mode} needs --prior PRIOR")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = PolicyConfig(
-        timesteps=args.timesteps,
-        num_envs=args.num_envs,
-        eval_episodes=args.eval_episodes,
-        seed=args.seed,
-        levels=args.levels,
-        time_budget_s=args.time_budget * 60 if args.time_budget else None,
-        prior=None
-        if args.prior is None
-        else PriorGuidance(args.prior, args.prior_mode, args.prior_beta, args.prior_top_p),
-    )
-    results = train_policy(args.tokenizer, args.out, cfg)
-    print(f"mean_return {results['mean_return']:.2f}, random {results['random_token_mean_return']:.2f}")
-    return 0
-
+from motion_vqvae.cli import run
+from motion_vqvae.commands.train_policy import main
 
 if __name__ == "__main__":
     run(main)

@@ -25,6 +25,7 @@ from motion_vqvae import errors
 from motion_vqvae.agent import _resolve_device
 from motion_vqvae.cli import cli_main
 from motion_vqvae.commands import evaluate as evaluate_command
+from motion_vqvae.commands import export_onnx, sample_prior, train_prior  # what scripts/*.py run
 from motion_vqvae.commands import preprocess as preprocess_command
 from motion_vqvae.data import sample_motion_path
 from motion_vqvae.data.errors import MotionFileError
@@ -37,9 +38,6 @@ from motion_vqvae.training import preprocess as preprocess_module
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-import export_onnx  # noqa: E402
-import sample_prior  # noqa: E402
-import train_prior  # noqa: E402
 from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
 
 
