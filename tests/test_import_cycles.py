@@ -181,3 +181,37 @@ def test_the_checker_finds_a_circle_between_rooms_that_no_two_files_close(tmp_pa
     assert cycles(graph.room_edges()) == [frozenset({"pkg.x", "pkg.y"})]
     assert graph.external["pkg.y.n"] == {"typing"}
     assert graph.edges["pkg.x.high"] == {"pkg.y.n"}  # ``from pkg.y import n`` reaches the module n
+
+
+def _room_text(module_room: str) -> str:
+    """How the docs name a room of motion_vqvae: ``envs/`` for a package, ``cli.py`` for a file."""
+    name = module_room.removeprefix("motion_vqvae.")
+    return f"{name}/" if (REPO / "motion_vqvae" / name).is_dir() else f"{name}.py"
+
+
+def _drawn_layers() -> dict[str, str]:
+    """ARCHITECTURE.md's drawing: each layer's name (a line's first words) -> the text of its rows."""
+    drawing = (REPO / "ARCHITECTURE.md").read_text().split("```")[1]
+    layers: dict[str, str] = {}
+    name = ""
+    for line in drawing.splitlines():
+        if line[:1].isalpha():
+            name = line.split("  ")[0]
+        if name:
+            layers[name] = layers.get(name, "") + line[len(name) :] + "\n"
+    return layers
+
+
+def test_architecture_md_draws_the_layers_and_names_every_room(graph: ImportGraph) -> None:
+    drawn = _drawn_layers()
+    assert list(drawn) == [name for name, _ in LAYERS], "ARCHITECTURE.md's drawing and LAYERS disagree"
+    rooms = {room(m) for m in graph.files if m.startswith("motion_vqvae.")}
+    missing = {r: LAYERS[layer_of(r)][0] for r in rooms if _room_text(r) not in drawn[LAYERS[layer_of(r)][0]]}
+    assert not missing, f"ARCHITECTURE.md's drawing does not name these rooms in their layers: {missing}"
+
+
+def test_the_readme_layout_table_names_every_package(graph: ImportGraph) -> None:
+    layout = (REPO / "README.md").read_text().split("## Layout")[1]
+    packages = {_room_text(room(m)) for m in graph.files if m.startswith("motion_vqvae.")}
+    missing = sorted(p for p in packages if p.endswith("/") and p not in layout)
+    assert not missing, f"README's layout table does not list {missing}; keep it in step with ARCHITECTURE.md"
