@@ -1,1 +1,2 @@
-"""The commands a user runs daily; ``scripts/*.py`` and the console entry points call their ``main``."""
+"""Every command-line entry point's logic; ``scripts/*.py`` are shims and the ``mvq-*`` console scripts
+call the same ``main`` (see ARCHITECTURE.md, checked by tests/test_entry_points.py)."""
