@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
@@ -66,7 +67,6 @@ class Tokenizer:
         self.best_metric = best_metric
         self.val_clips = list(val_clips or [])
         self.dataset = dataset
-        self.device = next(model.parameters()).device
         source = str(path) if path is not None else "the training run"
         with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
             self.robot: RobotDescription = load_robot(config.robot)
@@ -173,6 +173,11 @@ class Tokenizer:
         from motion_vqvae.export.onnx_export import export_checkpoint
 
         return export_checkpoint(self, out_dir, **options)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is now (an export moves it to the CPU)."""
+        return next(self.model.parameters()).device
 
     @property
     def mjcf(self) -> str | None:

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from motion_vqvae.cli import cli_main, run
-from motion_vqvae.export import ParityError, export_checkpoint
+from motion_vqvae.export import ParityError, check_export_target, export_checkpoint
+from motion_vqvae.tokenizer import Tokenizer
 
 
 @cli_main
@@ -39,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    check_export_target(  # a wrong --out is refused before the checkpoint is read
+        args.checkpoint, args.out, overwrite=args.overwrite, motion_file=args.motion_file, prior=args.prior
+    )
     try:
         manifest = export_checkpoint(
-            args.checkpoint,
+            Tokenizer.load(args.checkpoint),
             args.out,
             motion_file=args.motion_file,
             overwrite=args.overwrite,

@@ -208,7 +208,7 @@ def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) ->
 
 def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -> None:
     """Two RVQ levels: the prior models [T, 2] token tuples, and the robot samples and decodes them."""
-    from motion_vqvae.prior.data import Tokenizer
+    from motion_vqvae import Tokenizer
     from sim2real import TokenPrior
 
     tokenizer = train_tiny_tokenizer(

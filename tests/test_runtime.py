@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
+from motion_vqvae import Tokenizer
 from motion_vqvae.agent import single_fps
 from motion_vqvae.data import load_motions, resample, sample_motion_path
 from motion_vqvae.export import export_checkpoint
@@ -39,7 +40,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, checkpoint: Path) -> Path:
     out = tmp_path_factory.mktemp("exports") / "tiny"
-    export_checkpoint(checkpoint, out)
+    export_checkpoint(Tokenizer.load(checkpoint), out)
     return out
 
 
@@ -56,7 +57,7 @@ def test_two_exports_are_byte_identical_and_pass_the_checker(
     checkpoint: Path, export_dir: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
-    export_checkpoint(checkpoint, again)
+    export_checkpoint(Tokenizer.load(checkpoint), again)
     names = sorted(p.name for p in export_dir.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
     for name in names:
@@ -273,7 +274,7 @@ def test_fps_is_a_required_fact(checkpoint: Path, tmp_path: Path) -> None:
     del state["token_spec"]  # a checkpoint from before the token structure (and its fps) was stored
     save_checkpoint(state, tmp_path / "no_fps.pt")
     with pytest.raises(ValueError, match="retrain"):
-        export_checkpoint(tmp_path / "no_fps.pt", tmp_path / "export")
+        export_checkpoint(Tokenizer.load(tmp_path / "no_fps.pt"), tmp_path / "export")
     assert not (tmp_path / "export").exists()
 
 
@@ -287,7 +288,7 @@ def test_multi_stream_export_streams_tuples_safely(tmp_path: Path) -> None:
         num_quantizers=2,
         body_parts="upper_lower",
     )
-    export_checkpoint(checkpoint, tmp_path / "export")
+    export_checkpoint(Tokenizer.load(checkpoint), tmp_path / "export")
     decoder = TokenDecoder(tmp_path / "export")
     spec = decoder.token_spec
     assert spec.num_streams == 4 and not spec.is_single

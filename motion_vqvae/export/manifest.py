@@ -58,13 +58,13 @@ def build_manifest(
     The limits are the ones the robot's safety filter enforces (``ExportModules.limits``, after
     ``safety_scale``); ``exporter`` records how the ONNX files were made (see ``onnx_export._export``).
     """
-    agent, jmap = modules.agent, modules.joint_map
-    model, layout = agent.model, agent.layout
+    tok, jmap = modules.tokenizer, modules.joint_map
+    model, layout = tok.model, tok.layout
     root_slices = {k: [s.start, s.stop] for k, s in layout.slices.items() if s.stop <= modules.head.root_dim}
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "checkpoint_sha256": sha256_file(checkpoint),
-        "iteration": agent.iteration,
+        "iteration": tok.iteration,
         "robot": modules.robot.name,  # a packaged robot's name: its YAML holds the hardware limits
         "fps": modules.token_spec.fps,
         "frames_per_token": model.frames_per_token,
@@ -85,7 +85,7 @@ def build_manifest(
         **modules.limits.to_manifest(),
         "safety_scale": modules.safety_scale,
         "opset": opset,
-        **pd_gains(agent.cfg.robot, jmap.real_joint_names),
+        **pd_gains(tok.config.robot, jmap.real_joint_names),
         "exporter": "torch.onnx TorchScript (dynamo=False)",
         "roles": {name: ROLES[name] for name in files if name in ROLES},
         "parity": parity,

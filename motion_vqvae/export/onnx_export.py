@@ -29,15 +29,14 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from motion_vqvae.agent import MVQVAEAgent
-from motion_vqvae.errors import user_input
+from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
 from motion_vqvae.export.parity import ParityError, check_parity
 from motion_vqvae.export.streaming import StreamingDecoder
@@ -59,6 +58,9 @@ from sim2real.hardware import resolve_robot
 from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
 from sim2real.onnx_data import check_no_external_data
 from sim2real.safety import limits_for_robot
+
+if TYPE_CHECKING:  # the tokenizer delegates its export() here: a run-time import would make a circle
+    from motion_vqvae.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,9 @@ class TokenEncoder(nn.Module):
 
 @dataclass
 class ExportModules:
-    """The torch modules behind each ONNX file, built from one checkpoint (also used by the parity checks)."""
+    """The torch modules behind each ONNX file, built from one tokenizer (also used by the parity checks)."""
 
-    agent: MVQVAEAgent
+    tokenizer: Tokenizer
     robot: RobotDescription  # the training config's robot: a packaged one, or a file restricting one
     joint_map: JointMap
     token_spec: TokenSpec
@@ -121,18 +123,17 @@ class ExportModules:
     step: StepDecoder | None  # None for a non-causal model
 
     @classmethod
-    def from_agent(cls, agent: MVQVAEAgent, safety_scale: float = 1.0) -> ExportModules:
-        """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
-        model, layout = agent.model.cpu().eval(), agent.layout
-        joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
+    def from_tokenizer(cls, tokenizer: Tokenizer, safety_scale: float = 1.0) -> ExportModules:
+        """Modules for ``tokenizer`` (on the CPU); the decoders clamp to the filter's position limits."""
+        model, layout, joint_map = tokenizer.model.cpu(), tokenizer.layout, tokenizer.joint_map
         with user_input():  # sim2real refuses a robot file that widens the packaged robot with builtins
-            robot = resolve_robot(agent.cfg.robot)
-        spec = model.token_spec  # the checkpoint's token structure, fps included
+            robot = resolve_robot(tokenizer.config.robot)
+        spec = tokenizer.spec  # the checkpoint's token structure, fps included
         limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
         head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
         return cls(
-            agent,
+            tokenizer,
             robot,
             joint_map,
             spec,
@@ -145,25 +146,18 @@ class ExportModules:
         )
 
 
-def export_checkpoint(
+def check_export_target(
     checkpoint: str | Path,
     out: str | Path,
     *,
-    motion_file: str | Path | None = None,
     overwrite: bool = False,
-    safety_scale: float = 1.0,
+    motion_file: str | Path | None = None,
     prior: str | Path | None = None,
-) -> dict[str, Any]:
-    """Export ``checkpoint`` (and a ``prior`` trained on its tokens) to the directory ``out``; returns
-    the manifest.
-
-    ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
-    them, edit the YAML's ``safety`` section instead).
-
-    ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
-    else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
-    disagrees with torch beyond the tolerances.
-    """
+) -> None:
+    """Refuse an ``out`` the export may not write (inside or around an input, a folder that is not an
+    export) from paths alone: an entry point calls this before it reads the checkpoint, so a wrong
+    ``--out`` is reported as such even when the checkpoint is unreadable. :func:`export_checkpoint`
+    checks again under the output's lock."""
     out, checkpoint = Path(out), Path(checkpoint)
     check_apart(
         out,
@@ -173,11 +167,41 @@ def export_checkpoint(
             **({} if motion_file is None else motion_inputs(motion_file)),
         },
     )
+    with environment_errors(out):
+        check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
+
+
+def export_checkpoint(
+    tokenizer: Tokenizer,
+    out: str | Path,
+    *,
+    motion_file: str | Path | None = None,
+    overwrite: bool = False,
+    safety_scale: float = 1.0,
+    prior: str | Path | None = None,
+) -> dict[str, Any]:
+    """Export ``tokenizer`` (a loaded checkpoint, :meth:`Tokenizer.load <motion_vqvae.Tokenizer.load>`)
+    and a ``prior`` trained on its tokens to the directory ``out``; returns the manifest.
+
+    ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
+    them, edit the YAML's ``safety`` section instead).
+
+    ``motion_file`` gives the real clips for the parity checks (default: the checkpoint's ``motion_file``,
+    else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
+    disagrees with torch beyond the tolerances.
+    """
+    out, checkpoint = Path(out), tokenizer.path
+    if checkpoint is None or tokenizer.sha256 is None:
+        raise InvalidValue(
+            "export: this tokenizer was not loaded from a checkpoint file (a training run's in-memory "
+            "model); the manifest pins the checkpoint by its sha256: save it and export "
+            "Tokenizer.load(path)"
+        )
+    check_export_target(checkpoint, out, overwrite=overwrite, motion_file=motion_file, prior=prior)
     with environment_errors(out), claim(out):
         clean_stale_temps(out)
         check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
-        agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-        modules = ExportModules.from_agent(agent, safety_scale)
+        modules = ExportModules.from_tokenizer(tokenizer, safety_scale)
         tmp = temp_sibling(out, "tmp")
         tmp.mkdir()
         try:
@@ -228,7 +252,7 @@ def _write_export(
 
 
 def _write_files(modules: ExportModules, root: Path) -> list[str]:
-    model = modules.agent.model
+    model = modules.tokenizer.model
     fpt, dim = model.frames_per_token, model.in_dim
     streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
     tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
@@ -302,4 +326,4 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-__all__ = ["OPSET", "ExportModules", "ParityError", "export_checkpoint"]
+__all__ = ["OPSET", "ExportModules", "ParityError", "check_export_target", "export_checkpoint"]
