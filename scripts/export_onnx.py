@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from motion_vqvae.cli import cli_main, run
-from motion_vqvae.export import ParityError, check_export_target, export_checkpoint
+from motion_vqvae.export import ParityError, export_checkpoint_file
 from motion_vqvae.tokenizer import Tokenizer
 
 
@@ -40,13 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    check_export_target(  # a wrong --out is refused before the checkpoint is read
-        args.checkpoint, args.out, overwrite=args.overwrite, motion_file=args.motion_file, prior=args.prior
-    )
     try:
-        manifest = export_checkpoint(
-            Tokenizer.load(args.checkpoint),
+        manifest = export_checkpoint_file(  # loads the checkpoint once --out is checked and claimed
+            args.checkpoint,
             args.out,
+            Tokenizer.load,
             motion_file=args.motion_file,
             overwrite=args.overwrite,
             safety_scale=args.safety_scale,

@@ -15,6 +15,7 @@ import torch
 from motion_vqvae import Tokenizer
 from motion_vqvae.data import load_motions, sample_motion_path
 from motion_vqvae.export import ExportModules, ParityError, StreamingDecoder, export_checkpoint, parity
+from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
 from sim2real import TokenDecoder
 from sim2real.manifest import manifest_digest
@@ -53,11 +54,17 @@ def test_export_writes_files_manifest_and_metadata(export_dir: Path, tok: Tokeni
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert set(manifest["files"]) == {"decoder.onnx", "decoder_step.onnx", "encoder.onnx", "codebook.npy"}
     assert manifest["streaming"] and manifest["causal"] and manifest["opset"] == 17
-    assert manifest["nb_code"] == NB_CODE and manifest["frames_per_token"] == 4 and manifest["fps"] == 30
-    assert len(manifest["position_limits"]["lower"]) == len(manifest["real_joint_names"]) == 29
+    spec, jmap = manifest["token_spec"], manifest["joint_map"]
+    assert spec["nb_code"] == NB_CODE and spec["frames_per_token"] == 4 and spec["fps"] == 30
+    assert len(manifest["position_limits"]["lower"]) == len(jmap["real_joint_names"]) == 29
     assert len(manifest["velocity_limits"]) == len(manifest["acceleration_limits"]) == 29
-    assert manifest["sim_to_real_idx"] == list(range(29))
-    assert manifest["feature_layout"] == tok.layout.to_dict()
+    assert jmap["sim_to_real_idx"] == list(range(29)) and jmap["sim_joint_names"] == tok.layout.joint_names
+    # One fact, one place (format 4): fps, joint order and root-feature columns are stored once.
+    text = json.dumps({k: v for k, v in manifest.items() if k != "parity"})
+    assert text.count('"fps"') == 1 and text.count('"real_joint_names"') == 1
+    assert text.count('"sim_joint_names"') == 1 and text.count('"sim_to_real_idx"') == 1
+    assert text.count('"root_lin_vel"') == 1 and manifest["root_features"] == tok.layout.root_slices()
+    assert FeatureLayout.from_manifest(manifest).to_dict() == tok.layout.to_dict()
     figures = manifest["parity"]
     assert figures["encoder_token_mismatches"] == 0 and figures["decoder_max_abs_err_rad"] <= 1e-4
     assert figures["step_vs_sequence_max_abs_err"] <= 1e-5 and figures["windows"] > 0
@@ -65,7 +72,8 @@ def test_export_writes_files_manifest_and_metadata(export_dir: Path, tok: Tokeni
     for name in ("decoder.onnx", "decoder_step.onnx", "encoder.onnx"):
         props = {p.key: p.value for p in onnx.load(str(export_dir / name)).metadata_props}
         assert props["role"] == name and json.loads(props["nb_code"]) == NB_CODE
-        assert json.loads(props["real_joint_names"]) == manifest["real_joint_names"]
+        assert json.loads(props["fps"]) == 30 and json.loads(props["frames_per_token"]) == 4
+        assert json.loads(props["real_joint_names"]) == jmap["real_joint_names"]
         assert props["manifest_sha256"] == manifest_digest(manifest)
     assert not [p for p in export_dir.parent.iterdir() if p.name.startswith(".")], "temp dirs left behind"
 

@@ -192,7 +192,11 @@ def test_export_names_the_packaged_robot_a_robot_file_restricts(
 
 @pytest.mark.parametrize(
     ("version", "message"),
-    [(2, "format_version 2.*older.*re-export"), (4, "format_version 4.*update sim2real")],
+    [
+        (2, "format_version 2.*older.*re-export with"),
+        (3, "format_version 3.*older.*several places.*re-export with"),
+        (5, "format_version 5.*update sim2real"),
+    ],
 )
 def test_other_manifest_formats_are_refused(
     export_dir: Path, tmp_path: Path, version: int, message: str
@@ -289,7 +293,7 @@ def test_play_needs_a_measured_pose_or_offline(export_dir: Path, capsys) -> None
 def crafted_decoder(path: Path, manifest: dict, frames: int) -> None:
     """A graph with the inputs of ``path``'s role that emits ``frames`` frames of zeros per call."""
     step = path.name == "decoder_step.onnx"
-    widths = {"joint_targets": manifest["real_dof"], "root_features": 8}
+    widths = {"joint_targets": manifest["joint_map"]["real_dof"], "root_features": 8}
     token = ("token", ["batch"]) if step else ("tokens", ["batch", "tokens"])
     inputs = [helper.make_tensor_value_info(token[0], TensorProto.INT64, token[1])]
     outputs, nodes = [], []

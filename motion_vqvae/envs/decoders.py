@@ -10,8 +10,8 @@ Two implementations share it:
 ``reset(current)`` starts a sequence from the simulator's joint positions (simulator order, rad): the safety
 filter ramps from there. ``step(token)`` takes an int (one-stream tokenizers) or ``[S]`` ids (one per stream
 of the :class:`~sim2real.token_spec.TokenSpec`) and returns ``(root [fpt, R], dof [fpt, N])``: de-normalized
-root features (height, exp-map tilt, heading-frame velocity, yaw rate) and joint position targets in
-simulator order.
+root features (height, tilt, heading-frame velocity, yaw rate; columns by name in ``root_slices``, as the
+feature layout or the manifest's ``root_features`` say) and joint position targets in simulator order.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class TokenSource(Protocol):
     fps: float
     codebook: np.ndarray | None  # (nb_code, code_dim) of a one-stream tokenizer, for action_mode="latent"
     joint_map: JointMap  # sim <-> real order of the dof columns
+    root_slices: dict[str, list[int]]  # name -> [start, stop] of each root feature in ``step``'s root output
 
     def reset(self, current: np.ndarray) -> None: ...
 
@@ -67,6 +68,7 @@ class CheckpointTokenSource:
             codes = torch.arange(self.spec.nb_code)[None]
             self.codebook = tok.model.quantizer.dequantize(codes)[0].T.detach().numpy()
         self.joint_map = tok.joint_map
+        self.root_slices = tok.layout.root_slices()
 
     def reset(self, current: np.ndarray) -> None:
         """New sequence ramping from ``current`` (simulator order, rad)."""
@@ -90,6 +92,7 @@ class ExportTokenSource:
         self.fps = self.spec.fps
         self.codebook = np.load(self.path / "codebook.npy") if self.spec.is_single else None
         self.joint_map = JointMap.from_dict(manifest["joint_map"])
+        self.root_slices = dict(manifest["root_features"])
 
     @classmethod
     def from_dir(cls, export_dir: str | Path) -> ExportTokenSource:

@@ -34,8 +34,6 @@ from motion_vqvae.envs.wrapper import TokenActionWrapper
 log = logging.getLogger(__name__)
 
 ENV_ID = "motion_vqvae/G1Kinematic-v0"
-_LIN_VEL_XY = slice(4, 6)  # columns of the root features: height, tilt (3), velocity (3), yaw rate
-_YAW_RATE = 7
 
 
 @dataclass
@@ -74,6 +72,9 @@ def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
     each), whatever motions the tokenizer was trained on; random tokens rarely match them.
     """
     source = load_token_source(tokenizer)
+    # Root-feature columns by name (the tilt is 3 exp-map or 6 rotation-matrix columns: prefer_expmap).
+    vel_start = source.root_slices["root_lin_vel"][0]
+    lin_vel_xy, yaw_rate = slice(vel_start, vel_start + 2), slice(*source.root_slices["yaw_rate"])
     stand = G1Body().stand_pose()
     rows = []
     for code in range(source.spec.nb_code):
@@ -81,7 +82,7 @@ def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
         source.reset(stand)
         for _ in range(repeats):
             root, _ = source.step(token)
-        rows.append([*root[:, _LIN_VEL_XY].mean(axis=0), root[:, _YAW_RATE].mean()])
+        rows.append([*root[:, lin_vel_xy].mean(axis=0), root[:, yaw_rate].mean()])
     return np.asarray(rows)
 
 

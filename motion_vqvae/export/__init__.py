@@ -1,6 +1,6 @@
 """ONNX export of trained tokenizers and the torch streaming decoder shared with token-space RL."""
 
-from motion_vqvae.export.onnx_export import OPSET, ExportModules, check_export_target, export_checkpoint
+from motion_vqvae.export.onnx_export import OPSET, ExportModules, export_checkpoint, export_checkpoint_file
 from motion_vqvae.export.parity import ParityError
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
@@ -11,7 +11,7 @@ __all__ = [
     "JointTargetHead",
     "ParityError",
     "StreamingDecoder",
-    "check_export_target",
     "export_checkpoint",
+    "export_checkpoint_file",
     "real_limits",
 ]

@@ -27,6 +27,7 @@ import json
 import logging
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,31 +147,6 @@ class ExportModules:
         )
 
 
-def check_export_target(
-    checkpoint: str | Path,
-    out: str | Path,
-    *,
-    overwrite: bool = False,
-    motion_file: str | Path | None = None,
-    prior: str | Path | None = None,
-) -> None:
-    """Refuse an ``out`` the export may not write (inside or around an input, a folder that is not an
-    export) from paths alone: an entry point calls this before it reads the checkpoint, so a wrong
-    ``--out`` is reported as such even when the checkpoint is unreadable. :func:`export_checkpoint`
-    checks again under the output's lock."""
-    out, checkpoint = Path(out), Path(checkpoint)
-    check_apart(
-        out,
-        {
-            "the checkpoint's run": run_of(checkpoint),
-            "the prior's run": None if prior is None else run_of(prior),
-            **({} if motion_file is None else motion_inputs(motion_file)),
-        },
-    )
-    with environment_errors(out):
-        check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
-
-
 def export_checkpoint(
     tokenizer: Tokenizer,
     out: str | Path,
@@ -190,18 +166,44 @@ def export_checkpoint(
     else the bundled sample). Raises :class:`ParityError` (nothing written at ``out``) when onnxruntime
     disagrees with torch beyond the tolerances.
     """
-    out, checkpoint = Path(out), tokenizer.path
-    if checkpoint is None or tokenizer.sha256 is None:
+    if tokenizer.path is None or tokenizer.sha256 is None:
         raise InvalidValue(
             "export: this tokenizer was not loaded from a checkpoint file (a training run's in-memory "
             "model); the manifest pins the checkpoint by its sha256: save it and export "
             "Tokenizer.load(path)"
         )
-    check_export_target(checkpoint, out, overwrite=overwrite, motion_file=motion_file, prior=prior)
+    options = {"motion_file": motion_file, "overwrite": overwrite, "safety_scale": safety_scale}
+    return export_checkpoint_file(tokenizer.path, out, lambda _: tokenizer, prior=prior, **options)
+
+
+def export_checkpoint_file(
+    checkpoint: str | Path,
+    out: str | Path,
+    load: Callable[[Path], Tokenizer],
+    *,
+    motion_file: str | Path | None = None,
+    overwrite: bool = False,
+    safety_scale: float = 1.0,
+    prior: str | Path | None = None,
+) -> dict[str, Any]:
+    """:func:`export_checkpoint` of the checkpoint file ``checkpoint``, read by ``load``
+    (``Tokenizer.load``) only once ``out`` is checked and claimed: a wrong or busy ``--out`` is reported
+    as such even when the checkpoint is unreadable, and nothing is read for an export that cannot be
+    written. (The entry point passes the loader, so this module needs no run-time import of the
+    tokenizer, which delegates its own ``export`` here.)"""
+    out, checkpoint = Path(out), Path(checkpoint)
+    check_apart(
+        out,
+        {
+            "the checkpoint's run": run_of(checkpoint),
+            "the prior's run": None if prior is None else run_of(prior),
+            **({} if motion_file is None else motion_inputs(motion_file)),
+        },
+    )
     with environment_errors(out), claim(out):
         clean_stale_temps(out)
         check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
-        modules = ExportModules.from_tokenizer(tokenizer, safety_scale)
+        modules = ExportModules.from_tokenizer(load(checkpoint), safety_scale)
         tmp = temp_sibling(out, "tmp")
         tmp.mkdir()
         try:
@@ -326,4 +328,4 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-__all__ = ["OPSET", "ExportModules", "ParityError", "check_export_target", "export_checkpoint"]
+__all__ = ["OPSET", "ExportModules", "ParityError", "export_checkpoint", "export_checkpoint_file"]
