@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
@@ -40,6 +40,7 @@ from torch import nn
 from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
 from motion_vqvae.export.parity import ParityError, check_parity
+from motion_vqvae.export.source import ExportSource
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
@@ -59,9 +60,6 @@ from sim2real.hardware import resolve_robot
 from sim2real.manifest import MANIFEST, file_entry, manifest_robot, validate_manifest
 from sim2real.onnx_data import check_no_external_data
 from sim2real.safety import limits_for_robot
-
-if TYPE_CHECKING:  # the tokenizer delegates its export() here: a run-time import would make a circle
-    from motion_vqvae.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ class TokenEncoder(nn.Module):
 class ExportModules:
     """The torch modules behind each ONNX file, built from one tokenizer (also used by the parity checks)."""
 
-    tokenizer: Tokenizer
+    tokenizer: ExportSource
     robot: RobotDescription  # the training config's robot: a packaged one, or a file restricting one
     joint_map: JointMap
     token_spec: TokenSpec
@@ -124,7 +122,7 @@ class ExportModules:
     step: StepDecoder | None  # None for a non-causal model
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Tokenizer, safety_scale: float = 1.0) -> ExportModules:
+    def from_tokenizer(cls, tokenizer: ExportSource, safety_scale: float = 1.0) -> ExportModules:
         """Modules for ``tokenizer`` (on the CPU); the decoders clamp to the filter's position limits."""
         model, layout, joint_map = tokenizer.model.cpu(), tokenizer.layout, tokenizer.joint_map
         with user_input():  # sim2real refuses a robot file that widens the packaged robot with builtins
@@ -148,7 +146,7 @@ class ExportModules:
 
 
 def export_checkpoint(
-    tokenizer: Tokenizer,
+    tokenizer: ExportSource,
     out: str | Path,
     *,
     motion_file: str | Path | None = None,
@@ -179,7 +177,7 @@ def export_checkpoint(
 def export_checkpoint_file(
     checkpoint: str | Path,
     out: str | Path,
-    load: Callable[[Path], Tokenizer],
+    load: Callable[[Path], ExportSource],
     *,
     motion_file: str | Path | None = None,
     overwrite: bool = False,

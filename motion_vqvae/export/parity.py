@@ -22,7 +22,7 @@ from sim2real.runtime import make_session
 
 if TYPE_CHECKING:
     from motion_vqvae.export.onnx_export import ExportModules
-    from motion_vqvae.tokenizer import Tokenizer
+    from motion_vqvae.export.source import ExportSource
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class ParityError(ValueError):
     """onnxruntime disagrees with torch beyond the tolerances: the export is refused."""
 
 
-def parity_clips(tok: Tokenizer, motion_file: str | Path | None, count: int = MAX_CLIPS) -> list[Motion]:
+def parity_clips(tok: ExportSource, motion_file: str | Path | None, count: int = MAX_CLIPS) -> list[Motion]:
     """Up to ``count`` clips prepared for the model: ``motion_file``, the config's, or the sample."""
     cfg = tok.config
     source = motion_file or cfg.motion_file
@@ -54,7 +54,7 @@ def parity_clips(tok: Tokenizer, motion_file: str | Path | None, count: int = MA
     return [tok.prepare(m) for m in sorted(clips, key=lambda m: m.name)[:count]]
 
 
-def _windows(tok: Tokenizer, clips: list[Motion]) -> np.ndarray:  # (N, W, F) float32, normalized
+def _windows(tok: ExportSource, clips: list[Motion]) -> np.ndarray:  # (N, W, F) float32, normalized
     length = WINDOW_TOKENS * tok.model.frames_per_token
     out = []
     for clip in clips:
@@ -119,7 +119,7 @@ def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | N
     return figures
 
 
-def _clip_tokens(tok: Tokenizer, clip: Motion) -> np.ndarray:  # (1, T'[, S]) int64
+def _clip_tokens(tok: ExportSource, clip: Motion) -> np.ndarray:  # (1, T'[, S]) int64
     return encode_motion(tok.model, tok.layout, clip, torch.device("cpu"))[None]
 
 
