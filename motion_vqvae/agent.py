@@ -29,7 +29,7 @@ from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
-from motion_vqvae.tokenizer import StartPose, Tokenizer
+from motion_vqvae.tokenizer import StartPose, Tokenizer, config_mjcf
 from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
@@ -186,7 +186,7 @@ class MVQVAEAgent:
 
     @property
     def mjcf(self) -> str | None:
-        return self.tokenizer().mjcf
+        return config_mjcf(self.cfg, load_robot(self.cfg.robot))
 
     # ------------------------------------------------------------------------------------------ inference
     def tokenizer(self) -> Tokenizer:

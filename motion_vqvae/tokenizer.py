@@ -181,12 +181,8 @@ class Tokenizer:
 
     @property
     def mjcf(self) -> str | None:
-        """MJCF for kinematic metrics: the config's, else the robot's when the file exists (else None:
-        the bundled G1)."""
-        if self.config.mjcf:
-            return self.config.mjcf
-        mjcf = self.robot.mjcf
-        return str(mjcf) if mjcf is not None and Path(mjcf).is_file() else None
+        """MJCF for kinematic metrics (see :func:`config_mjcf`)."""
+        return config_mjcf(self.config, self.robot)
 
     def card(self) -> dict[str, Any]:
         """What this tokenizer is, from what its checkpoint stores (nothing estimated): token structure,
@@ -212,6 +208,14 @@ class Tokenizer:
             },
             "metrics": {"best_val_metric": self.best_metric} if math.isfinite(self.best_metric) else {},
         }
+
+
+def config_mjcf(config: AgentConfig, robot: RobotDescription) -> str | None:
+    """MJCF for kinematic metrics: the config's ``mjcf``, else the robot's when that file exists, else
+    None (the bundled G1)."""
+    if config.mjcf:
+        return config.mjcf
+    return str(robot.mjcf) if robot.mjcf is not None and Path(robot.mjcf).is_file() else None
 
 
 def _check_facts(tok: Tokenizer, source: str) -> None:

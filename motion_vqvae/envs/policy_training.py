@@ -131,13 +131,14 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    task = task_kwargs(reachable_commands(tokenizer))
+    from motion_vqvae.tokenizer import Tokenizer
+
+    # A checkpoint is loaded once and shared by every environment (an export directory opens per env).
+    source = Tokenizer.load(tokenizer) if Path(tokenizer).is_file() else tokenizer
+    task = task_kwargs(reachable_commands(source))
     venv = VecNormalize(
         DummyVecEnv(
-            [
-                lambda: guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior)
-                for _ in range(cfg.num_envs)
-            ]
+            [lambda: guide(make_env(source, task, levels=cfg.levels), cfg.prior) for _ in range(cfg.num_envs)]
         ),
         norm_reward=False,
     )
@@ -182,7 +183,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
 
         return policy
 
-    eval_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
+    eval_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
     eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy_in(eval_env), cfg.eval_episodes, eval_seed)
@@ -208,7 +209,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    record_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
+    record_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
     _record_episode(record_env, policy_in(record_env), eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))
