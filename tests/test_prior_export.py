@@ -155,6 +155,7 @@ def test_onnx_sampling_matches_torch(trained: tuple[Path, Path], export_dir: Pat
     assert np.array_equal(onnx_tokens, torch_tokens)
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert manifest["prior"]["parity"]["max_abs_diff"] < 1e-4
+    assert "token_spec" not in manifest["prior"] and robot.spec.to_dict() == manifest["token_spec"]  # once
     with pytest.raises(KeyError, match="embed_texts"):
         robot.sample(seconds=1, prompt="never seen")
 
