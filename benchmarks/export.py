@@ -17,13 +17,12 @@ import numpy as np
 import torch
 
 from benchmarks.tokenizer import HELD_OUT
-from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.data import load_motions
-from motion_vqvae.export import ExportModules, export_checkpoint
+from motion_vqvae.export import ExportModules
 from motion_vqvae.metrics import motion_metrics
+from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.evaluation import evaluate_motions
-from sim2real.bench import bench_export, latency_ms, tokens_per_s
-from sim2real.manifest import load_manifest
+from sim2real.bench import bench_export, latency_ms, random_tokens, tokens_per_s
 from sim2real.runtime import make_session
 
 log = logging.getLogger(__name__)
@@ -32,10 +31,12 @@ PARITY_TOL_MM = 0.1
 
 
 def torch_eager_figures(
-    checkpoint: Path, tokens: np.ndarray, steps: int, length: int, repeats: int
+    tok: Tokenizer, tokens: np.ndarray, steps: int, length: int, repeats: int
 ) -> dict[str, Any]:
-    """Torch eager twins of the ONNX figures: streaming step (1 and 2 threads) and sequence decode."""
-    modules = ExportModules.from_agent(MVQVAEAgent.from_checkpoint(checkpoint, device="cpu"))
+    """Torch eager twins of the ONNX figures: streaming step (1 and 2 threads) and sequence decode.
+
+    ``tokens`` are ``[N]`` (one stream) or ``[N, S]``, as the tokenizer's token spec says."""
+    modules = ExportModules.from_tokenizer(tok)
     out: dict[str, Any] = {}
     before = torch.get_num_threads()
     try:
@@ -45,7 +46,7 @@ def torch_eager_figures(
                 state = [modules.step.streaming.init_state(1)] if modules.step is not None else None
 
                 def step(i: int, state: list = state) -> None:
-                    outputs = modules.step(torch.tensor([int(tokens[i % len(tokens)])]), *state[0])
+                    outputs = modules.step(torch.as_tensor(tokens[i % len(tokens)])[None], *state[0])
                     state[0] = outputs[2:]
 
                 p50, p99 = latency_ms(step, steps) if state is not None else (None, None)
@@ -60,22 +61,21 @@ def torch_eager_figures(
     return out
 
 
-def heldout_parity(export_dir: Path, checkpoint: Path, g1_moves: Path) -> dict[str, Any]:
+def heldout_parity(export_dir: Path, tok: Tokenizer, g1_moves: Path) -> dict[str, Any]:
     """``mpjpe_local_mm`` of the held-out clips: torch evaluation vs ONNX encode + decode."""
-    agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-    cfg, layout = agent.cfg, agent.layout
+    cfg, layout = tok.config, tok.layout
     clips = load_motions(
         [g1_moves / f"{name}.csv" for name in HELD_OUT],
         target_fps=cfg.target_fps,
         robot=cfg.robot,
         repair_jumps=cfg.repair_jumps,
     )
-    clips = [agent.prepare(c) for c in clips]
-    summary, results = evaluate_motions(agent.model, layout, clips, mjcf=agent.mjcf, device=agent.device)
-    joint_map = ExportModules.from_agent(agent).joint_map
+    clips = [tok.prepare(c) for c in clips]
+    summary, results = evaluate_motions(tok.model, layout, clips, mjcf=tok.mjcf, device=tok.device)
+    joint_map = tok.joint_map
     encoder = make_session(export_dir / "encoder.onnx")
     decoder = make_session(export_dir / "decoder.onnx")
-    fpt, root_dim = agent.model.frames_per_token, layout.slices["dof_pos"].start
+    fpt, root_dim = tok.spec.frames_per_token, layout.slices["dof_pos"].start
     onnx_mm, token_mismatches = [], 0
     for result in results:
         clip = result.reference
@@ -91,7 +91,7 @@ def heldout_parity(export_dir: Path, checkpoint: Path, g1_moves: Path) -> dict[s
         motion = layout.to_motion(
             decoded[: clip.num_frames], fps=clip.fps, start_pos=start_pos, start_yaw=start_yaw, name=clip.name
         )
-        onnx_mm.append(motion_metrics(motion, clip, mjcf=agent.mjcf)["mpjpe_local_mm"])
+        onnx_mm.append(motion_metrics(motion, clip, mjcf=tok.mjcf)["mpjpe_local_mm"])
     torch_mm = summary["mpjpe_local_mm"]
     onnx_mean = float(np.mean(onnx_mm))
     return {
@@ -105,13 +105,13 @@ def heldout_parity(export_dir: Path, checkpoint: Path, g1_moves: Path) -> dict[s
 
 
 def compare_with_torch(
-    export_dir: Path, checkpoint: Path, steps: int = 1000, length: int = 512, repeats: int = 5
+    export_dir: Path, tok: Tokenizer, steps: int = 1000, length: int = 512, repeats: int = 5
 ) -> dict[str, Any]:
-    """The ONNX robot-side figures (``sim2real.bench``) beside torch eager, with the step speed-up."""
+    """The ONNX robot-side figures (``sim2real.bench``) of ``tok``'s export beside torch eager, with the
+    step speed-up; any token structure (one stream or several)."""
     figures = bench_export(export_dir, steps, length, repeats)
-    nb_code = int(load_manifest(export_dir, verify=False)["nb_code"])
-    tokens = np.random.default_rng(0).integers(0, nb_code, max(steps, length))
-    figures.update(torch_eager_figures(checkpoint, tokens, steps, length, repeats))
+    tokens = random_tokens(tok.spec, np.random.default_rng(0), max(steps, length))
+    figures.update(torch_eager_figures(tok, tokens, steps, length, repeats))
     torch_step, onnx_step = figures["torch_step_p50_ms_1t"], figures["step_p50_ms_1t"]
     figures["step_speedup_vs_torch_1t"] = torch_step / onnx_step if torch_step and onnx_step else None
     figures["sequence_speedup_vs_torch"] = (
@@ -122,9 +122,10 @@ def compare_with_torch(
 
 def bench_export_section(checkpoint: Path, g1_moves: Path, out_dir: Path) -> dict[str, Any]:
     """Export ``checkpoint`` to ``out_dir`` (replacing it), then the runtime bench and held-out parity."""
-    manifest = export_checkpoint(checkpoint, out_dir, motion_file=g1_moves, overwrite=True)
+    tok = Tokenizer.load(checkpoint)
+    manifest = tok.export(out_dir, motion_file=g1_moves, overwrite=True)
     figures = {"checkpoint": str(checkpoint), "export_dir": str(out_dir), "export_parity": manifest["parity"]}
-    figures["bench"] = compare_with_torch(out_dir, checkpoint)
-    figures["heldout_parity"] = heldout_parity(out_dir, checkpoint, g1_moves)
+    figures["bench"] = compare_with_torch(out_dir, tok)
+    figures["heldout_parity"] = heldout_parity(out_dir, tok, g1_moves)
     log.info("export: %s", {k: figures["bench"][k] for k in ("step_p99_ms_1t", "step_speedup_vs_torch_1t")})
     return figures

@@ -17,6 +17,7 @@ from motion_vqvae.prior.config import SECTION, load_prior_config
 from motion_vqvae.prior.evaluate import evaluate_prior
 from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
 from motion_vqvae.prior.train import PriorRun, train
+from motion_vqvae.tokenizer import Tokenizer
 from sim2real.prior import OnnxPriorBackend, SamplingOptions, sample_stream
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,6 @@ def bench_prior_section(
     policy_minutes: float,
 ) -> dict[str, Any]:
     """Every figure of the section; trains the default prior for ``minutes`` when ``prior`` is None."""
-    from motion_vqvae.export import export_checkpoint
-
     root = run_root / "prior"
     start = time.perf_counter()
     prior_path = prior or train_default_prior(tokenizer, motion_dir, root / "train", minutes)
@@ -110,7 +109,7 @@ def bench_prior_section(
     loaded = LoadedPrior.load(prior_path)
     metrics = evaluate_prior(loaded, motion_dir, None, root / "eval")
     export_dir = root / "export"
-    export_checkpoint(tokenizer, export_dir, prior=prior_path, overwrite=True)
+    Tokenizer.load(tokenizer).export(export_dir, prior=prior_path, overwrite=True)
     result = {
         "prior": str(prior_path),
         "trained_here_s": None if prior else train_s,

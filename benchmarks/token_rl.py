@@ -13,6 +13,7 @@ import torch
 from motion_vqvae.envs.batched import BatchedTokenDecoder
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.wrapper import TokenActionWrapper
+from motion_vqvae.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def bench_token_rl(
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
     torch.set_num_threads(1)
-    wrapped = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), checkpoint)
+    tok = Tokenizer.load(checkpoint)
+    wrapped = TokenActionWrapper(gym.make("motion_vqvae/G1PD-v0", root_support=3000.0), tok)
     wrapped.action_space.seed(0)
     ids = [wrapped.action_space.sample() for _ in range(tokens)]  # ints or [S] ids
     wrapped.reset(seed=0)
@@ -70,7 +72,7 @@ def bench_token_rl(
     result["batched_tokens_per_s"] = {}  # safety filter included, from the stand pose
     stand = G1Body().stand_pose()
     for n in env_counts:
-        decoder = BatchedTokenDecoder.from_checkpoint(checkpoint, n)
+        decoder = BatchedTokenDecoder.from_tokenizer(tok, n)
         decoder.reset(current=np.broadcast_to(stand, (n, len(stand))))
         steps = max(3, min(200, 20_000 // n))
         spec = decoder.spec

@@ -24,10 +24,12 @@ from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
 from motion_vqvae.data.fingerprint import dataset_fingerprint
-from motion_vqvae.errors import DeviceUnavailable, InvalidValue, user_input
+from motion_vqvae.devices import resolve_device
+from motion_vqvae.errors import InvalidValue, user_input
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.tokens import MULTI_LEVEL
 from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.tokenizer import StartPose, Tokenizer, config_mjcf
 from motion_vqvae.training.cache import MotionCache, is_cache
 from motion_vqvae.training.checkpoint import (
     capture_rng_states,
@@ -44,14 +46,7 @@ from motion_vqvae.training.clips import (
     split_clips,
     training_motions,
 )
-from motion_vqvae.training.distributed import local_rank
-from motion_vqvae.training.evaluation import (
-    ReferenceKinematics,
-    decode_tokens,
-    encode_motion,
-    evaluate_motions,
-    reconstruct_motion,
-)
+from motion_vqvae.training.evaluation import ReferenceKinematics, evaluate_motions
 from motion_vqvae.training.precision import enable_tf32
 from motion_vqvae.training.schedule import build_optimizer
 from motion_vqvae.training.windows import WindowDraws, WindowSampler
@@ -62,8 +57,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MVQVAEAgent", "augmented", "load_config_motions", "model_hparams", "single_fps", "split_clips"]
 
-StartPose = tuple[np.ndarray, float] | Motion | None
-
 
 class MVQVAEAgent:
     """Owns the config, the data split, the model and its optimisation state."""
@@ -71,7 +64,7 @@ class MVQVAEAgent:
     def __init__(self, config: dict[str, Any] | AgentConfig | None = None, run_dir: str | Path | None = None):
         self.cfg = config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config or {})
         self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        self.device = _resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device)
         enable_tf32(self.device)
         if self.cfg.num_threads:
             torch.set_num_threads(self.cfg.num_threads)
@@ -193,17 +186,29 @@ class MVQVAEAgent:
 
     @property
     def mjcf(self) -> str | None:
-        if self.cfg.mjcf:
-            return self.cfg.mjcf
-        robot_mjcf = load_robot(self.cfg.robot).mjcf
-        return str(robot_mjcf) if robot_mjcf is not None and Path(robot_mjcf).is_file() else None
+        return config_mjcf(self.cfg, load_robot(self.cfg.robot))
 
     # ------------------------------------------------------------------------------------------ inference
+    def tokenizer(self) -> Tokenizer:
+        """This agent's model as a frozen-API :class:`~motion_vqvae.tokenizer.Tokenizer` (same module, no
+        reload: evaluation after fit sees the weights as they are now)."""
+        self._require_model()
+        return Tokenizer(
+            self.model,
+            self.cfg,
+            self.layout,
+            self.joint_map,
+            iteration=self.iteration,
+            best_metric=self.best_metric,
+            val_clips=[m.name for m in self.val_motions] or self.val_clip_names,
+            dataset=self.dataset,
+        )
+
     def encode(self, motion: Motion) -> np.ndarray:
         """Tokens (int64) of a whole clip: ``[T']``, or ``[T', S]`` for a multi-stream :attr:`token_spec`."""
         self._require_model()
         self.model.eval()
-        return encode_motion(self.model, self.layout, self.prepare(motion), self.device)
+        return self.tokenizer().encode(motion)
 
     def decode(
         self,
@@ -212,53 +217,19 @@ class MVQVAEAgent:
         fps: float | None = None,
         levels: int | None = None,
     ) -> Motion:
-        """Motion from tokens (``[T]``, or ``[T, S]`` for a multi-stream :attr:`token_spec`), placed at
-        ``start_pose``: (position, yaw), a Motion (its first frame) or None (the origin). ``levels=K``
-        decodes with the first K levels of every part only."""
+        """See :meth:`Tokenizer.decode <motion_vqvae.tokenizer.Tokenizer.decode>`."""
         self._require_model()
         self.model.eval()
-        if isinstance(start_pose, Motion):
-            start_pos, start_yaw = self.layout.start_pose(start_pose)
-        elif start_pose is None:
-            start_pos, start_yaw = np.zeros(3), 0.0
-        else:
-            start_pos, start_yaw = np.asarray(start_pose[0], dtype=np.float64), float(start_pose[1])
-        return decode_tokens(
-            self.model,
-            self.layout,
-            np.asarray(tokens),
-            fps=fps or self.model.token_spec.fps,
-            start_pos=start_pos,
-            start_yaw=start_yaw,
-            device=self.device,
-            levels=levels,
-        )
+        return self.tokenizer().decode(tokens, start_pose, fps, levels)
 
     def reconstruct(self, motion: Motion) -> Motion:
         """Encode then decode a clip from its own first pose, same length."""
         self._require_model()
-        return reconstruct_motion(self.model, self.layout, self.prepare(motion), self.device)[0]
+        return self.tokenizer().reconstruct(motion)
 
     def prepare(self, motion: Motion) -> Motion:
         """The clip in the model's joint order and fps (what encode/reconstruct feed the network)."""
-        assert self.layout is not None
-        names = self.layout.joint_names
-        if names and motion.joint_names and list(motion.joint_names) != names:
-            from sim2real import remap_columns
-
-            dof = remap_columns(motion.dof, list(motion.joint_names), names)
-            motion = Motion(motion.name, motion.fps, motion.root_pos, motion.root_quat, dof, names)
-        target = self.cfg.target_fps
-        if target and abs(motion.fps - target) > 1e-9:
-            from motion_vqvae.data import resample
-
-            motion = resample(motion, target)
-        elif self.fps is not None and abs(motion.fps - self.fps) > 1e-9:
-            raise InvalidValue(
-                f"clip '{motion.name}' is at {motion.fps} fps, the model at {self.fps} fps (target_fps: null "
-                "means no resampling); resample it (motion_vqvae.data.resample) first"
-            )
-        return motion
+        return self.tokenizer().prepare(motion)
 
     # ------------------------------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -378,29 +349,6 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
         "parts": part_columns(cfg, layout),
         "fps": float(fps),
     }
-
-
-def _resolve_device(name: str) -> torch.device:
-    """``auto`` and a bare ``cuda`` mean this process's GPU (torchrun's ``LOCAL_RANK``, else 0); a device
-    this machine lacks is refused by name here, before anything is built on it."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise InvalidValue(f"device {name!r} is not a torch device (use auto, cpu, cuda, cuda:0)") from exc
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank() if device.index is None else device.index)
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if device.index >= count:
-            listed = f" (cuda:0 to cuda:{count - 1})" if count else ""
-            raise DeviceUnavailable(
-                f"device {name!r}: {device} does not exist, this machine has {count} CUDA device(s)"
-                f"{listed}; set device=auto or cpu (--set device=cpu)"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceUnavailable(f"device {name!r}: no MPS device on this machine; set device=auto or cpu")
-    return device
 
 
 def _seed_everything(seed: int) -> None:

@@ -13,14 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data import Motion, save_csv
 from motion_vqvae.data.loading import select_clip
 from motion_vqvae.data.meta import write_meta
 from motion_vqvae.data.writers import file_stems
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
-from motion_vqvae.training.clips import source_config
+from motion_vqvae.tokenizer import Tokenizer
+from motion_vqvae.training.clips import load_config_motions, source_config
 from motion_vqvae.training.evaluation import evaluate_motions
 from motion_vqvae.training.plots import (
     plot_codebook_usage,
@@ -83,21 +83,21 @@ def _evaluate(
     split: str,
     clip: str | None,
 ) -> dict[str, Any]:
-    agent = MVQVAEAgent.from_checkpoint(checkpoint)
-    cfg = source_config(agent.cfg, fps, quat_order)
-    motions = load_config_motions(cfg, motion_file, min_frames=agent.model.frames_per_token)
+    tok = Tokenizer.load(checkpoint, device="auto")
+    cfg = source_config(tok.config, fps, quat_order)
+    motions = load_config_motions(cfg, motion_file, min_frames=tok.model.frames_per_token)
     if not motions:
         raise InvalidValue(f"{motion_file}: no clips to evaluate")
     if clip is not None:
         motions = [select_clip(motions, clip, motion_file)]
-    motions, scored = select_split(motions, agent.val_clip_names, split, str(checkpoint))
-    prepared = [agent.prepare(m) for m in motions]
+    motions, scored = select_split(motions, tok.val_clips, split, str(checkpoint))
+    prepared = [tok.prepare(m) for m in motions]
     summary, results = evaluate_motions(
-        agent.model,
-        agent.layout,
+        tok.model,
+        tok.layout,
         prepared,
-        mjcf=agent.mjcf,
-        device=agent.device,
+        mjcf=tok.mjcf,
+        device=tok.device,
         progress=True,
         levels=levels,
     )
@@ -114,7 +114,7 @@ def _evaluate(
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")
     plot_error_per_clip(results, out / "error_per_clip.png")
-    plot_codebook_usage(results, agent.token_spec, out / "codebook_usage.png")
+    plot_codebook_usage(results, tok.spec, out / "codebook_usage.png")
     if save_reconstructions:
         recon_dir = out / "reconstructions"
         first = results[0].reconstruction

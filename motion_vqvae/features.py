@@ -221,6 +221,28 @@ class FeatureLayout:
         return self.normalizer
 
     # ----------------------------------------------------------------------------------- (de)serialization
+    def root_slices(self) -> dict[str, list[int]]:
+        """``{name: [start, stop]}`` of the root features (the columns before the joints), as an export's
+        manifest stores them once (``root_features``) for readers that cannot import this module."""
+        root_dim = self.slices["dof_pos"].start
+        return {k: [s.start, s.stop] for k, s in self.slices.items() if s.stop <= root_dim}
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], source: str = "manifest.json") -> FeatureLayout:
+        """An export's layout: its ``feature_layout`` (width, tilt form, normalization) with the simulator
+        joint names of its ``joint_map``, refused when this code lays the root features out otherwise
+        than its ``root_features`` say."""
+        from sim2real.manifest import manifest_joint_map
+
+        names = manifest_joint_map(manifest, source).sim_joint_names
+        layout = cls.from_dict({**manifest["feature_layout"], "joint_names": names})
+        if layout.root_slices() != manifest["root_features"]:
+            raise InvalidValue(
+                f"{source}: root_features {manifest['root_features']} disagree with this code's layout "
+                f"{layout.root_slices()}; re-export with this version of motion-vqvae"
+            )
+        return layout
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able types (for checkpoints loaded with ``weights_only=True`` and ONNX manifests).
 

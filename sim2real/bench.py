@@ -25,6 +25,7 @@ import numpy as np
 
 from sim2real.runtime import TokenDecoder
 from sim2real.safety import SafetyLimits
+from sim2real.token_spec import TokenSpec
 
 SEGMENT = 1000  # tokens streamed from one random pose
 TOL = 1e-9  # relative slack for float rounding in the limit checks
@@ -53,9 +54,8 @@ def tokens_per_s(call: Callable[[], Any], num_tokens: int, repeats: int) -> floa
     return num_tokens / best
 
 
-def random_tokens(decoder: TokenDecoder, rng: np.random.Generator, count: int) -> np.ndarray:
-    """``count`` valid tokens of the export's structure: ``[count]`` or ``[count, S]``."""
-    spec = decoder.token_spec
+def random_tokens(spec: TokenSpec, rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` valid tokens of a token structure: ``[count]`` or ``[count, S]``."""
     shape = (count,) if spec.is_single else (count, spec.num_streams)
     return rng.integers(0, spec.nb_code, size=shape)
 
@@ -82,7 +82,7 @@ def stress(decoder: TokenDecoder, count: int, seed: int = 0) -> dict[str, Any]:
     streamed = 0
     while streamed < count:
         n = min(SEGMENT, count - streamed)
-        tokens = random_tokens(decoder, rng, n)
+        tokens = random_tokens(decoder.token_spec, rng, n)
         if (streamed // SEGMENT) % 2:  # alternating between two ids: the hardest square wave
             tokens[1::2] = tokens[1]
             tokens[0::2] = tokens[0]
@@ -115,7 +115,7 @@ def bench_export(
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {"steps": steps, "sequence_tokens": sequence_tokens}
     decoder = TokenDecoder(export_dir, threads=1)
-    tokens = random_tokens(decoder, rng, max(steps + 20, sequence_tokens))
+    tokens = random_tokens(decoder.token_spec, rng, max(steps + 20, sequence_tokens))
     pose = (decoder.limits.lower + decoder.limits.upper) / 2
     for threads in (1, 2):
         runtime = TokenDecoder(export_dir, threads=threads)

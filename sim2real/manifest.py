@@ -9,8 +9,12 @@ values against the packaged YAML of the robot the manifest names (``robot``: a n
 :mod:`sim2real.hardware`): finite, not wider than the hardware, same joint order, one fps. The limits in force
 are the tightest of the manifest's and the robot YAML's at the export's ``safety_scale``.
 
-Format 3 names the robot by name and records ``safety_scale``; older exports may name their robot by a path
-on the training machine and are refused (re-export).
+Format 4 stores each fact once: the fps, frames per token and vocabulary in ``token_spec``, the joint
+order (simulator and real names, ``sim_to_real_idx``) in ``joint_map``, the root-feature columns in
+``root_features``; every reader takes them from there (:func:`manifest_joint_map`,
+:func:`validate_manifest`). Format 3 repeated them (top-level ``fps``, ``frames_per_token``,
+``sim_joint_names``, ``real_joint_names``, ``sim_to_real_idx``, and inside ``feature_layout``) and older
+formats named the robot by a path; they are refused (re-export).
 """
 
 from __future__ import annotations
@@ -22,25 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from sim2real.hardware import packaged_robot
+from sim2real.joint_map import JointMap
 from sim2real.onnx_data import check_no_external_data
 from sim2real.robot import RobotDescription
 from sim2real.safety import SafetyLimits, check_within_robot, limits_in_force
 from sim2real.token_spec import TokenSpec
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 PIN_KEY = "manifest_sha256"
 REQUIRED_KEYS = (
     "format_version",
-    "fps",
-    "frames_per_token",
     "token_spec",
     "robot",
     "causal",
     "streaming",
-    "real_joint_names",
-    "sim_joint_names",
-    "sim_to_real_idx",
+    "joint_map",
+    "root_features",
     "position_limits",
     "velocity_limits",
     "acceleration_limits",
@@ -122,24 +124,32 @@ def manifest_robot(manifest: dict[str, Any], source: str) -> RobotDescription:
     return packaged_robot(manifest["robot"], source=f"{source}: robot")
 
 
+def manifest_joint_map(manifest: dict[str, Any], source: str) -> JointMap:
+    """The joint order of the export (``joint_map``: simulator and real names, ``sim_to_real_idx``), the
+    manifest's one record of it; the real names must be there (the runtime speaks real order)."""
+    try:
+        jmap = JointMap.from_dict(manifest["joint_map"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{source}: joint_map is not a joint map ({exc}); re-export") from exc
+    if not jmap.real_joint_names:
+        raise ValueError(f"{source}: joint_map has no real_joint_names (the motor order); re-export")
+    return jmap
+
+
 def validate_manifest(
     manifest: dict[str, Any], robot: RobotDescription, source: str
 ) -> tuple[SafetyLimits, TokenSpec]:
     """The limits in force and the token structure: the manifest's values checked against each other and
     against ``robot`` (the packaged robot it names), then tightened to that YAML's at ``safety_scale``."""
     spec = TokenSpec.from_dict(manifest["token_spec"], source=f"{source}: token_spec")
-    fps = manifest["fps"]
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"{source}: fps must be a positive number (the training fps), got {fps!r}")
-    if float(fps) != spec.fps or manifest["frames_per_token"] != spec.frames_per_token:
+    if not (math.isfinite(spec.fps) and spec.fps > 0):
+        raise ValueError(f"{source}: token_spec.fps must be a positive number (the training fps); re-export")
+    limits = SafetyLimits.from_manifest(manifest, spec.fps, source)
+    names = manifest_joint_map(manifest, source).real_joint_names
+    if len(names) != limits.dof:
         raise ValueError(
-            f"{source}: fps {fps} / frames_per_token {manifest['frames_per_token']} disagree with "
-            f"token_spec ({spec.fps}, {spec.frames_per_token}); re-export"
+            f"{source}: joint_map.real_joint_names must list the {limits.dof} real joints, got {names!r}"
         )
-    limits = SafetyLimits.from_manifest(manifest, source)
-    names = manifest["real_joint_names"]
-    if not isinstance(names, list) or len(names) != limits.dof:
-        raise ValueError(f"{source}: real_joint_names must list the {limits.dof} real joints, got {names!r}")
     check_within_robot(limits, names, robot, source)
     scale = manifest["safety_scale"]
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
@@ -153,8 +163,9 @@ def _check_format(version: Any, path: Path) -> None:
     if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {version}, this runtime reads {FORMAT_VERSION}: an export from an older "
-            "motion-vqvae, which may name its robot by a path on the training machine and does not record "
-            "its safety_scale; re-export it (scripts/export_onnx.py --checkpoint CKPT --out DIR)"
+            "motion-vqvae, which stores the fps and joint order in several places (format 3) or names its "
+            "robot by a path on the training machine (format 2); re-export with this version "
+            "(scripts/export_onnx.py --checkpoint CKPT --out DIR)"
         )
     raise ValueError(
         f"{path}: format_version {version!r}, this runtime reads {FORMAT_VERSION}; update sim2real "

@@ -176,7 +176,7 @@ def check_prior_graphs(
     backend: OnnxPriorBackend, section: dict[str, Any], spec: TokenSpec, root: Path
 ) -> None:
     """One run of each prior graph at batch 1: hidden states, KV caches and logits of the shapes the
-    manifest's ``prior.model_hparams`` and ``token_spec`` give, or ValueError naming the graph."""
+    manifest's ``prior.model_hparams`` and its ``token_spec`` give, or ValueError naming the graph."""
     hp = section["model_hparams"]
     try:
         layers, heads, width = int(hp["n_layer"]), int(hp["n_head"]), int(hp["n_embd"])
@@ -232,7 +232,8 @@ class TokenPrior:
         unlisted = [n for n in (*PRIOR_GRAPHS, PROMPTS_FILE) if n not in manifest["files"]]
         if unlisted:
             raise KeyError(f"{source}: 'files' does not list {unlisted}; the export is incomplete, re-export")
-        self.spec = TokenSpec.from_dict(section["token_spec"], source=f"{source}.token_spec")
+        # The prior samples the tokenizer's tokens: the manifest's one token_spec (format 4) is its structure.
+        self.spec = TokenSpec.from_dict(manifest["token_spec"], source=f"{self.root / MANIFEST}: token_spec")
         self.defaults = section["sampling"]
         self.backend = OnnxPriorBackend(self.root, section, threads)
         for name, session in zip(PRIOR_GRAPHS, self.backend.sessions, strict=True):

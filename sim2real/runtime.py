@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sim2real.hardware import resolve_robot
-from sim2real.manifest import check_pin, load_manifest, manifest_robot, validate_manifest
+from sim2real.manifest import check_pin, load_manifest, manifest_joint_map, manifest_robot, validate_manifest
 from sim2real.pose import measured_pose
 from sim2real.safety import SafetyFilter, limits_in_force
 from sim2real.token_spec import TokenSpec
@@ -118,7 +118,7 @@ class TokenDecoder:
         self.hardware_range: tuple[np.ndarray, np.ndarray] = hardware.real_limits()[:2]
         spec: TokenSpec = self.token_spec
         self.nb_code, self.frames_per_token, self.fps = spec.nb_code, spec.frames_per_token, spec.fps
-        self.real_joint_names: list[str] = list(m["real_joint_names"])
+        self.real_joint_names: list[str] = list(manifest_joint_map(m, source).real_joint_names)
         self._root_width = _root_width(m, source)
         self._sequence = make_session(self.export_dir / "decoder.onnx", threads)
         check_pin(m, self._sequence.get_modelmeta().custom_metadata_map, "decoder.onnx")

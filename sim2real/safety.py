@@ -77,8 +77,11 @@ class SafetyLimits:
         }
 
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any], source: str = "manifest.json") -> SafetyLimits:
-        """Read the keys of :meth:`to_manifest` plus ``fps``; any malformed value is a ValueError."""
+    def from_manifest(
+        cls, manifest: dict[str, Any], fps: float, source: str = "manifest.json"
+    ) -> SafetyLimits:
+        """Read the keys of :meth:`to_manifest`, at ``fps`` (the manifest's ``token_spec.fps``); any malformed
+        value is a ValueError."""
         try:
             position = manifest["position_limits"]
             return cls(
@@ -86,7 +89,7 @@ class SafetyLimits:
                 upper=np.asarray(position["upper"], np.float64),
                 velocity=np.asarray(manifest["velocity_limits"], np.float64),
                 acceleration=np.asarray(manifest["acceleration_limits"], np.float64),
-                fps=float(manifest["fps"]),
+                fps=float(fps),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid safety limits ({exc}); re-export") from exc

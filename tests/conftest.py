@@ -69,6 +69,7 @@ def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from _tiny_tokenizer import train_tiny_tokenizer  # puts scripts/ on sys.path
     from test_prior import train_tiny_prior
 
+    from motion_vqvae import Tokenizer
     from motion_vqvae.data import sample_motion_path
     from motion_vqvae.export import export_checkpoint
 
@@ -88,5 +89,5 @@ def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     captions = root / "captions.yaml"
     captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
     prior = train_tiny_prior(best, work / "runs" / "prior", 10, use_text=True, captions=captions)
-    export_checkpoint(best, work / "exports" / "g1", prior=prior)
+    export_checkpoint(Tokenizer.load(best), work / "exports" / "g1", prior=prior)
     return work

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from motion_vqvae import errors
-from motion_vqvae.agent import _resolve_device
 from motion_vqvae.cli import cli_main
 from motion_vqvae.commands import evaluate as evaluate_command
 from motion_vqvae.commands import export_onnx, sample_prior, train_prior  # what scripts/*.py run
@@ -31,6 +30,7 @@ from motion_vqvae.data import sample_motion_path
 from motion_vqvae.data.errors import MotionFileError
 from motion_vqvae.data.fuzzing import sample_clip
 from motion_vqvae.data.writers import MAX_STEM_BYTES, file_stems
+from motion_vqvae.devices import resolve_device as _resolve_device
 from motion_vqvae.export import ParityError
 from motion_vqvae.outputs import claim, clean_stale_temps, environment_errors
 from motion_vqvae.training import preprocess as preprocess_module

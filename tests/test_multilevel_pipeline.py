@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 
+from motion_vqvae import Tokenizer
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import load_motions
@@ -84,7 +85,7 @@ def test_resume_exact_export_parity_and_levels(
     spec = straight.token_spec
     stored = torch.load(checkpoint, weights_only=True)["token_spec"]
     assert TokenSpec.from_dict(stored) == spec and spec.fps == 30.0
-    manifest = export_checkpoint(checkpoint, tmp_path / "export", motion_file=karate)
+    manifest = export_checkpoint(Tokenizer.load(checkpoint), tmp_path / "export", motion_file=karate)
     assert TokenSpec.from_dict(manifest["token_spec"]) == spec
     assert manifest["parity"]["encoder_token_mismatches"] == 0
     assert manifest["parity"]["step_vs_sequence_max_abs_err"] <= 1e-5

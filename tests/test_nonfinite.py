@@ -19,8 +19,9 @@ import pytest
 import torch
 from _tiny_tokenizer import TINY, tiny_sets, train_vqvae
 
-from motion_vqvae.agent import MVQVAEAgent, _resolve_device
+from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.config_loader import AgentConfig, typed_from_dict
+from motion_vqvae.devices import resolve_device as _resolve_device
 from motion_vqvae.errors import DeviceUnavailable
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.model import TokenGPT

@@ -155,6 +155,7 @@ def test_onnx_sampling_matches_torch(trained: tuple[Path, Path], export_dir: Pat
     assert np.array_equal(onnx_tokens, torch_tokens)
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert manifest["prior"]["parity"]["max_abs_diff"] < 1e-4
+    assert "token_spec" not in manifest["prior"] and robot.spec.to_dict() == manifest["token_spec"]  # once
     with pytest.raises(KeyError, match="embed_texts"):
         robot.sample(seconds=1, prompt="never seen")
 
@@ -208,7 +209,7 @@ def test_token_prior_samples_where_torch_cannot_be_imported(export_dir: Path) ->
 
 def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -> None:
     """Two RVQ levels: the prior models [T, 2] token tuples, and the robot samples and decodes them."""
-    from motion_vqvae.prior.data import Tokenizer
+    from motion_vqvae import Tokenizer
     from sim2real import TokenPrior
 
     tokenizer = train_tiny_tokenizer(

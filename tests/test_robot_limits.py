@@ -18,6 +18,7 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
+from motion_vqvae import Tokenizer
 from motion_vqvae.data import sample_motion_path
 from motion_vqvae.export import export_checkpoint
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
@@ -46,7 +47,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Path:
     out = tmp_path_factory.mktemp("exports") / "full"
-    export_checkpoint(checkpoint, out)
+    export_checkpoint(Tokenizer.load(checkpoint), out)
     return out
 
 
@@ -156,7 +157,7 @@ def test_robot_argument_keeps_the_exports_safety_scale(
 ) -> None:
     """A --safety-scale 0.5 export: 9.25 rad/s and 200 rad/s², whatever robot the decoder is given."""
     half = tmp_path / "half"
-    export_checkpoint(checkpoint, half, safety_scale=0.5)
+    export_checkpoint(Tokenizer.load(checkpoint), half, safety_scale=0.5)
     full = TokenDecoder(export_dir).limits
     copy = robot_file(tmp_path / "g1_copy.yaml", lambda d: None)
     for robot in (None, "g1_29dof", copy):
@@ -178,20 +179,24 @@ def test_export_names_the_packaged_robot_a_robot_file_restricts(
         state = load_checkpoint(checkpoint)
         state["config"]["robot"] = str(path)  # trained with a YAML path, as on a training machine
         save_checkpoint(state, tmp_path / f"{name}.pt")
-    manifest = export_checkpoint(tmp_path / "tight.pt", tmp_path / "tight")
+    manifest = export_checkpoint(Tokenizer.load(tmp_path / "tight.pt"), tmp_path / "tight")
     assert manifest["robot"] == "g1_29dof"
     assert str(tmp_path) not in (tmp_path / "tight" / "manifest.json").read_text()  # no machine path
     np.testing.assert_allclose(
         TokenDecoder(tmp_path / "tight").limits.velocity, TokenDecoder(export_dir).limits.velocity / 2
     )
     with pytest.raises(ValueError, match=re.escape(f"joints.{KNEE}.velocity")):
-        export_checkpoint(tmp_path / "loose.pt", tmp_path / "loose")
+        export_checkpoint(Tokenizer.load(tmp_path / "loose.pt"), tmp_path / "loose")
     assert not (tmp_path / "loose").exists()
 
 
 @pytest.mark.parametrize(
     ("version", "message"),
-    [(2, "format_version 2.*older.*re-export"), (4, "format_version 4.*update sim2real")],
+    [
+        (2, "format_version 2.*older.*re-export with"),
+        (3, "format_version 3.*older.*several places.*re-export with"),
+        (5, "format_version 5.*update sim2real"),
+    ],
 )
 def test_other_manifest_formats_are_refused(
     export_dir: Path, tmp_path: Path, version: int, message: str
@@ -288,7 +293,7 @@ def test_play_needs_a_measured_pose_or_offline(export_dir: Path, capsys) -> None
 def crafted_decoder(path: Path, manifest: dict, frames: int) -> None:
     """A graph with the inputs of ``path``'s role that emits ``frames`` frames of zeros per call."""
     step = path.name == "decoder_step.onnx"
-    widths = {"joint_targets": manifest["real_dof"], "root_features": 8}
+    widths = {"joint_targets": manifest["joint_map"]["real_dof"], "root_features": 8}
     token = ("token", ["batch"]) if step else ("tokens", ["batch", "tokens"])
     inputs = [helper.make_tensor_value_info(token[0], TensorProto.INT64, token[1])]
     outputs, nodes = [], []

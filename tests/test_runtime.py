@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
+from motion_vqvae import Tokenizer
 from motion_vqvae.agent import single_fps
 from motion_vqvae.data import load_motions, resample, sample_motion_path
 from motion_vqvae.export import export_checkpoint
@@ -39,7 +40,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, checkpoint: Path) -> Path:
     out = tmp_path_factory.mktemp("exports") / "tiny"
-    export_checkpoint(checkpoint, out)
+    export_checkpoint(Tokenizer.load(checkpoint), out)
     return out
 
 
@@ -56,14 +57,14 @@ def test_two_exports_are_byte_identical_and_pass_the_checker(
     checkpoint: Path, export_dir: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
-    export_checkpoint(checkpoint, again)
+    export_checkpoint(Tokenizer.load(checkpoint), again)
     names = sorted(p.name for p in export_dir.iterdir())
     assert names == sorted(p.name for p in again.iterdir())
     for name in names:
         assert (export_dir / name).read_bytes() == (again / name).read_bytes(), name
     manifest = json.loads((export_dir / "manifest.json").read_text())
     assert str(checkpoint) not in json.dumps(manifest) and "created" not in manifest
-    assert manifest["token_spec"]["fps"] == manifest["fps"] == 30.0 and manifest["exporter"]
+    assert manifest["token_spec"]["fps"] == 30.0 and manifest["exporter"]
     for name in ("decoder.onnx", "decoder_step.onnx", "encoder.onnx"):
         onnx.checker.check_model(onnx.load(str(export_dir / name)), full_check=True)
 
@@ -80,9 +81,9 @@ def _edit(manifest: dict, edit: str) -> None:
     elif edit == "acceleration_x10":
         manifest["acceleration_limits"] = [v * 10 for v in manifest["acceleration_limits"]]
     elif edit == "fps":
-        manifest["fps"] = 0.3
+        manifest["token_spec"]["fps"] = 0.3
     elif edit == "reversed_names":
-        manifest["real_joint_names"] = manifest["real_joint_names"][::-1]
+        manifest["joint_map"]["real_joint_names"] = manifest["joint_map"]["real_joint_names"][::-1]
     else:
         raise AssertionError(edit)
 
@@ -273,7 +274,7 @@ def test_fps_is_a_required_fact(checkpoint: Path, tmp_path: Path) -> None:
     del state["token_spec"]  # a checkpoint from before the token structure (and its fps) was stored
     save_checkpoint(state, tmp_path / "no_fps.pt")
     with pytest.raises(ValueError, match="retrain"):
-        export_checkpoint(tmp_path / "no_fps.pt", tmp_path / "export")
+        export_checkpoint(Tokenizer.load(tmp_path / "no_fps.pt"), tmp_path / "export")
     assert not (tmp_path / "export").exists()
 
 
@@ -287,7 +288,7 @@ def test_multi_stream_export_streams_tuples_safely(tmp_path: Path) -> None:
         num_quantizers=2,
         body_parts="upper_lower",
     )
-    export_checkpoint(checkpoint, tmp_path / "export")
+    export_checkpoint(Tokenizer.load(checkpoint), tmp_path / "export")
     decoder = TokenDecoder(tmp_path / "export")
     spec = decoder.token_spec
     assert spec.num_streams == 4 and not spec.is_single

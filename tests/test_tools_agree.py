@@ -233,10 +233,11 @@ def test_token_shape_errors_show_an_example_of_the_right_shape() -> None:
 def test_play_decodes_the_default_tokenizer_from_its_help_example(
     multi_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    from motion_vqvae import Tokenizer
     from motion_vqvae.export import export_checkpoint
 
     export = tmp_path / "export"
-    export_checkpoint(multi_checkpoint, export)
+    export_checkpoint(Tokenizer.load(multi_checkpoint), export)
     with pytest.raises(SystemExit):
         play_cli.main(["--help"])
     help_text = capsys.readouterr().out

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from motion_vqvae.cli import cli_main
-from motion_vqvae.export import ParityError, export_checkpoint
+from motion_vqvae.export import ParityError, export_checkpoint_file
+from motion_vqvae.tokenizer import Tokenizer
 
 
 @cli_main
@@ -40,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        manifest = export_checkpoint(
+        manifest = export_checkpoint_file(  # loads the checkpoint once --out is checked and claimed
             args.checkpoint,
             args.out,
+            Tokenizer.load,
             motion_file=args.motion_file,
             overwrite=args.overwrite,
             safety_scale=args.safety_scale,

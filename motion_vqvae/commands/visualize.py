@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     from motion_vqvae.data import load_motions
     from motion_vqvae.data.loading import select_clip
 
-    agent = None
+    tok = None
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
             raise UserError(f"--checkpoint {args.checkpoint} does not exist; train one (train_vqvae.py)")
-        from motion_vqvae.agent import MVQVAEAgent
+        from motion_vqvae.tokenizer import Tokenizer
 
-        agent = MVQVAEAgent.from_checkpoint(args.checkpoint, device="cpu")
+        tok = Tokenizer.load(args.checkpoint)
     if args.episode is not None:
         if not args.episode.is_file():
             raise UserError(f"--episode {args.episode} does not exist (train_policy.py writes episode.npz)")
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         clip = None
     else:
         target = args.target_fps or DEFAULT_TARGET_FPS
-        if agent is not None:
-            rate = agent.cfg.target_fps or agent.fps
+        if tok is not None:
+            rate = tok.fps
             if args.target_fps is not None and args.target_fps != rate:
                 parser.error(f"--target-fps {args.target_fps:g}: the tokenizer runs at {rate:g} fps; omit it")
             target = rate
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         panels, titles, fps = [fk.positions_from_qpos(episode["qpos"])], ["episode"], float(episode["fps"])
     else:
         panels, titles, fps = [fk.body_positions(clip)], [clip.name], clip.fps
-        if agent is not None:
-            panels.append(fk.body_positions(agent.reconstruct(clip)))
+        if tok is not None:
+            panels.append(fk.body_positions(tok.reconstruct(clip)))
             titles.append("reconstruction")
     panels = [p[: args.max_frames * args.stride : args.stride] for p in panels]
     out = gif_path(args.out, titles[0])

@@ -29,7 +29,7 @@ from sim2real import JointMap, SafetyLimits
 from sim2real.token_spec import TokenSpec
 
 if TYPE_CHECKING:
-    from motion_vqvae.agent import MVQVAEAgent
+    from motion_vqvae.tokenizer import Tokenizer
 
 
 class BatchedTokenDecoder:
@@ -66,35 +66,24 @@ class BatchedTokenDecoder:
     def from_checkpoint(
         cls, path: str | Path, num_envs: int, device: str | torch.device = "cpu", levels: int | None = None
     ) -> BatchedTokenDecoder:
-        """Decoder of a trained checkpoint; limits are the robot runtime's for its robot (simulator order).
+        """Decoder of a checkpoint file (loaded once as a :class:`~motion_vqvae.tokenizer.Tokenizer`)."""
+        from motion_vqvae.tokenizer import Tokenizer
 
-        ``levels=K`` decodes the first K quantizer levels of every part only (finer levels add zero).
-        """
-        from motion_vqvae.agent import MVQVAEAgent
-
-        agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        return cls.from_agent(agent, num_envs, device, levels)
+        return cls.from_tokenizer(Tokenizer.load(path), num_envs, device, levels)
 
     @classmethod
-    def from_agent(
+    def from_tokenizer(
         cls,
-        agent: MVQVAEAgent,
+        tokenizer: Tokenizer,
         num_envs: int,
         device: str | torch.device = "cpu",
         levels: int | None = None,
     ) -> BatchedTokenDecoder:
-        """Decoder of a loaded agent; the token structure is its checkpoint's ``token_spec``."""
-        from sim2real import load_robot
-
-        names = agent.layout.joint_names
-        robot_names = list(load_robot(agent.cfg.robot).sim_joint_names)
-        if names and names != robot_names:
-            raise InvalidValue(
-                f"the model's joint order {names[:3]}... differs from robot '{agent.cfg.robot}' "
-                f"sim order {robot_names[:3]}...; retrain in simulator order"
-            )
-        limits = sim_joint_limits(agent.cfg.robot, agent.token_spec.fps)
-        return cls(agent.model, agent.layout, num_envs, limits, device, levels)
+        """Decoder of a loaded tokenizer (its joint order is the robot's simulator order, checked at load);
+        limits are the robot runtime's for its robot (simulator order). ``levels=K`` decodes the first K
+        quantizer levels of every part only (finer levels add zero)."""
+        limits = sim_joint_limits(tokenizer.config.robot, tokenizer.fps)
+        return cls(tokenizer.model, tokenizer.layout, num_envs, limits, device, levels)
 
     @property
     def interventions(self) -> dict[str, torch.Tensor]:

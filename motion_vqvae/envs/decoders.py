@@ -2,7 +2,7 @@
 
 Two implementations share it:
 
-* :class:`CheckpointTokenSource` - a training checkpoint decoded in torch (one-row
+* :class:`CheckpointTokenSource` - a :class:`~motion_vqvae.tokenizer.Tokenizer` decoded in torch (one-row
   :class:`~motion_vqvae.envs.batched.BatchedTokenDecoder`);
 * :class:`ExportTokenSource` - an ONNX export directory (or a loaded ``sim2real.TokenDecoder``), decoded
   with onnxruntime and numpy only, so an environment process needs no torch.
@@ -10,20 +10,24 @@ Two implementations share it:
 ``reset(current)`` starts a sequence from the simulator's joint positions (simulator order, rad): the safety
 filter ramps from there. ``step(token)`` takes an int (one-stream tokenizers) or ``[S]`` ids (one per stream
 of the :class:`~sim2real.token_spec.TokenSpec`) and returns ``(root [fpt, R], dof [fpt, N])``: de-normalized
-root features (height, exp-map tilt, heading-frame velocity, yaw rate) and joint position targets in
-simulator order.
+root features (height, tilt, heading-frame velocity, yaw rate; columns by name in ``root_slices``, as the
+feature layout or the manifest's ``root_features`` say) and joint position targets in simulator order.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from motion_vqvae.errors import InvalidType, InvalidValue, MissingPath, user_input
 from sim2real import JointMap
 from sim2real.token_spec import TokenSpec
+
+if TYPE_CHECKING:
+    from motion_vqvae.tokenizer import Tokenizer
 
 
 @runtime_checkable
@@ -36,6 +40,7 @@ class TokenSource(Protocol):
     fps: float
     codebook: np.ndarray | None  # (nb_code, code_dim) of a one-stream tokenizer, for action_mode="latent"
     joint_map: JointMap  # sim <-> real order of the dof columns
+    root_slices: dict[str, list[int]]  # name -> [start, stop] of each root feature in ``step``'s root output
 
     def reset(self, current: np.ndarray) -> None: ...
 
@@ -43,17 +48,17 @@ class TokenSource(Protocol):
 
 
 class CheckpointTokenSource:
-    """Streaming torch decoding of a checkpoint (``torch.load(weights_only=True)``), one environment."""
+    """Streaming torch decoding of a :class:`~motion_vqvae.tokenizer.Tokenizer`, one environment."""
 
-    def __init__(self, path: str | Path, levels: int | None = None) -> None:
+    def __init__(self, tokenizer: Tokenizer | str | Path, levels: int | None = None) -> None:
         import torch
 
-        from motion_vqvae.agent import MVQVAEAgent
         from motion_vqvae.envs.batched import BatchedTokenDecoder
+        from motion_vqvae.tokenizer import Tokenizer
 
-        self.path = Path(path)
-        agent = MVQVAEAgent.from_checkpoint(path, device="cpu")
-        self._decoder = BatchedTokenDecoder.from_agent(agent, 1, levels=levels)
+        tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+        self.path = tok.path
+        self._decoder = BatchedTokenDecoder.from_tokenizer(tok, 1, levels=levels)
         self.spec = self._decoder.spec
         self.levels = self._decoder.levels
         self.frames_per_token = self.spec.frames_per_token
@@ -61,8 +66,9 @@ class CheckpointTokenSource:
         self.codebook = None
         if self.spec.is_single:
             codes = torch.arange(self.spec.nb_code)[None]
-            self.codebook = agent.model.quantizer.dequantize(codes)[0].T.detach().numpy()
-        self.joint_map = agent.joint_map or JointMap.identity(agent.layout.num_dof, agent.layout.joint_names)
+            self.codebook = tok.model.quantizer.dequantize(codes)[0].T.detach().numpy()
+        self.joint_map = tok.joint_map
+        self.root_slices = tok.layout.root_slices()
 
     def reset(self, current: np.ndarray) -> None:
         """New sequence ramping from ``current`` (simulator order, rad)."""
@@ -86,6 +92,7 @@ class ExportTokenSource:
         self.fps = self.spec.fps
         self.codebook = np.load(self.path / "codebook.npy") if self.spec.is_single else None
         self.joint_map = JointMap.from_dict(manifest["joint_map"])
+        self.root_slices = dict(manifest["root_features"])
 
     @classmethod
     def from_dir(cls, export_dir: str | Path) -> ExportTokenSource:
@@ -105,11 +112,12 @@ class ExportTokenSource:
 
 
 def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) -> TokenSource:
-    """A checkpoint file (``.pt``), an export directory (``manifest.json``) or a decoder object.
+    """A :class:`~motion_vqvae.tokenizer.Tokenizer`, a checkpoint file (``.pt``), an export directory
+    (``manifest.json``) or a decoder object.
 
     ``levels``: decode only the first ``levels`` quantizer levels of every part (all: None).
     """
-    if isinstance(tokenizer, (str, Path)) and Path(tokenizer).is_file():
+    if _is_tokenizer(tokenizer) or isinstance(tokenizer, (str, Path)) and Path(tokenizer).is_file():
         return CheckpointTokenSource(tokenizer, levels)
     if isinstance(tokenizer, TokenSource):
         source = tokenizer
@@ -123,8 +131,8 @@ def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) ->
         source = ExportTokenSource.from_dir(tokenizer)
     else:
         raise InvalidType(
-            "tokenizer must be a checkpoint path, an export directory, a sim2real.TokenDecoder or a "
-            f"TokenSource, got {type(tokenizer).__name__}"
+            "tokenizer must be a Tokenizer, a checkpoint path, an export directory, a sim2real.TokenDecoder "
+            f"or a TokenSource, got {type(tokenizer).__name__}"
         )
     if levels is not None and source.spec.check_levels(levels) != source.levels:
         raise InvalidValue(
@@ -133,3 +141,10 @@ def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) ->
             "every level)"
         )
     return source
+
+
+def _is_tokenizer(obj: Any) -> bool:
+    """Whether ``obj`` is a loaded Tokenizer, without importing torch into an export-only process (a
+    Tokenizer object exists only once its module is imported)."""
+    module = sys.modules.get("motion_vqvae.tokenizer")
+    return module is not None and isinstance(obj, module.Tokenizer)

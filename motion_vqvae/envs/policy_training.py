@@ -34,8 +34,6 @@ from motion_vqvae.envs.wrapper import TokenActionWrapper
 log = logging.getLogger(__name__)
 
 ENV_ID = "motion_vqvae/G1Kinematic-v0"
-_LIN_VEL_XY = slice(4, 6)  # columns of the root features: height, tilt (3), velocity (3), yaw rate
-_YAW_RATE = 7
 
 
 @dataclass
@@ -74,6 +72,9 @@ def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
     each), whatever motions the tokenizer was trained on; random tokens rarely match them.
     """
     source = load_token_source(tokenizer)
+    # Root-feature columns by name (the tilt is 3 exp-map or 6 rotation-matrix columns: prefer_expmap).
+    vel_start = source.root_slices["root_lin_vel"][0]
+    lin_vel_xy, yaw_rate = slice(vel_start, vel_start + 2), slice(*source.root_slices["yaw_rate"])
     stand = G1Body().stand_pose()
     rows = []
     for code in range(source.spec.nb_code):
@@ -81,7 +82,7 @@ def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
         source.reset(stand)
         for _ in range(repeats):
             root, _ = source.step(token)
-        rows.append([*root[:, _LIN_VEL_XY].mean(axis=0), root[:, _YAW_RATE].mean()])
+        rows.append([*root[:, lin_vel_xy].mean(axis=0), root[:, yaw_rate].mean()])
     return np.asarray(rows)
 
 
@@ -130,13 +131,14 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    task = task_kwargs(reachable_commands(tokenizer))
+    from motion_vqvae.tokenizer import Tokenizer
+
+    # A checkpoint is loaded once and shared by every environment (an export directory opens per env).
+    source = Tokenizer.load(tokenizer) if Path(tokenizer).is_file() else tokenizer
+    task = task_kwargs(reachable_commands(source))
     venv = VecNormalize(
         DummyVecEnv(
-            [
-                lambda: guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior)
-                for _ in range(cfg.num_envs)
-            ]
+            [lambda: guide(make_env(source, task, levels=cfg.levels), cfg.prior) for _ in range(cfg.num_envs)]
         ),
         norm_reward=False,
     )
@@ -181,7 +183,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
 
         return policy
 
-    eval_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
+    eval_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
     eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy_in(eval_env), cfg.eval_episodes, eval_seed)
@@ -207,7 +209,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    record_env = guide(make_env(tokenizer, task, levels=cfg.levels), cfg.prior, training=False)
+    record_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
     _record_episode(record_env, policy_in(record_env), eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))

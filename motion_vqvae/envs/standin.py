@@ -82,7 +82,7 @@ class ScheduledFeed:
 
 def clip_tokens(decoder: TokenDecoder, motion_file: str | Path, clip: int = 0) -> list[Any]:
     """Tokens of one clip of ``motion_file``, encoded by the export's ``encoder.onnx`` (ints or tuples)."""
-    layout = FeatureLayout.from_dict(decoder.manifest["feature_layout"])
+    layout = FeatureLayout.from_manifest(decoder.manifest, str(Path(decoder.export_dir) / "manifest.json"))
     motions = load_motions(motion_file, target_fps=decoder.fps)
     if not 0 <= clip < len(motions):
         raise InvalidValue(f"{motion_file} has {len(motions)} clips; clip must be in [0, {len(motions) - 1}]")

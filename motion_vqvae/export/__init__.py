@@ -3,7 +3,7 @@ decoder shared with token-space RL."""
 
 from motion_vqvae.export.graph import OPSET
 from motion_vqvae.export.modules import ExportModules
-from motion_vqvae.export.onnx_export import export_checkpoint
+from motion_vqvae.export.onnx_export import export_checkpoint, export_checkpoint_file
 from motion_vqvae.export.parity import ParityError
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
@@ -15,5 +15,6 @@ __all__ = [
     "ParityError",
     "StreamingDecoder",
     "export_checkpoint",
+    "export_checkpoint_file",
     "real_limits",
 ]

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim2real import JointMap
 from sim2real.manifest import FORMAT_VERSION, PIN_KEY, manifest_digest, sha256_file
 from sim2real.robot import load_robot
 
@@ -35,19 +36,9 @@ ROLES = {
     "next step's streams < s)",
 }
 
-# Keys copied into each ONNX file's metadata_props (values JSON-encoded unless already strings).
-_METADATA_KEYS = (
-    "format_version",
-    "fps",
-    "frames_per_token",
-    "nb_code",
-    "token_spec",
-    "causal",
-    "real_dof",
-    "real_joint_names",
-    "root_features",
-    "opset",
-)
+# Facts copied into each ONNX file's metadata_props (values JSON-encoded unless already strings), so one
+# .onnx file still says what it is; the manifest holds each of them once.
+_METADATA_KEYS = ("format_version", "token_spec", "causal", "root_features", "opset")
 
 
 def build_manifest(
@@ -55,38 +46,38 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Manifest without the ``files`` table (hashes are taken after the ONNX metadata is written).
 
-    The limits are the ones the robot's safety filter enforces (``ExportModules.limits``, after
-    ``safety_scale``); ``exporter`` records how the ONNX files were made (see
-    :func:`motion_vqvae.export.graph.export_graph`).
+    Each fact is stored once (format 4): the fps, frames per token and vocabulary in ``token_spec``, the
+    joint order in ``joint_map``, the root-feature columns in ``root_features`` (the feature layout keeps
+    its width, tilt form and normalization only). The limits are the ones the robot's safety filter enforces
+    (``ExportModules.limits``, after ``safety_scale``); ``exporter`` records how the ONNX files were made
+    (see :func:`motion_vqvae.export.graph.export_graph`).
     """
-    agent, jmap = modules.agent, modules.joint_map
-    model, layout = agent.model, agent.layout
-    root_slices = {k: [s.start, s.stop] for k, s in layout.slices.items() if s.stop <= modules.head.root_dim}
+    tok, jmap = modules.tokenizer, modules.joint_map
+    model, layout = tok.model, tok.layout
+    if not jmap.sim_joint_names and layout.joint_names:  # the layout's names are the simulator order
+        jmap = JointMap.from_dict({**jmap.to_dict(), "sim_joint_names": layout.joint_names})
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "checkpoint_sha256": sha256_file(checkpoint),
-        "iteration": agent.iteration,
+        "iteration": tok.iteration,
         "robot": modules.robot.name,  # a packaged robot's name: its YAML holds the hardware limits
-        "fps": modules.token_spec.fps,
-        "frames_per_token": model.frames_per_token,
-        "nb_code": model.quantizer.nb_code,
         "token_spec": modules.token_spec.to_dict(),
         "code_dim": model.quantizer.code_dim,
         "causal": model.causal,
         "streaming": "decoder_step.onnx" in files,
-        "model_hparams": model.hparams(),
-        "feature_layout": layout.to_dict(),
-        "normalization": layout.normalizer.to_dict(),
-        "root_features": root_slices,
-        "sim_joint_names": jmap.sim_joint_names or layout.joint_names,
-        "real_joint_names": jmap.real_joint_names,
-        "real_dof": jmap.real_dof,
-        "sim_to_real_idx": jmap.sim_to_real_idx.tolist(),
+        "model_hparams": {k: v for k, v in model.hparams().items() if k != "fps"},
+        "feature_layout": {
+            "num_dof": layout.num_dof,
+            "prefer_expmap": layout.prefer_expmap,
+            "dim": layout.dim,
+            "normalizer": layout.normalizer.to_dict(),
+        },
+        "root_features": layout.root_slices(),
         "joint_map": jmap.to_dict(),
         **modules.limits.to_manifest(),
         "safety_scale": modules.safety_scale,
         "opset": opset,
-        **pd_gains(agent.cfg.robot, jmap.real_joint_names),
+        **pd_gains(tok.config.robot, jmap.real_joint_names),
         "exporter": "torch.onnx TorchScript (dynamo=False)",
         "roles": {name: ROLES[name] for name in files if name in ROLES},
         "parity": parity,
@@ -107,10 +98,16 @@ def pd_gains(robot: str, real_joint_names: list[str] | None) -> dict[str, list[f
 
 
 def onnx_metadata(manifest: dict[str, Any], name: str) -> dict[str, str]:
-    """String metadata for one ONNX file of the export, including the manifest's digest (the pin)."""
-    props = {
-        k: v if isinstance(v, str) else json.dumps(v) for k, v in manifest.items() if k in _METADATA_KEYS
+    """String metadata for one ONNX file of the export, including the manifest's digest (the pin); the
+    fps, vocabulary and real joint order are copied from the manifest's one record of each."""
+    jmap = manifest["joint_map"]
+    facts = {
+        **{k: v for k, v in manifest.items() if k in _METADATA_KEYS},
+        **{k: manifest["token_spec"][k] for k in ("fps", "frames_per_token", "nb_code")},
+        "real_dof": jmap["real_dof"],
+        "real_joint_names": jmap["real_joint_names"],
     }
+    props = {k: v if isinstance(v, str) else json.dumps(v) for k, v in facts.items()}
     props.update(producer="motion-vqvae", role=name, description=ROLES[name])
     props[PIN_KEY] = manifest_digest(manifest)
     return props

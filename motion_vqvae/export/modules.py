@@ -1,4 +1,4 @@
-"""The torch modules behind each ONNX file of a tokenizer export, built from one checkpoint.
+"""The torch modules behind each ONNX file of a tokenizer export, built from one tokenizer.
 
 They live apart from the writer (:mod:`motion_vqvae.export.onnx_export`) because the manifest and the parity
 checks read them too: all three import this module, none imports another's caller.
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.errors import user_input
+from motion_vqvae.export.source import ExportSource
 from motion_vqvae.export.streaming import StreamingDecoder
 from motion_vqvae.export.targets import JointTargetHead, real_limits
 from motion_vqvae.models.vqvae import VQVAE
@@ -63,9 +63,9 @@ class TokenEncoder(nn.Module):
 
 @dataclass
 class ExportModules:
-    """The torch modules behind each ONNX file, built from one checkpoint (also used by the parity checks)."""
+    """The torch modules behind each ONNX file, built from one tokenizer (also used by the parity checks)."""
 
-    agent: MVQVAEAgent
+    tokenizer: ExportSource
     robot: RobotDescription  # the training config's robot: a packaged one, or a file restricting one
     joint_map: JointMap
     token_spec: TokenSpec
@@ -77,18 +77,17 @@ class ExportModules:
     step: StepDecoder | None  # None for a non-causal model
 
     @classmethod
-    def from_agent(cls, agent: MVQVAEAgent, safety_scale: float = 1.0) -> ExportModules:
-        """Modules for ``agent``; the decoders clamp to the filter's position limits already."""
-        model, layout = agent.model.cpu().eval(), agent.layout
-        joint_map = agent.joint_map or JointMap.identity(layout.num_dof, layout.joint_names)
+    def from_tokenizer(cls, tokenizer: ExportSource, safety_scale: float = 1.0) -> ExportModules:
+        """Modules for ``tokenizer`` (on the CPU); the decoders clamp to the filter's position limits."""
+        model, layout, joint_map = tokenizer.model.cpu(), tokenizer.layout, tokenizer.joint_map
         with user_input():  # sim2real refuses a robot file that widens the packaged robot with builtins
-            robot = resolve_robot(agent.cfg.robot)
-        spec = model.token_spec  # the checkpoint's token structure, fps included
+            robot = resolve_robot(tokenizer.config.robot)
+        spec = tokenizer.spec  # the checkpoint's token structure, fps included
         limits = limits_for_robot(real_limits(robot, joint_map), robot.safety, spec.fps, safety_scale)
         head = JointTargetHead(layout, joint_map, limits.lower, limits.upper).eval()
         step = StepDecoder(StreamingDecoder(model), head).eval() if model.causal else None
         return cls(
-            agent,
+            tokenizer,
             robot,
             joint_map,
             spec,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ import numpy as np
 import onnx
 import torch
 
-from motion_vqvae.agent import MVQVAEAgent
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.export.graph import OPSET, export_graph
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
 from motion_vqvae.export.modules import ExportModules
 from motion_vqvae.export.parity import check_parity
 from motion_vqvae.export.prior import export_prior
+from motion_vqvae.export.source import ExportSource
 from motion_vqvae.outputs import (
     check_apart,
     check_replaceable,
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 def export_checkpoint(
-    checkpoint: str | Path,
+    tokenizer: ExportSource,
     out: str | Path,
     *,
     motion_file: str | Path | None = None,
@@ -64,8 +66,8 @@ def export_checkpoint(
     safety_scale: float = 1.0,
     prior: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` (and a ``prior`` trained on its tokens) to the directory ``out``; returns
-    the manifest.
+    """Export ``tokenizer`` (a loaded checkpoint, :meth:`Tokenizer.load <motion_vqvae.Tokenizer.load>`)
+    and a ``prior`` trained on its tokens to the directory ``out``; returns the manifest.
 
     ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
     them, edit the YAML's ``safety`` section instead).
@@ -74,6 +76,31 @@ def export_checkpoint(
     else the bundled sample). Raises :class:`~motion_vqvae.export.parity.ParityError` (nothing written at
     ``out``) when onnxruntime disagrees with torch beyond the tolerances.
     """
+    if tokenizer.path is None or tokenizer.sha256 is None:
+        raise InvalidValue(
+            "export: this tokenizer was not loaded from a checkpoint file (a training run's in-memory "
+            "model); the manifest pins the checkpoint by its sha256: save it and export "
+            "Tokenizer.load(path)"
+        )
+    options = {"motion_file": motion_file, "overwrite": overwrite, "safety_scale": safety_scale}
+    return export_checkpoint_file(tokenizer.path, out, lambda _: tokenizer, prior=prior, **options)
+
+
+def export_checkpoint_file(
+    checkpoint: str | Path,
+    out: str | Path,
+    load: Callable[[Path], ExportSource],
+    *,
+    motion_file: str | Path | None = None,
+    overwrite: bool = False,
+    safety_scale: float = 1.0,
+    prior: str | Path | None = None,
+) -> dict[str, Any]:
+    """:func:`export_checkpoint` of the checkpoint file ``checkpoint``, read by ``load``
+    (``Tokenizer.load``) only once ``out`` is checked and claimed: a wrong or busy ``--out`` is reported
+    as such even when the checkpoint is unreadable, and nothing is read for an export that cannot be
+    written. (The entry point passes the loader, so this module needs no run-time import of the
+    tokenizer, which delegates its own ``export`` here.)"""
     out, checkpoint = Path(out), Path(checkpoint)
     check_apart(
         out,
@@ -86,8 +113,7 @@ def export_checkpoint(
     with environment_errors(out), claim(out):
         clean_stale_temps(out)
         check_replaceable(out, overwrite, export_files, "an export", MANIFEST)
-        agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-        modules = ExportModules.from_agent(agent, safety_scale)
+        modules = ExportModules.from_tokenizer(load(checkpoint), safety_scale)
         tmp = temp_sibling(out, "tmp")
         tmp.mkdir()
         try:
@@ -136,7 +162,7 @@ def _write_export(
 
 
 def _write_files(modules: ExportModules, root: Path) -> list[str]:
-    model = modules.agent.model
+    model = modules.tokenizer.model
     fpt, dim = model.frames_per_token, model.in_dim
     streams = () if model.token_spec.is_single else (model.token_spec.num_streams,)
     tokens = torch.zeros(1, 3, *streams, dtype=torch.long)
@@ -187,4 +213,4 @@ def _add_metadata(path: Path, props: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
-__all__ = ["export_checkpoint", "export_files"]
+__all__ = ["export_checkpoint", "export_checkpoint_file", "export_files"]

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from motion_vqvae.agent import load_config_motions
 from motion_vqvae.data import Motion, sample_motion_path
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.training.clips import load_config_motions
 from motion_vqvae.training.evaluation import encode_motion
 from sim2real.runtime import make_session
 
 if TYPE_CHECKING:
-    from motion_vqvae.agent import MVQVAEAgent
     from motion_vqvae.export.modules import ExportModules
+    from motion_vqvae.export.source import ExportSource
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +38,27 @@ class ParityError(ValueError):
     """onnxruntime disagrees with torch beyond the tolerances: the export is refused."""
 
 
-def parity_clips(agent: MVQVAEAgent, motion_file: str | Path | None, count: int = MAX_CLIPS) -> list[Motion]:
+def parity_clips(tok: ExportSource, motion_file: str | Path | None, count: int = MAX_CLIPS) -> list[Motion]:
     """Up to ``count`` clips prepared for the model: ``motion_file``, the config's, or the sample."""
-    cfg = agent.cfg
+    cfg = tok.config
     source = motion_file or cfg.motion_file
     if source is None or not (Path(source).exists() or any(ch in str(source) for ch in "*?[")):
         if source is not None:
             log.warning("parity: %s is not here; checking on the bundled sample motion instead", source)
         source = sample_motion_path()
-    clips = load_config_motions(cfg, source, min_frames=WINDOW_TOKENS * agent.model.frames_per_token)
+    clips = load_config_motions(cfg, source, min_frames=WINDOW_TOKENS * tok.model.frames_per_token)
     if not clips:
         raise InvalidValue(
             f"parity: {source} has no clip of {WINDOW_TOKENS} tokens or more; pass --motion_file"
         )
-    return [agent.prepare(m) for m in sorted(clips, key=lambda m: m.name)[:count]]
+    return [tok.prepare(m) for m in sorted(clips, key=lambda m: m.name)[:count]]
 
 
-def _windows(agent: MVQVAEAgent, clips: list[Motion]) -> np.ndarray:  # (N, W, F) float32, normalized
-    length = WINDOW_TOKENS * agent.model.frames_per_token
+def _windows(tok: ExportSource, clips: list[Motion]) -> np.ndarray:  # (N, W, F) float32, normalized
+    length = WINDOW_TOKENS * tok.model.frames_per_token
     out = []
     for clip in clips:
-        feats = agent.layout.normalize(agent.layout.from_motion(clip))
+        feats = tok.layout.normalize(tok.layout.from_motion(clip))
         starts = np.linspace(0, len(feats) - length, min(MAX_WINDOWS_PER_CLIP, len(feats) // length)).astype(
             int
         )
@@ -68,9 +68,9 @@ def _windows(agent: MVQVAEAgent, clips: list[Motion]) -> np.ndarray:  # (N, W, F
 
 def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | None = None) -> dict[str, Any]:
     """Run every check against the files in ``root``; raises :class:`ParityError` on the first failure."""
-    agent = modules.agent
-    clips = parity_clips(agent, motion_file)
-    windows = _windows(agent, clips)
+    tok = modules.tokenizer
+    clips = parity_clips(tok, motion_file)
+    windows = _windows(tok, clips)
     with torch.no_grad():
         tokens = modules.encoder(torch.as_tensor(windows)).numpy()  # (N, WINDOW_TOKENS)
     onnx_tokens = make_session(root / "encoder.onnx").run(None, {"features": windows})[0]
@@ -86,7 +86,7 @@ def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | N
 
     decoder = make_session(root / "decoder.onnx")
     longest = max(clips, key=lambda m: m.num_frames)
-    full = _clip_tokens(agent, longest)
+    full = _clip_tokens(tok, longest)
     errors = []
     for batch in (tokens, full):
         onnx_out = decoder.run(None, {"tokens": batch})
@@ -119,8 +119,8 @@ def check_parity(modules: ExportModules, root: Path, motion_file: str | Path | N
     return figures
 
 
-def _clip_tokens(agent: MVQVAEAgent, clip: Motion) -> np.ndarray:  # (1, T'[, S]) int64
-    return encode_motion(agent.model, agent.layout, clip, torch.device("cpu"))[None]
+def _clip_tokens(tok: ExportSource, clip: Motion) -> np.ndarray:  # (1, T'[, S]) int64
+    return encode_motion(tok.model, tok.layout, clip, torch.device("cpu"))[None]
 
 
 def step_through(session: Any, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -139,7 +139,6 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
     section = {
         "checkpoint_sha256": sha256_file(prior_path),  # no machine path in the manifest
         "iteration": int(prior.state["iteration"]),
-        "token_spec": prior.spec.to_dict(),
         "model_hparams": hp,
         "block_size": hp["block_size"],
         "text_dim": hp["text_dim"],

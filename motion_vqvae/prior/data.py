@@ -1,6 +1,6 @@
 """The prior's data: a tokenizer's token streams of whole clips, computed once and cached, with captions.
 
-The prior never looks inside the tokenizer: it calls ``agent.encode`` / ``agent.decode`` and reads the
+The prior never looks inside the tokenizer: it calls ``Tokenizer.encode`` / ``decode`` and reads the
 token structure (:class:`sim2real.token_spec.TokenSpec`). Held-out clips are the tokenizer's own
 validation clips, so the prior is scored on motion neither model trained on.
 """
@@ -18,14 +18,12 @@ import numpy as np
 import torch
 import yaml
 
-from motion_vqvae.agent import MVQVAEAgent, load_config_motions
 from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.errors import InvalidValue, MissingPath
-from motion_vqvae.training.checkpoint import load_checkpoint
-from motion_vqvae.training.clips import source_config
-from sim2real.manifest import sha256_file
+from motion_vqvae.tokenizer import StartPose, Tokenizer
+from motion_vqvae.training.clips import load_config_motions, source_config
 from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
@@ -33,29 +31,14 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 2
 
 
-@dataclass
-class Tokenizer:
-    """A tokenizer checkpoint as the prior sees it: encode/decode, the token structure, its held-out clips."""
+def encode_streams(tok: Tokenizer, motion: Motion) -> np.ndarray:
+    """``[T, S]`` tokens of a whole clip, whatever the number of streams (the prior's view)."""
+    return as_streams(tok.encode(motion), tok.spec)
 
-    path: Path
-    agent: MVQVAEAgent
-    spec: TokenSpec
-    val_clips: list[str]
 
-    @classmethod
-    def load(cls, checkpoint: str | Path) -> Tokenizer:
-        state = load_checkpoint(checkpoint)
-        agent = MVQVAEAgent.from_checkpoint(checkpoint, device="cpu")
-        # The tokenizer's model carries its token structure (levels, parts, sizes): never re-derived here.
-        return cls(Path(checkpoint), agent, agent.token_spec, list(state.get("val_clips") or []))
-
-    def encode(self, motion: Motion) -> np.ndarray:
-        """``[T, S]`` tokens of a whole clip."""
-        return as_streams(self.agent.encode(motion), self.spec)
-
-    def decode(self, tokens: np.ndarray, start_pose: Any = None) -> Motion:
-        """Motion of ``[T, S]`` tokens placed at ``start_pose`` (see ``MVQVAEAgent.decode``)."""
-        return self.agent.decode(from_streams(tokens, self.spec), start_pose=start_pose)
+def decode_streams(tok: Tokenizer, tokens: np.ndarray, start_pose: StartPose = None) -> Motion:
+    """Motion of ``[T, S]`` tokens placed at ``start_pose`` (see :meth:`Tokenizer.decode`)."""
+    return tok.decode(from_streams(tokens, tok.spec), start_pose=start_pose)
 
 
 def as_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
@@ -65,7 +48,7 @@ def as_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
 
 
 def from_streams(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
-    """Inverse of :func:`as_streams`: what ``agent.decode`` takes."""
+    """Inverse of :func:`as_streams`: what ``Tokenizer.decode`` takes."""
     arr = np.asarray(tokens, dtype=np.int64)
     return arr[:, 0] if spec.is_single else arr
 
@@ -117,7 +100,7 @@ def clip_motions(
     """(training, held-out) clips of ``motion_file`` prepared as the tokenizer prepares them (its training
     rate, robot, glitch repair), split by its validation clips. The files' own fps and quaternion order
     come from the files, then ``fps`` / ``quat_order``, never from the tokenizer (``source_config``)."""
-    cfg = source_config(tok.agent.cfg, fps, quat_order)
+    cfg = source_config(tok.config, fps, quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=tok.spec.frames_per_token * 2)
     held = set(tok.val_clips)
     return [m for m in motions if m.name not in held], [m for m in motions if m.name in held]
@@ -139,7 +122,7 @@ def build_corpus(
     of all of them; held-out clips are never augmented.
     """
     read_as = f"{fps}|{quat_order}"
-    source = f"{sha256_file(tok.path)}|{Path(motion_file).resolve()}|{read_as}|{mirror}|{sorted(speeds)}"
+    source = f"{tok.sha256}|{Path(motion_file).resolve()}|{read_as}|{mirror}|{sorted(speeds)}"
     key = f"v{CACHE_VERSION}|{source}"
     key = hashlib.sha256(key.encode()).hexdigest()
     if cache.is_file():
@@ -157,7 +140,7 @@ def build_corpus(
     if mirror:
         train = train + [mirror_motion(m) for m in train]
     encoded = {
-        split: {m.name: torch.as_tensor(tok.encode(m)) for m in clips}
+        split: {m.name: torch.as_tensor(encode_streams(tok, m)) for m in clips}
         for split, clips in (("train", train), ("val", val))
     }
     cache.parent.mkdir(parents=True, exist_ok=True)

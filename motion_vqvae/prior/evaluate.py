@@ -19,9 +19,10 @@ import numpy as np
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.kinematics import ForwardKinematics
 from motion_vqvae.metrics import to_heading_frame
-from motion_vqvae.prior.data import Captions, Tokenizer, clip_motions, resolve_repo_path
+from motion_vqvae.prior.data import Captions, clip_motions, decode_streams, encode_streams, resolve_repo_path
 from motion_vqvae.prior.sampling import LoadedPrior
 from motion_vqvae.prior.scoring import bigram_bits, bigram_probs, prior_bits, unigram_bits
+from motion_vqvae.tokenizer import Tokenizer
 from sim2real.prior import sample_logits
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,10 @@ class CompletionScorer:
         self.tok, self.fk, self.motion = tok, fk, motion
         fpt = tok.spec.frames_per_token
         self.frames = slice(prefix * fpt, (prefix + horizon) * fpt)
-        self.reference = heading_body_positions(fk, tok.agent.prepare(motion))[self.frames]
+        self.reference = heading_body_positions(fk, tok.prepare(motion))[self.frames]
 
     def error_mm(self, tokens: np.ndarray) -> float:
-        decoded = self.tok.decode(tokens, start_pose=self.motion)
+        decoded = decode_streams(self.tok, tokens, start_pose=self.motion)
         pred = heading_body_positions(self.fk, decoded)[self.frames]
         return 1000.0 * float(np.linalg.norm(pred - self.reference, axis=-1).mean())
 
@@ -84,7 +85,7 @@ def evaluate_prior(
     train, held = clip_motions(tok, motion_file, fps, quat_order)
     clips, split = (held, "held-out") if held else (train, "all (none of the tokenizer's validation clips)")
     captions = Captions.load(resolve_repo_path(prior.cfg.captions))
-    fk = ForwardKinematics(tok.agent.mjcf)
+    fk = ForwardKinematics(tok.mjcf)
     tps = tok.spec.fps / tok.spec.frames_per_token
     prefix, horizon = round(prefix_s * tps), round(horizon_s * tps)
     uni, bi = prior.state["unigram"].numpy(), prior.state["bigram"].numpy()
@@ -94,7 +95,7 @@ def evaluate_prior(
     bits: dict[str, list[np.ndarray]] = {"prior": [], "prior_text": [], "unigram": [], "bigram": []}
     per_clip = []
     for motion in clips:
-        tokens = tok.encode(motion)
+        tokens = encode_streams(tok, motion)
         row: dict[str, Any] = {"name": motion.name, "tokens": len(tokens)}
         caption = captions.caption(motion.name)
         text = prior.captions.get(caption) if caption else None

@@ -13,6 +13,7 @@ from motion_vqvae.data import load_motions, save_csv
 from motion_vqvae.data.meta import META_FILE, read_meta
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.prior.data import decode_streams, encode_streams
 from motion_vqvae.prior.sampling import LoadedPrior
 
 log = logging.getLogger(__name__)
@@ -42,17 +43,17 @@ def generate_motion(
     head, start = None, None
     if prefix is not None:
         clips = load_motions(
-            prefix, fps=fps, quat_order=quat_order, target_fps=prior.spec.fps, robot=tok.agent.cfg.robot
+            prefix, fps=fps, quat_order=quat_order, target_fps=prior.spec.fps, robot=tok.config.robot
         )
         if len(clips) != 1:
             raise InvalidValue(f"--prefix {prefix}: expected one clip, found {len(clips)}")
         start = clips[0]
-        head = tok.encode(start)
+        head = encode_streams(tok, start)
     text = prior.prompt_embedding(prompt)
     options = prior.options(temperature=temperature, top_p=top_p, guidance_scale=guidance_scale)
     new = prior.sample(steps, seed=seed, text=text, prefix=head, options=options)
     tokens = new if head is None else np.concatenate([head, new])
-    motion = tok.decode(tokens, start_pose=start)
+    motion = decode_streams(tok, tokens, start_pose=start)
     motion.name = "prior_sample" if prompt is None else prompt.replace(" ", "_")
     if not np.isfinite(motion.dof).all() or not np.isfinite(motion.root_pos).all():
         raise RuntimeError("the decoded motion is not finite; the tokenizer checkpoint may be corrupt")

@@ -26,7 +26,6 @@ from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.data import (
     Captions,
     TokenClip,
-    Tokenizer,
     TokenWindows,
     build_corpus,
     resolve_repo_path,
@@ -34,10 +33,10 @@ from motion_vqvae.prior.data import (
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.scoring import ngram_counts, prior_bits
 from motion_vqvae.prior.text import TEXT_DIM, embed_texts
+from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from motion_vqvae.training.nonfinite import NonFiniteGuard, gradient_norm
 from motion_vqvae.training.schedule import build_optimizer
-from sim2real.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class PriorRun:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
         self.tok = Tokenizer.load(tokenizer)
-        self.tokenizer_sha256 = sha256_file(tokenizer)
+        self.tokenizer_sha256 = self.tok.sha256
         captions = Captions.load(resolve_repo_path(cfg.captions))
         self.train_clips, self.val_clips = build_corpus(
             self.tok,

@@ -10,6 +10,7 @@ travels inside (``sha256``, format 2), so a checkpoint with a flipped byte is re
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import random
@@ -82,11 +83,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load safely (``weights_only=True``) and check that it is one of ours."""
+    return read_checkpoint(path, map_location)[0]
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], str]:
+    """:func:`load_checkpoint` and the file's sha256, from one read of the file (what an export's manifest
+    records as ``checkpoint_sha256``)."""
     path = Path(path)
     if not path.is_file():
         raise MissingPath(f"checkpoint {path} does not exist; train first (scripts/train_vqvae.py)")
+    raw = path.read_bytes()
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except Exception as exc:
         raise InvalidValue(
             f"checkpoint {path} could not be read ({exc}); is it truncated or not a .pt file?"
@@ -111,7 +119,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} is corrupted: its content does not match the sha256 saved with it (a changed "
             "byte on disk or in a copy). Resume from another checkpoint (best.pt or last.pt) or retrain."
         )
-    return state
+    return state, hashlib.sha256(raw).hexdigest()
 
 
 def check_model_shapes(

@@ -58,26 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         assert clip is not None
         tracks, fps = [Track(clip.name, clip, COLORS["reference"])], clip.fps
     else:
-        from motion_vqvae.agent import MVQVAEAgent
+        from motion_vqvae.tokenizer import Tokenizer
 
-        agent = MVQVAEAgent.from_checkpoint(args.checkpoint, device="cpu")
+        tok = Tokenizer.load(args.checkpoint)
         if clip is not None:
-            clip = agent.prepare(clip)
-            tokens = agent.encode(clip)
-            recon = agent.reconstruct(clip)
+            clip = tok.prepare(clip)
+            tokens = tok.encode(clip)
+            recon = tok.reconstruct(clip)
             tracks = [
                 Track("reference", clip, COLORS["reference"]),
                 Track("reconstruction", recon, COLORS["reconstruction"], 1.2),
             ]
         else:
-            tokens = _shape_tokens(tokens, agent.token_spec)
-            tracks = [Track("tokens", agent.decode(tokens), COLORS["reconstruction"])]
+            tokens = _shape_tokens(tokens, tok.spec)
+            tracks = [Track("tokens", tok.decode(tokens), COLORS["reconstruction"])]
         fps = tracks[0].motion.fps
-        fpt = agent.token_spec.frames_per_token
+        fpt = tok.spec.frames_per_token
         viewer_args = {
             "tokens": tokens,
             "frames_per_token": fpt,
-            "decode_token": lambda t: agent.decode(np.stack([t] * PREVIEW_REPEATS)),
+            "decode_token": lambda t: tok.decode(np.stack([t] * PREVIEW_REPEATS)),
         }
     import viser
 
