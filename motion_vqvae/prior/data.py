@@ -22,6 +22,7 @@ from motion_vqvae.data.mirror import mirror_motion
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.data.resample import change_speed
 from motion_vqvae.errors import InvalidValue, MissingPath
+from motion_vqvae.prior.sampling import LoadedPrior
 from motion_vqvae.tokenizer import StartPose, Tokenizer
 from motion_vqvae.training.clips import load_config_motions, source_config
 from sim2real.token_spec import TokenSpec
@@ -196,3 +197,21 @@ def resolve_repo_path(path: str) -> Path:
     if p.is_absolute() or p.exists():
         return p
     return Path(__file__).resolve().parents[2] / p
+
+
+def prior_tokenizer(prior: LoadedPrior) -> Tokenizer:
+    """The tokenizer ``prior`` was trained on, refused if the file changed since (other tokens).
+
+    A function here, not a method of :class:`LoadedPrior`, so the prior's export (which reads a
+    ``LoadedPrior``) does not import the tokenizer, whose ``export`` imports the export room.
+    """
+    path = prior.tokenizer_path
+    if not path.is_file():
+        raise MissingPath(f"{prior.path} was trained on the tokens of {path}, which no longer exists")
+    tok = Tokenizer.load(path)
+    if tok.sha256 != prior.state["tokenizer_sha256"]:
+        raise InvalidValue(
+            f"{path} changed since {prior.path} was trained on its tokens (sha256 differs); "
+            "retrain the prior on this tokenizer"
+        )
+    return tok

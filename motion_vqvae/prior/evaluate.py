@@ -19,7 +19,14 @@ import numpy as np
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.kinematics import ForwardKinematics
 from motion_vqvae.metrics import to_heading_frame
-from motion_vqvae.prior.data import Captions, clip_motions, decode_streams, encode_streams, resolve_repo_path
+from motion_vqvae.prior.data import (
+    Captions,
+    clip_motions,
+    decode_streams,
+    encode_streams,
+    prior_tokenizer,
+    resolve_repo_path,
+)
 from motion_vqvae.prior.sampling import LoadedPrior
 from motion_vqvae.prior.scoring import bigram_bits, bigram_probs, prior_bits, unigram_bits
 from motion_vqvae.tokenizer import Tokenizer
@@ -81,7 +88,7 @@ def evaluate_prior(
     """Write ``out/metrics.json`` and plots; returns the metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = prior.tokenizer()
+    tok = prior_tokenizer(prior)
     train, held = clip_motions(tok, motion_file, fps, quat_order)
     clips, split = (held, "held-out") if held else (train, "all (none of the tokenizer's validation clips)")
     captions = Captions.load(resolve_repo_path(prior.cfg.captions))

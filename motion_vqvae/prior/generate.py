@@ -13,7 +13,7 @@ from motion_vqvae.data import load_motions, save_csv
 from motion_vqvae.data.meta import META_FILE, read_meta
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.errors import InvalidValue
-from motion_vqvae.prior.data import decode_streams, encode_streams
+from motion_vqvae.prior.data import decode_streams, encode_streams, prior_tokenizer
 from motion_vqvae.prior.sampling import LoadedPrior
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def generate_motion(
     """
     if not seconds > 0:
         raise InvalidValue(f"seconds must be > 0, got {seconds}")
-    tok = prior.tokenizer()
+    tok = prior_tokenizer(prior)
     steps = int(np.ceil(seconds * prior.spec.fps / prior.spec.frames_per_token))
     head, start = None, None
     if prefix is not None:

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from motion_vqvae.config_loader import typed_from_dict
-from motion_vqvae.errors import InvalidValue, MissingPath
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.text import embed_texts
-from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.checkpoint import check_model_shapes, load_checkpoint
 from sim2real.prior import SamplingOptions, sample_stream
 from sim2real.token_spec import TokenSpec
@@ -77,19 +76,6 @@ class LoadedPrior:
     @property
     def tokenizer_path(self) -> Path:
         return Path(self.state["tokenizer"])
-
-    def tokenizer(self) -> Tokenizer:
-        """The tokenizer the prior was trained on, refused if the file changed since (other tokens)."""
-        path = self.tokenizer_path
-        if not path.is_file():
-            raise MissingPath(f"{self.path} was trained on the tokens of {path}, which no longer exists")
-        tok = Tokenizer.load(path)
-        if tok.sha256 != self.state["tokenizer_sha256"]:
-            raise InvalidValue(
-                f"{path} changed since {self.path} was trained on its tokens (sha256 differs); "
-                "retrain the prior on this tokenizer"
-            )
-        return tok
 
     @property
     def captions(self) -> dict[str, np.ndarray]:
