@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from motion_vqvae.models.quantizers import VectorQuantizer
-from motion_vqvae.training import distributed, loop
+from motion_vqvae.training import distributed
 from motion_vqvae.training.distributed import torchrun_prefix
+from motion_vqvae.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -134,14 +135,14 @@ def test_one_process_run_resumes_under_two(
     reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-process run stopped by SIGTERM at iteration 10 finishes under torchrun as if never stopped."""
-    original = loop._step
+    original = Trainer.step
 
-    def step(agent: object, *rest: object) -> object:
-        if agent.iteration == 9:  # a real signal: the loop stops after this step, at iteration 10
+    def step(trainer: Trainer, *rest: object) -> object:
+        if trainer.iteration == 9:  # a real signal: the loop stops after this step, at iteration 10
             os.kill(os.getpid(), signal.SIGTERM)
-        return original(agent, *rest)
+        return original(trainer, *rest)
 
-    monkeypatch.setattr(loop, "_step", step)
+    monkeypatch.setattr(Trainer, "step", step)
     out = tmp_path / "split"
     assert train_vqvae.main(_args(out, 20)) == 128 + signal.SIGTERM
     assert _state(out)["iteration"] == 10
@@ -176,8 +177,7 @@ def test_training_step_reads_nothing_back_to_the_host(
     for variant in VARIANTS.values():
         agent = MVQVAEAgent(AgentConfig.from_dict({**SMALL, **variant}), run_dir=tmp_path)
         agent.setup_from_file()
-        weights = loop.loss_weights(agent)
-        loop._step(agent, weights)  # the first step seeds the codebooks once
+        agent.trainer.step()  # the first step seeds the codebooks once
         reads: list[str] = []
         with monkeypatch.context() as patch:
             for name in ("item", "tolist", "numpy", "__bool__", "__float__", "__int__"):
@@ -193,5 +193,5 @@ def test_training_step_reads_nothing_back_to_the_host(
 
                 patch.setattr(torch.Tensor, name, counted)
             for _ in range(3):
-                loop._step(agent, weights)
+                agent.trainer.step()
         assert reads == [], reads

@@ -113,8 +113,9 @@ class TrainTask(Protocol):
         """The task's part of a checkpoint (model, config, data state), tensors and plain types only."""
         ...
 
-    def load_state_dict(self, state: dict[str, Any], resume: bool) -> None:
-        """Restore :meth:`state_dict`'s part of ``state``; with ``resume`` also the data state (sampler)."""
+    def load_state_dict(self, state: dict[str, Any], resume: bool, source: str | Path) -> None:
+        """Restore :meth:`state_dict`'s part of ``state`` (read from ``source``, named in errors); with
+        ``resume`` also the data state (sampler)."""
         ...
 
     def identity(self) -> dict[str, Any]:
@@ -162,13 +163,15 @@ class Trainer:
         save_checkpoint(self.state_dict(), path)
         return Path(path)
 
-    def load_state_dict(self, state: dict[str, Any], resume: bool = True) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], resume: bool = True, source: str | Path = "checkpoint"
+    ) -> None:
         """Restore a checkpoint's state; with ``resume`` also optimizer, schedule, data state and RNG.
 
         The task rebuilds its model from the checkpoint (its hyper-parameters), so the optimizer is
         rebuilt on that model before its state is loaded.
         """
-        self.task.load_state_dict(state, resume)
+        self.task.load_state_dict(state, resume, source)
         self.optimizer, self.scheduler = build_optimizer(self.task.model, self.task.cfg)
         self.iteration = int(state["iteration"])
         self.best_metric = float(state["best_metric"])
