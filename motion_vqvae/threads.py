@@ -153,7 +153,6 @@ class ThreadChoice:
         _set_torch_threads(threads)
         return True
 
-
     def _share(self, threads: int) -> int:
         """An automatic count split among the processes started together (they measured the same cores)."""
         if self.requested or self.processes <= 1:
