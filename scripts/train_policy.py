@@ -17,6 +17,7 @@ from pathlib import Path
 from motion_vqvae.cli import cli_main, run
 from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
 from motion_vqvae.envs.prior_guidance import PRIOR_MODES, PriorGuidance
+from motion_vqvae.threads import ThreadChoice
 
 
 @cli_main
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.prior is None
         else PriorGuidance(args.prior, args.prior_mode, args.prior_beta, args.prior_top_p),
     )
+    ThreadChoice(1)  # small policy and decoder nets step fastest on one thread (the script sets it)
     results = train_policy(args.tokenizer, args.out, cfg)
     print(f"mean_return {results['mean_return']:.2f}, random {results['random_token_mean_return']:.2f}")
     return 0
