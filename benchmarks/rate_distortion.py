@@ -20,9 +20,10 @@ from typing import Any
 
 from benchmarks.reference_codecs import reference_rows
 from benchmarks.tokenizer import HELD_OUT
-from motion_vqvae.agent import MVQVAEAgent, augmented, load_config_motions, split_clips
+from motion_vqvae.agent import MVQVAEAgent, augmented, load_config_motions
 from motion_vqvae.config_loader import ConfigLoader
 from motion_vqvae.training.evaluation import evaluate_motions
+from motion_vqvae.training.split import split_motions
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def train_row(name: str, overrides: dict[str, Any], g1_moves: str, minutes: floa
     """Train one neural row for ``minutes`` and score it at every level count (runs in a worker process)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = ConfigLoader().config.replace(
-        motion_file=g1_moves, val_clips=HELD_OUT, num_threads=1, **overrides
+        motion_file=g1_moves, test_clips=HELD_OUT, num_threads=1, **overrides
     )
     motions = load_config_motions(config, g1_moves, min_frames=config.window_size)
     agent = MVQVAEAgent(config, run_dir=Path(run_dir))
@@ -61,13 +62,12 @@ def train_row(name: str, overrides: dict[str, Any], g1_moves: str, minutes: floa
     agent.fit(time_budget_s=minutes * 60)
     seconds = time.perf_counter() - start
     spec, model = agent.token_spec, agent.model
+    test = [m for m in motions if m.name in set(HELD_OUT)]  # the test split: nothing selects on it
     levels = {}  # str keys: the JSON keys
     for k in range(1, spec.num_levels + 1):
-        summary, _ = evaluate_motions(model, agent.layout, agent.val_motions, mjcf=agent.mjcf, levels=k)
+        summary, _ = evaluate_motions(model, agent.layout, test, mjcf=agent.mjcf, levels=k)
         levels[str(k)] = _row(summary)
-    windowed, _ = evaluate_motions(
-        model, agent.layout, agent.val_motions, mjcf=agent.mjcf, window=config.window_size
-    )
+    windowed, _ = evaluate_motions(model, agent.layout, test, mjcf=agent.mjcf, window=config.window_size)
     result = {
         "kind": "neural",
         "overrides": overrides,
@@ -80,7 +80,7 @@ def train_row(name: str, overrides: dict[str, Any], g1_moves: str, minutes: floa
         "train_seconds": seconds,
         "windows_per_s": agent.iteration * config.batch_size / seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "held_out": [m.name for m in agent.val_motions],
+        "held_out": [m.name for m in test],
     }
     log.info("%s: %s", name, {k: result[k] for k in ("mpjpe_local_mm", "bits_per_second", "iterations")})
     return result
@@ -90,7 +90,7 @@ def bench_tokenizers(
     g1_moves: Path, minutes: float, run_root: Path, report_dir: Path, parallel: int = 2
 ) -> dict[str, Any]:
     """Every row of the table; writes ``tokenizers.png`` and ``tokenizers.md`` into ``report_dir``."""
-    config = ConfigLoader().config.replace(motion_file=str(g1_moves), val_clips=HELD_OUT)
+    config = ConfigLoader().config.replace(motion_file=str(g1_moves), test_clips=HELD_OUT)
     results: dict[str, Any] = {
         "minutes_per_row": minutes,
         "parallel_trainings": parallel,
@@ -105,7 +105,8 @@ def bench_tokenizers(
         }
         # The reference codecs are fitted here while the workers train.
         motions = load_config_motions(config, g1_moves, min_frames=config.window_size)
-        train, held = split_clips(motions, config)
+        _, parts = split_motions(motions, config)
+        train, held = parts["train"], parts["test"]
         agent = MVQVAEAgent(config, run_dir=run_root / "reference")
         agent.setup(motions)  # only for the feature layout and its normalization, fitted as training does
         refs = reference_rows(

@@ -1,87 +1,55 @@
-"""MVQVAEAgent: the tokenizer's public face, with the original tool's API.
+"""MVQVAEAgent: the original tool's API, a thin facade over a :class:`TokenizerTask` and its :class:`Trainer`.
 
     agent = MVQVAEAgent(config=ConfigLoader().to_dict())
     agent.setup_from_file("motions.npy")
     agent.fit()
     tokens = agent.encode(motion); motion = agent.decode(tokens, start_pose)
 
-Data flows one way: files -> Motion -> features (normalized) -> windows -> VQ-VAE -> checkpoint.
+The training state (optimizer, schedule, iteration, checkpoints) belongs to the
+:class:`~motion_vqvae.training.trainer.Trainer`, the tokenizer's data, split and model to the
+:class:`~motion_vqvae.training.tokenizer_task.TokenizerTask`; this class forwards to them and adds the
+inference calls. Nothing here changes process-wide settings (thread counts are the command line's).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from motion_vqvae.body_parts import part_columns
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import Motion
-from motion_vqvae.data.fingerprint import dataset_fingerprint
-from motion_vqvae.devices import resolve_device
-from motion_vqvae.errors import InvalidValue, user_input
-from motion_vqvae.features import FeatureLayout
-from motion_vqvae.models.tokens import MULTI_LEVEL
-from motion_vqvae.models.vqvae import VQVAE
-from motion_vqvae.tokenizer import StartPose, Tokenizer, config_mjcf
+from motion_vqvae.tokenizer import StartPose, Tokenizer
 from motion_vqvae.training.cache import MotionCache, is_cache
-from motion_vqvae.training.checkpoint import (
-    capture_rng_states,
-    check_model_shapes,
-    load_checkpoint,
-    restore_rng_states,
-    save_checkpoint,
+from motion_vqvae.training.checkpoint import load_checkpoint
+from motion_vqvae.training.clips import augmented, load_config_motions, single_fps, training_motions
+from motion_vqvae.training.evaluation import (
+    evaluate_motions,
 )
-from motion_vqvae.training.clips import (
-    augmented,
-    capped_validation,
-    load_config_motions,
-    single_fps,
-    split_clips,
-    training_motions,
-)
-from motion_vqvae.training.evaluation import ReferenceKinematics, evaluate_motions
-from motion_vqvae.training.precision import enable_tf32
-from motion_vqvae.training.schedule import build_optimizer
-from motion_vqvae.training.windows import WindowDraws, WindowSampler
-from sim2real import JointMap, load_robot
+from motion_vqvae.training.tokenizer_task import TokenizerTask, model_hparams
+from motion_vqvae.training.trainer import Trainer
 from sim2real.token_spec import TokenSpec
 
-log = logging.getLogger(__name__)
-
-__all__ = ["MVQVAEAgent", "augmented", "load_config_motions", "model_hparams", "single_fps", "split_clips"]
+__all__ = [
+    "MVQVAEAgent",
+    "augmented",
+    "load_config_motions",
+    "model_hparams",
+    "single_fps",
+]
 
 
 class MVQVAEAgent:
-    """Owns the config, the data split, the model and its optimisation state."""
+    """The tokenizer's data, model and (once set up or resumed) its trainer, behind the original API."""
 
     def __init__(self, config: dict[str, Any] | AgentConfig | None = None, run_dir: str | Path | None = None):
-        self.cfg = config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config or {})
+        cfg = config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config or {})
+        self.task = TokenizerTask(cfg)
         self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        self.device = resolve_device(self.cfg.device)
-        enable_tf32(self.device)
-        if self.cfg.num_threads:
-            torch.set_num_threads(self.cfg.num_threads)
-        self.model: VQVAE | None = None
-        self.layout: FeatureLayout | None = None
-        self.joint_map: JointMap | None = None
-        self.fps: float | None = None  # of the training clips; stored in the checkpoint's token_spec
-        self.train_motions: list[Motion] = []
-        self.val_motions: list[Motion] = []
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
-        self.sampler: WindowDraws | None = None
-        self._references: ReferenceKinematics | None = None  # FK of val_motions, computed at first use
-        self.iteration = 0
-        self.best_metric = math.inf
-        self.dataset: str | None = None  # fingerprint of the clips given to setup()
-        self.val_clip_names: list[str] = []  # held-out clips of a loaded checkpoint
+        self.trainer: Trainer | None = None  # built with the model by setup(); none for inference
+        self._loaded = (0, float("inf"))  # (iteration, best_metric) of a checkpoint loaded for inference
 
     # ------------------------------------------------------------------------------------------ setup
     def setup_from_file(self, path: str | Path | None = None) -> None:
@@ -95,98 +63,55 @@ class MVQVAEAgent:
 
     def setup(self, motions: list[Motion]) -> None:
         """Split clips, fit the normalization on the training clips, build model and optimizer."""
-        _seed_everything(self.cfg.seed)
-        self.dataset = dataset_fingerprint(motions)
-        self.fps = single_fps(motions)
-        self.train_motions, held_out = split_clips(motions, self.cfg)
-        kept = set(capped_validation({m.name: m.num_frames for m in held_out}, self.cfg))
-        self.val_motions = [m for m in held_out if m.name in kept]
-        self.layout = FeatureLayout.for_motion(self.train_motions[0], prefer_expmap=self.cfg.prefer_expmap)
-        training_clips = augmented(self.train_motions, self.cfg)
-        train_features = [self.layout.from_motion(m) for m in training_clips]
-        self.layout.fit_normalizer(train_features)
-        self._finish_setup(
-            WindowSampler(
-                [self.layout.normalize(f) for f in train_features],
-                self.cfg.window_size + self.cfg.burn_in,
-                self.cfg.seed,
-                self.device,
-                names=[m.name for m in training_clips],
-            ),
-            len(self.train_motions),
-        )
+        self.task.setup(motions)
+        self.trainer = Trainer(self.task, self.run_dir)
 
     def setup_from_cache(self, cache: MotionCache) -> None:
-        """As :meth:`setup`, from a preprocessed cache (see ``scripts/preprocess.py``): split, normaliser
-        and features come from the cache, windows are gathered from its memory-mapped shards."""
-        from motion_vqvae.training.memmap_windows import MemmapWindowSampler
-
-        _seed_everything(self.cfg.seed)
-        cache.check_settings(self.cfg)
-        self.dataset = cache.fingerprint
-        self.fps = cache.fps
-        self.train_motions = []
-        self.val_motions = cache.validation_motions(capped_validation(cache.validation_lengths(), self.cfg))
-        self.layout = cache.layout()
-        sampler = MemmapWindowSampler.from_cache(
-            cache, self.cfg.window_size + self.cfg.burn_in, self.cfg.seed, self.device
-        )
-        self._finish_setup(sampler, sum(c.augmentation == "none" for c in cache.training_clips()))
-
-    def _finish_setup(self, sampler: WindowDraws, num_train_clips: int) -> None:
-        with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
-            robot = load_robot(self.cfg.robot)
-        self.joint_map = JointMap.from_config(
-            robot,
-            apply_sim_to_real_map=self.cfg.apply_sim_to_real_map,
-            real_dof=self.cfg.real_dof,
-            sim_to_real_idx=self.cfg.sim_to_real_idx,
-        )
-        self._build(hparams=None)
-        self.sampler = sampler
-        self._references = None
-        names = [m.name for m in self.val_motions]
-        log.info(
-            "%d training clips (%d windows), %d validation clips: %s",
-            num_train_clips,
-            self.sampler.num_windows,
-            len(names),
-            ", ".join(names[:20]) + (f", ... ({len(names) - 20} more)" if len(names) > 20 else ""),
-        )
-
-    def _build(self, hparams: dict[str, Any] | None) -> None:
-        assert self.layout is not None
-        cfg = self.cfg
-        hparams = hparams or model_hparams(cfg, self.layout, self.fps)
-        self.model = VQVAE(**hparams).to(self.device)
-        self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
+        """As :meth:`setup`, from a preprocessed cache (see ``scripts/preprocess.py``)."""
+        self.task.setup_from_cache(cache)
+        self.trainer = Trainer(self.task, self.run_dir)
 
     # ------------------------------------------------------------------------------------------ training
-    def fit(self, time_budget_s: float | None = None) -> dict[str, Any]:
-        """Train until total_iter (or the time budget); returns the last validation summary."""
-        from motion_vqvae.training.loop import train
-
-        self._require_setup()
-        return train(self, time_budget_s=time_budget_s)
+    def fit(self, time_budget_s: float | None = None, **options: Any) -> dict[str, Any]:
+        """Train until total_iter (or the time budget); returns the last validation summary. ``options``
+        go to :meth:`Trainer.fit` (``fit_schedule``, ``recheck_threads``)."""
+        if self.trainer is None or self.task.sampler is None:
+            raise RuntimeError("call setup_from_file(path) (or setup(motions)) before fit()")
+        return self.trainer.fit(time_budget_s=time_budget_s, **options)
 
     def evaluate(self, motions: list[Motion] | None = None) -> dict[str, Any]:
         """Whole-clip metrics on ``motions`` (default: the validation clips)."""
         self._require_model()
-        if motions is not None:
-            summary, _ = evaluate_motions(
-                self.model, self.layout, motions, mjcf=self.mjcf, device=self.device
-            )
-            return summary
-        if self._references is None:  # the held-out clips' forward kinematics, once per run
-            self._references = ReferenceKinematics(self.mjcf)
-        summary, _ = evaluate_motions(
-            self.model, self.layout, self.val_motions, device=self.device, references=self._references
-        )
+        if motions is None:
+            return self.task.validate()
+        summary, _ = evaluate_motions(self.model, self.layout, motions, mjcf=self.mjcf, device=self.device)
         return summary
 
+    # ------------------------------------------------------------------------------------------ state
+    cfg = property(lambda self: self.task.cfg, lambda self, value: setattr(self.task, "cfg", value))
+    device = property(lambda self: self.task.device)
+    model = property(lambda self: self.task.model)
+    layout = property(lambda self: self.task.layout)
+    joint_map = property(lambda self: self.task.joint_map)
+    fps = property(lambda self: self.task.fps)
+    train_motions = property(lambda self: self.task.train_motions)
+    val_motions = property(lambda self: self.task.val_motions)
+    val_clip_names = property(lambda self: self.task.val_clip_names)
+    split = property(lambda self: self.task.split)
+    sampler = property(lambda self: self.task.sampler)
+    dataset = property(lambda self: self.task.dataset)
+    mjcf = property(lambda self: self.task.mjcf)
+    _references = property(lambda self: self.task.references)
+    optimizer = property(lambda self: self._require_trainer().optimizer)
+    scheduler = property(lambda self: self._require_trainer().scheduler)
+
     @property
-    def mjcf(self) -> str | None:
-        return config_mjcf(self.cfg, load_robot(self.cfg.robot))
+    def iteration(self) -> int:
+        return self.trainer.iteration if self.trainer is not None else self._loaded[0]
+
+    @property
+    def best_metric(self) -> float:
+        return self.trainer.best_metric if self.trainer is not None else self._loaded[1]
 
     # ------------------------------------------------------------------------------------------ inference
     def tokenizer(self) -> Tokenizer:
@@ -206,8 +131,6 @@ class MVQVAEAgent:
 
     def encode(self, motion: Motion) -> np.ndarray:
         """Tokens (int64) of a whole clip: ``[T']``, or ``[T', S]`` for a multi-stream :attr:`token_spec`."""
-        self._require_model()
-        self.model.eval()
         return self.tokenizer().encode(motion)
 
     def decode(
@@ -218,13 +141,10 @@ class MVQVAEAgent:
         levels: int | None = None,
     ) -> Motion:
         """See :meth:`Tokenizer.decode <motion_vqvae.tokenizer.Tokenizer.decode>`."""
-        self._require_model()
-        self.model.eval()
         return self.tokenizer().decode(tokens, start_pose, fps, levels)
 
     def reconstruct(self, motion: Motion) -> Motion:
         """Encode then decode a clip from its own first pose, same length."""
-        self._require_model()
         return self.tokenizer().reconstruct(motion)
 
     def prepare(self, motion: Motion) -> Motion:
@@ -234,60 +154,27 @@ class MVQVAEAgent:
     # ------------------------------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (tensors and plain types only)."""
-        self._require_model()
-        return {
-            "model": self.model.state_dict(),
-            "model_hparams": self.model.hparams(),
-            "token_spec": self.model.token_spec.to_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict() if self.sampler is not None else None,
-            "rng": capture_rng_states(self.device),
-            "iteration": self.iteration,
-            "best_metric": self.best_metric,
-            "config": self.cfg.to_dict(),
-            "feature_layout": self.layout.to_dict(),
-            "joint_map": self.joint_map.to_dict() if self.joint_map is not None else None,
-            "val_clips": [m.name for m in self.val_motions],
-            "dataset": self.dataset,
-        }
+        return self._require_trainer().state_dict()
 
     def save(self, path: str | Path) -> Path:
-        save_checkpoint(self.state_dict(), path)
-        return Path(path)
+        return self._require_trainer().save(path)
 
     def load(self, path: str | Path, resume: bool = True) -> None:
-        """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states.
+        """Restore a checkpoint into this agent; with ``resume`` also optimizer, sampler and RNG states
+        (a trainer is built for them), else the model alone (no optimizer: inference).
 
         Read onto the CPU, then copied into the model's and optimizer's device: RNG states must stay CPU
         tensors, and a checkpoint from any device or world size loads the same way.
         """
         state = load_checkpoint(path)
-        if "token_spec" not in state:
-            raise InvalidValue(
-                f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
-                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
-            )
-        self.layout = FeatureLayout.from_dict(state["feature_layout"])
-        self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
-        check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)
-        self._build(hparams=state["model_hparams"])
-        stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
-        if stored != self.model.token_spec:
-            raise InvalidValue(
-                f"{path}: stored token_spec {stored} disagrees with its model hyper-parameters"
-            )
-        self.fps = self.model.token_spec.fps
-        self.model.load_state_dict(state["model"])
-        self.iteration = int(state["iteration"])
-        self.best_metric = float(state["best_metric"])
-        self.val_clip_names = list(state.get("val_clips") or [])
-        if resume:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if self.sampler is not None and state.get("sampler"):
-                self.sampler.load_state_dict(state["sampler"])
-            restore_rng_states(state["rng"], self.device)
+        if resume or self.trainer is not None:
+            if self.trainer is None:
+                self.task.load_state_dict(state, resume=False, source=path)  # the model the trainer needs
+                self.trainer = Trainer(self.task, self.run_dir)
+            self.trainer.load_state_dict(state, resume=resume, source=path)
+        else:
+            self.task.load_state_dict(state, resume=False, source=path)
+            self._loaded = (int(state["iteration"]), float(state["best_metric"]))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None) -> MVQVAEAgent:
@@ -297,7 +184,8 @@ class MVQVAEAgent:
         if device is not None:
             config["device"] = device
         agent = cls(AgentConfig.from_dict(config, source=str(path)), run_dir=Path(path).parent.parent)
-        agent.load(path, resume=False)
+        agent.task.load_state_dict(state, resume=False, source=path)
+        agent._loaded = (int(state["iteration"]), float(state["best_metric"]))
         agent.model.eval()
         return agent
 
@@ -307,51 +195,11 @@ class MVQVAEAgent:
         self._require_model()
         return self.model.token_spec
 
-    def _require_setup(self) -> None:
-        if self.model is None or self.sampler is None:
-            raise RuntimeError("call setup_from_file(path) (or setup(motions)) before fit()")
+    def _require_trainer(self) -> Trainer:
+        if self.trainer is None:
+            raise RuntimeError("no training state: call setup_from_file(path) (or setup(motions)) first")
+        return self.trainer
 
     def _require_model(self) -> None:
         if self.model is None or self.layout is None:
             raise RuntimeError("no model yet: call setup_from_file(...) and fit(), or load(checkpoint)")
-
-
-def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
-    """Model constructor arguments from the config and the training fps (checkpoints store them)."""
-    if cfg.body_parts and cfg.quantizer not in MULTI_LEVEL:
-        log.warning(
-            "quantizer=%s is one level per body part: body_parts=%s makes one token stream per part "
-            "(MultiDiscrete actions); add --set body_parts=null for a single Discrete stream",
-            cfg.quantizer,
-            cfg.body_parts,
-        )
-    return {
-        "in_dim": layout.dim,
-        "width": cfg.width,
-        "depth": cfg.depth,
-        "down_t": cfg.down_t,
-        "stride_t": cfg.stride_t,
-        "dilation_growth_rate": cfg.dilation_growth_rate,
-        "code_dim": cfg.code_dim,
-        "activation": cfg.vq_act,
-        "norm": cfg.vq_norm,
-        "causal": cfg.causal,
-        "quantizer": cfg.quantizer,
-        "nb_code": cfg.nb_code,
-        "mu": cfg.mu,
-        "reset_threshold": cfg.reset_threshold,
-        "l2_normalize": cfg.l2_normalize_codes,
-        # num_quantizers and quantize_dropout are rvq keys (as fsq_levels is fsq's): another quantizer
-        # ignores them, so a one-level tokenizer needs only the quantizer (and body_parts) changed.
-        "num_quantizers": cfg.num_quantizers if cfg.quantizer == "rvq" else 1,
-        "quantize_dropout": cfg.quantize_dropout if cfg.quantizer == "rvq" else 0.0,
-        "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
-        "parts": part_columns(cfg, layout),
-        "fps": float(fps),
-    }
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

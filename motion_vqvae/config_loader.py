@@ -56,6 +56,10 @@ class AgentConfig:
     )
     val_fraction: float = _opt(0.1, "fraction of clips held out for validation", min=0.0, max=0.9)
     val_clips: list[str] | None = _opt(None, "explicit clip names held out (overrides val_fraction)")
+    test_fraction: float = _opt(
+        0.1, "fraction of clips held out as the test split (never used in training)", min=0.0, max=0.9
+    )
+    test_clips: list[str] | None = _opt(None, "explicit test clip names (overrides test_fraction)")
     max_val_frames: int | None = _opt(
         200_000,
         "validate on at most this many held-out frames per run (clips chosen by seed); null = all",

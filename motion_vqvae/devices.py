@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from motion_vqvae.errors import DeviceUnavailable, InvalidValue
-from motion_vqvae.training.distributed import local_rank
+
+
+def local_rank() -> int:
+    """The GPU index this process should use (``LOCAL_RANK``; 0 for a plain process)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -17,7 +17,7 @@ from motion_vqvae.data import Motion, save_csv
 from motion_vqvae.data.loading import select_clip
 from motion_vqvae.data.meta import write_meta
 from motion_vqvae.data.writers import file_stems
-from motion_vqvae.errors import InvalidValue
+from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
 from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.clips import load_config_motions, source_config
@@ -28,11 +28,12 @@ from motion_vqvae.training.plots import (
     plot_error_per_clip,
     plot_worst_joints,
 )
+from motion_vqvae.training.split import SPLIT_FILE, Split
 
 log = logging.getLogger(__name__)
 
 
-SPLITS = ("auto", "val", "train", "all")
+SPLITS = ("auto", "val", "train", "test", "all")
 
 
 def evaluate_checkpoint(
@@ -52,9 +53,11 @@ def evaluate_checkpoint(
     ``clip`` (a name, or an unambiguous index) scores that clip alone; ``auto`` then says whether it is
     one of the checkpoint's held-out clips.
 
-    ``split``: ``val`` (the checkpoint's held-out clips), ``train`` (the others), ``all``, or ``auto``
-    (``val`` when the folder holds the held-out clips, else ``all``); ``summary["split"]`` says which was
-    scored. ``levels=K`` decodes with the first K levels of every part only.
+    ``split``: ``train``, ``val`` or ``test`` (exactly the clips the run's ``split.json`` lists, each of
+    which ``motion_file`` must hold; a run without ``split.json`` scores ``val`` as its checkpoint's held-out
+    clips and ``train`` as the others, and has no ``test``), ``all``, or ``auto`` (``val`` when the folder
+    holds the held-out clips, else ``all``); ``summary["split"]`` says which was scored. ``levels=K``
+    decodes with the first K levels of every part only.
 
     ``out`` may lie inside the checkpoint's run (``RUN/eval``) but not be it, hold it, or touch the clips;
     one evaluation writes into it at a time. Reconstructions are named after their clips by
@@ -90,7 +93,11 @@ def _evaluate(
         raise InvalidValue(f"{motion_file}: no clips to evaluate")
     if clip is not None:
         motions = [select_clip(motions, clip, motion_file)]
-    motions, scored = select_split(motions, tok.val_clips, split, str(checkpoint))
+    listed = run_split(checkpoint, split)
+    if listed is not None:
+        motions, scored = select_listed(motions, listed, split, checkpoint, whole=clip is None), split
+    else:
+        motions, scored = select_split(motions, tok.val_clips, split, str(checkpoint))
     prepared = [tok.prepare(m) for m in motions]
     summary, results = evaluate_motions(
         tok.model,
@@ -123,6 +130,51 @@ def _evaluate(
             save_csv(r.reconstruction, recon_dir / f"{stem}.csv", quat_order="xyzw")
     log.info("wrote %s", out / "metrics.json")
     return summary
+
+
+def run_split(checkpoint: str | Path, split: str) -> list[str] | None:
+    """The clip names of ``split`` (train, val, test) in the checkpoint's run's ``split.json``; None for
+    ``auto`` and ``all``, and for train/val of a run that predates split.json. ``test`` without one is
+    refused: only a run's own split says which clips no selection step saw."""
+    if split not in ("train", "val", "test"):
+        return None
+    path = run_of(checkpoint) / SPLIT_FILE
+    if not path.is_file():
+        if split == "test":
+            raise MissingPath(
+                f"--split test: no {SPLIT_FILE} in {run_of(checkpoint)} (the run folder of {checkpoint}): "
+                "the run predates the test split or the checkpoint was moved out of its run; evaluate a "
+                "checkpoint inside its run folder, retrain (train_vqvae.py writes split.json), or use "
+                "--split all"
+            )
+        log.info(
+            "%s has no %s: --split %s uses the checkpoint's validation clips", checkpoint, SPLIT_FILE, split
+        )
+        return None
+    return Split.read(path).names(split)
+
+
+def select_listed(
+    motions: list[Motion], names: list[str], split: str, checkpoint: str | Path, whole: bool = True
+) -> list[Motion]:
+    """The clips of ``motions`` that ``names`` (a split of split.json) lists; with ``whole`` every listed
+    clip must be there (the figure is of the whole split, never of a part of it)."""
+    loaded = {m.name for m in motions}
+    missing = [n for n in names if n not in loaded]
+    if not names:
+        raise InvalidValue(
+            f"the {split} split of {run_of(checkpoint) / SPLIT_FILE} is empty: nothing to score"
+        )
+    if whole and missing:
+        raise InvalidValue(
+            f"--split {split}: {len(missing)} of the {len(names)} {split} clips of "
+            f"{run_of(checkpoint) / SPLIT_FILE} are not in --motion_file ({', '.join(missing[:8])}); point "
+            "--motion_file at the data the run was trained on"
+        )
+    chosen = [m for m in motions if m.name in set(names)]
+    if not chosen:
+        raise InvalidValue(f"--split {split}: the selected clip is not one of the run's {split} clips")
+    return chosen
 
 
 def select_split(

@@ -21,9 +21,6 @@ TOPS = ("motion_vqvae", "sim2real", "benchmarks", "scripts")
 # trainer and the inference handle, and ``training/loop.py`` calls back into it. The ``trainer`` branch
 # (issue 19) turns the agent into a thin facade over ``training/trainer.py``; its merge empties these sets.
 # The test fails on a circle not listed here, and on a listed one that is gone, so neither set can go stale.
-KNOWN_FILE_CYCLES: set[frozenset[str]] = {frozenset({"motion_vqvae.agent", "motion_vqvae.training.loop"})}
-KNOWN_ROOM_CYCLES: set[frozenset[str]] = {frozenset({"motion_vqvae.agent", "motion_vqvae.training"})}
-
 # The rooms of motion_vqvae from top to bottom, as ARCHITECTURE.md draws them: a room may import its own
 # layer (the circle tests keep that acyclic) and any layer below, never one above. The robot side
 # (sim2real) lies below them all. A room not listed fails the test: place it here and in ARCHITECTURE.md.
@@ -60,24 +57,21 @@ def graph() -> ImportGraph:
     return ImportGraph.read(REPO, TOPS)
 
 
-def _check(edges: dict[str, set[str]], known: set[frozenset[str]], what: str) -> None:
-    found = set(cycles(edges))
-    new = [describe(c, edges) for c in found - known]
+def _check(edges: dict[str, set[str]], what: str) -> None:
+    new = [describe(c, edges) for c in set(cycles(edges))]
     assert not new, (
         f"import circles between {what}: "
         + "; ".join(new)
         + (". Move what both sides need into a module below both (a lazy import still counts).")
     )
-    gone = [sorted(c) for c in known - found]
-    assert not gone, f"known circles between {what} no longer exist: {gone}; remove them from the KNOWN set"
 
 
 def test_no_circle_between_files(graph: ImportGraph) -> None:
-    _check(graph.edges, KNOWN_FILE_CYCLES, "files")
+    _check(graph.edges, "files")
 
 
 def test_no_circle_between_rooms(graph: ImportGraph) -> None:
-    _check(graph.room_edges(), KNOWN_ROOM_CYCLES, "rooms")
+    _check(graph.room_edges(), "rooms")
 
 
 def layer_of(module_room: str) -> int:
@@ -95,12 +89,11 @@ def layer_of(module_room: str) -> int:
 
 def upward_arrows(room_edges: dict[str, set[str]]) -> list[str]:
     """Arrows from a room to a layer above its own (those inside a known circle aside)."""
-    exempt = {(a, b) for cycle in KNOWN_ROOM_CYCLES for a in cycle for b in cycle}
     return [
         f"{source} ({LAYERS[layer_of(source)][0]}) -> {target} ({LAYERS[layer_of(target)][0]})"
         for source, targets in sorted(room_edges.items())
         for target in sorted(targets)
-        if layer_of(target) < layer_of(source) and (source, target) not in exempt
+        if layer_of(target) < layer_of(source)
     ]
 
 

@@ -18,7 +18,7 @@ from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import load_motions
 from motion_vqvae.export import export_checkpoint
-from motion_vqvae.training import loop
+from motion_vqvae.training.trainer import Trainer
 from sim2real.token_spec import TokenSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,17 +63,17 @@ def test_resume_exact_export_parity_and_levels(
     straight = _agent(variant, tmp_path / "straight", motions)
     straight.fit()
 
-    original = loop._step
+    original = Trainer.step
 
-    def interrupted(agent, *rest):
-        if agent.iteration == ITERS // 2 - 1:  # Ctrl-C inside a step: training stops after it
+    def interrupted(trainer, *rest):
+        if trainer.iteration == ITERS // 2 - 1:  # Ctrl-C inside a step: training stops after it
             os.kill(os.getpid(), signal.SIGINT)
-        return original(agent, *rest)
+        return original(trainer, *rest)
 
-    monkeypatch.setattr(loop, "_step", interrupted)
+    monkeypatch.setattr(Trainer, "step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _agent(variant, tmp_path / "split", motions).fit()
-    monkeypatch.setattr(loop, "_step", original)
+    monkeypatch.setattr(Trainer, "step", original)
     resumed = _agent(variant, tmp_path / "split", motions)
     resumed.load(tmp_path / "split" / "checkpoints" / "last.pt", resume=True)
     assert resumed.iteration == ITERS // 2

@@ -49,14 +49,14 @@ def test_budget_fitter_follows_a_machine_whose_load_changes() -> None:
     import time
     from types import SimpleNamespace
 
-    from motion_vqvae.training.loop import _BudgetFitter
+    from motion_vqvae.training.budget import BudgetFitter
 
     cfg = AgentConfig.from_dict({"total_iter": 12000})
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     agent = SimpleNamespace(
         cfg=cfg, iteration=0, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg))
     )
-    fitter = _BudgetFitter(agent, deadline=time.monotonic() + 100.0)
+    fitter = BudgetFitter(agent, deadline=time.monotonic() + 100.0)
     for _ in range(23):  # a busy machine: 1 s per step
         agent.iteration += 1
         fitter.after_step(1.0)

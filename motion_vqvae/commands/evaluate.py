@@ -7,7 +7,9 @@ Files are read at their own fps and quaternion order (a meta.json beside a CSV, 
 time column); --fps and --quat-order are for files that do not state them, never the checkpoint's, whose
 fps is the rate of the clips it was trained on. Clips are then resampled to the tokenizer's rate.
 
---split auto (default) scores the checkpoint's held-out clips when the folder holds them, else every clip;
+--split test scores exactly the test clips of the checkpoint's run (RUN/split.json), which no training or
+selection step saw; --split val and train likewise. --split auto (default) scores the checkpoint's held-out
+clips when the folder holds them, else every clip;
 --levels K decodes multi-level tokens with their first K levels only.
 
 Writes OUT/metrics.json (means over clips and a per-clip list), PNG plots (worst joints, error over time,
@@ -43,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--split",
-        choices=("auto", "val", "train", "all"),
+        choices=("auto", "val", "train", "test", "all"),
         default="auto",
-        help="clips to score: the checkpoint's validation clips (val), the others (train), all, or auto "
-        "(val when the folder holds them, else all); the output says which",
+        help="clips to score: the train, val or test clips of the checkpoint's run (its split.json; test "
+        "is what reports, nothing selects on it), all, or auto (val when the folder holds them, else all); "
+        "the output says which",
     )
     parser.add_argument("--clip", help="score this clip alone: its name (or index) in --motion_file")
     args = parser.parse_args(argv)

@@ -4,9 +4,10 @@
         --time-budget 4
     python scripts/train_vqvae.py --motion_file ../shared/data/g1_moves --out runs/g1 --time-budget 15
 
-Writes OUT/checkpoints/{last,best}.pt, OUT/metrics.jsonl and OUT/config.yaml. Without --motion_file it
-trains on the bundled sample motion. Ctrl-C, SIGTERM and SIGHUP stop at a step boundary and save last.pt;
---resume continues from it exactly, with the checkpoint's config.
+Writes OUT/checkpoints/{last,best}.pt, OUT/metrics.jsonl, OUT/config.yaml and OUT/split.json (the clip
+names of the train, val and test splits; ``evaluate.py --split test`` scores the test clips). Without
+--motion_file it trains on the bundled sample motion. Ctrl-C, SIGTERM and SIGHUP stop at a step boundary and
+save last.pt; --resume continues from it exactly, with the checkpoint's config.
 
 On several processes (``torchrun --nproc_per_node=N scripts/train_vqvae.py ...``, see the README) rank 0
 alone checks, locks and writes the run directory; the other ranks wait for its verdict, then train.
@@ -178,7 +179,8 @@ def _train(
         # before torch is imported: data errors show at once
         motions = training_motions(config) if cache is None else []
     from motion_vqvae.agent import MVQVAEAgent
-    from motion_vqvae.training.distributed import barrier, local_batch
+    from motion_vqvae.threads import ThreadChoice
+    from motion_vqvae.training.distributed import barrier, local_batch, world
     from motion_vqvae.training.signals import TrainingInterrupted
 
     try:
@@ -187,18 +189,15 @@ def _train(
         if not main:
             return 2  # every rank finds it; rank 0 reports it
         raise UserError(str(exc)) from None
+    threads = ThreadChoice(config.num_threads, processes=world().size)
     agent = MVQVAEAgent(config, run_dir=run.path)
     if cache is not None:
         log.info("training from the cache %s (made from %s)", cache.path, cache.index["source"])
         agent.setup_from_cache(cache)
     else:
         agent.setup(motions)
-    if state is not None and state.get("dataset") and state["dataset"] != agent.dataset:
-        raise UserError(
-            f"--resume: the clips read from {config.motion_file or 'the bundled sample'} differ from the "
-            f"ones {run.last} was trained on (dataset {agent.dataset} vs {state['dataset']}); resume with "
-            "the original data, or start a new run with another --out"
-        )
+    if state is not None:
+        agent.trainer.check_identity(state, run.last)
     if main and state is None and run.existing_files():
         run.clear()  # --overwrite (check() refused everything else)
     if main and not agent.val_motions:
@@ -207,6 +206,7 @@ def _train(
     if main:
         digest.report(run.path / "data_warnings.log", log)
         save_config(config, run.path / "config.yaml")
+        log.info("split: written to %s", agent.split.write(run.path))
     if state is not None:
         agent.load(run.last, resume=True)
         if main:
@@ -214,7 +214,7 @@ def _train(
         log.info("resumed from %s at iteration %d", run.last, agent.iteration)
     started = time.monotonic()
     try:
-        summary = agent.fit(time_budget_s=budget * 60 if budget else None)
+        summary = agent.fit(time_budget_s=budget * 60 if budget else None, recheck_threads=threads.recheck)
     except TrainingInterrupted as stop:
         if main:
             print(

@@ -17,6 +17,7 @@ from pathlib import Path
 from motion_vqvae.cli import cli_main
 from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
 from motion_vqvae.envs.prior_guidance import PRIOR_MODES, PriorGuidance
+from motion_vqvae.threads import ThreadChoice
 
 
 @cli_main
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-beta", type=float, default=PriorGuidance.beta, help="bonus per nat")
     parser.add_argument("--prior-top-p", type=float, default=PriorGuidance.top_p, help="constrain: set mass")
     args = parser.parse_args(argv)
+    ThreadChoice(1)  # small policy and decoder nets step fastest on one thread (the script sets it)
     if args.prior_mode != "none" and args.prior is None:
         parser.error(f"--prior-mode {args.prior_mode} needs --prior PRIOR")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

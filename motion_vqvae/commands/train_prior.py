@@ -21,6 +21,7 @@ from motion_vqvae.errors import UserError
 from motion_vqvae.outputs import check_apart, environment_errors, motion_inputs, run_of
 from motion_vqvae.prior.config import SECTION, load_prior_config
 from motion_vqvae.prior.train import PRIOR_RUN_FILES, PriorRun, train
+from motion_vqvae.threads import ThreadChoice
 from motion_vqvae.training.checkpoint import load_checkpoint
 from motion_vqvae.training.rundir import RunDirectory
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.overwrite:
             run_dir.clear()
         save_config(cfg, args.out / "config.yaml", section=SECTION)
+        ThreadChoice(cfg.num_threads)  # the entry point sets the process's threads, never the library
         run = PriorRun(cfg, args.tokenizer, args.motion_file, args.fps, args.out, quat_order=args.quat_order)
         if args.resume:
             run.load(load_checkpoint(last))

@@ -123,14 +123,12 @@ def evaluate(env: gym.Env, act, episodes: int, seed: int) -> list[float]:
 
 def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | None = None) -> dict[str, Any]:
     """Train PPO, evaluate it against random tokens, write the artefacts; returns the results dict."""
-    import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     cfg = cfg or PolicyConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
     from motion_vqvae.tokenizer import Tokenizer
 
     # A checkpoint is loaded once and shared by every environment (an export directory opens per env).

@@ -280,7 +280,11 @@ class VectorQuantizer(Quantizer):
         flat = collectives.all_gather_rows(flat)
         if len(flat) < self.nb_code:
             reps = -(-self.nb_code // len(flat))
-            std = 0.01 / self.code_dim**0.5  # jitter far below the spread of real encodings
+            # Copies of one encoding must differ by far more than float32 resolves in a distance
+            # (~1e-7 of |e|^2): at a jitter of 0.01/sqrt(D) the copies tied, and the 1e-7 by which one
+            # process's encodings differ from several processes' (batch-size-dependent conv blocking)
+            # flipped which copy was nearest, so two processes drifted from one by whole code hits.
+            std = (0.1 * flat.std(dim=0, correction=0, keepdim=True)).clamp_min(1e-4)  # (1, D)
             flat = (
                 flat.repeat(reps, 1) + torch.randn(len(flat) * reps, flat.shape[1], device=flat.device) * std
             )

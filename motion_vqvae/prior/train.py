@@ -60,8 +60,6 @@ class PriorRun:
     ):
         self.cfg, self.out = cfg, Path(out)
         self.motion_file, self.fps, self.quat_order = str(motion_file), fps, quat_order
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
         self.tok = Tokenizer.load(tokenizer)
         self.tokenizer_sha256 = self.tok.sha256

@@ -10,11 +10,9 @@ first steps only, the rest runs once at the start or the end of a run.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from dataclasses import dataclass
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.threads import CpuClock, Machine
 
 log = logging.getLogger(__name__)
 
@@ -24,69 +22,6 @@ MEMORISING_RATIO = 3.0
 """Held-out error this many times the training clips' error (and ``MEMORISING_MIN_GAP_MM`` above it) is
 reported as memorising: at that gap the next minutes are better spent on data than on steps."""
 MEMORISING_MIN_GAP_MM = 10.0
-
-
-@dataclass(frozen=True)
-class CpuClock:
-    """A reading of CPU time: this process's (all its threads) and every process's on the machine.
-
-    Two readings give the cores other processes kept busy in between, measured rather than averaged: the
-    1-minute load average still carries a job that ended seconds ago, and this run's own threads.
-    """
-
-    wall: float
-    own: float  # CPU seconds of this process
-    everyone: float | None  # CPU seconds of every process (from /proc/stat); None where it is not readable
-
-    @classmethod
-    def read(cls) -> CpuClock:
-        return cls(time.monotonic(), time.process_time(), _machine_cpu_seconds())
-
-    def others_since(self, earlier: CpuClock) -> float | None:
-        """Cores other processes used on average since ``earlier``; None when it cannot be measured."""
-        wall = self.wall - earlier.wall
-        if self.everyone is None or earlier.everyone is None or wall < 0.5:
-            return None
-        return max(0.0, (self.everyone - earlier.everyone - (self.own - earlier.own)) / wall)
-
-
-def _machine_cpu_seconds() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (Linux ``/proc/stat``: user to steal, not idle)."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = stat.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu" or len(fields) < 9:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (float(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Machine:
-    """The CPU share a run can count on: cores it may run on, and the load others put on them."""
-
-    cores: int
-    load: float  # cores that other processes keep busy
-
-    @classmethod
-    def measure(cls, since: CpuClock | None = None) -> Machine:
-        """The machine now; with ``since``, the load others put on it from then on, measured.
-
-        Without a measurement (no ``/proc/stat``, or no earlier reading) it falls back to the 1-minute load
-        average, which also counts this run's own threads and jobs that have just ended.
-        """
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        others = None if since is None else CpuClock.read().others_since(since)
-        if others is None:
-            others = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-        return cls(cores, others)
-
-    @property
-    def free_cores(self) -> float:
-        """Cores left over by the load, at least one (a run always gets a share of one)."""
-        return max(1.0, self.cores - self.load)
 
 
 def oversubscription(threads: int, machine: Machine) -> str | None:

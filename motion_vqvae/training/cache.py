@@ -57,6 +57,8 @@ SETTINGS_KEYS = (
     "speed_augment",
     "val_fraction",
     "val_clips",
+    "test_fraction",
+    "test_clips",
     "window_size",  # clips shorter than a window are dropped before the split, as when training from files
     "prefer_expmap",
     "apply_sim_to_real_map",
@@ -70,10 +72,11 @@ CODE_KEY = "feature_code"
 
 
 def cache_settings(cfg: AgentConfig) -> dict[str, Any]:
-    """The settings a cache is made with: :data:`SETTINGS_KEYS`, the seed where it draws the validation
-    split (no ``val_clips``, ``val_fraction`` > 0) and the fingerprint of the feature code."""
+    """The settings a cache is made with: :data:`SETTINGS_KEYS`, the seed where it draws the validation or
+    test split (by fraction, not by names) and the fingerprint of the feature code."""
     settings = {key: getattr(cfg, key) for key in SETTINGS_KEYS}
-    settings["seed"] = cfg.seed if not cfg.val_clips and cfg.val_fraction > 0 else None
+    drawn = (not cfg.val_clips and cfg.val_fraction > 0) or (not cfg.test_clips and cfg.test_fraction > 0)
+    settings["seed"] = cfg.seed if drawn else None
     settings[CODE_KEY] = feature_code_fingerprint()
     return _canonical(settings)
 
@@ -233,6 +236,10 @@ class MotionCache:
     def training_clips(self) -> list[ClipEntry]:
         """The training clip versions in the order the in-memory path lists them (version-major)."""
         return [c for c in self.clips if not c.val]
+
+    def test_names(self) -> list[str]:
+        """The test clips' names: left out of the cache's training clips, scored only by evaluate.py."""
+        return list(self.index.get("test_clips") or [])
 
     def validation_lengths(self) -> dict[str, int]:
         """``{name: frames}`` of the validation clips, in load order."""

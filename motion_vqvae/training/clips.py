@@ -92,32 +92,6 @@ def augmented(motions: list[Motion], cfg: AgentConfig) -> list[Motion]:
     return [per_clip[k] for k in range(len(augmentation_names(cfg))) for per_clip in versions]
 
 
-def held_out_names(names: list[str], cfg: AgentConfig) -> set[str]:
-    """Names of the validation clips among ``names``: ``val_clips``, else a seeded ``val_fraction``."""
-    if cfg.val_clips:
-        known = set(names)
-        missing = [n for n in cfg.val_clips if n not in known]
-        if missing:
-            raise InvalidValue(
-                f"val_clips {missing} are not among the loaded clips ({sorted(names)[:10]}...)"
-            )
-        return set(cfg.val_clips)
-    order = sorted(names)
-    np.random.default_rng(cfg.seed).shuffle(order)
-    count = min(len(order) - 1, max(1, round(cfg.val_fraction * len(order)))) if cfg.val_fraction > 0 else 0
-    return set(order[:count])
-
-
-def split_clips(motions: list[Motion], cfg: AgentConfig) -> tuple[list[Motion], list[Motion]]:
-    """Clip-level split: validation never sees a frame of a training clip."""
-    held = held_out_names([m.name for m in motions], cfg)
-    train = [m for m in motions if m.name not in held]
-    val = [m for m in motions if m.name in held]
-    if not train:
-        raise InvalidValue("every clip is held out for validation; lower val_fraction or shorten val_clips")
-    return train, val
-
-
 def capped_validation(lengths: dict[str, int], cfg: AgentConfig) -> list[str]:
     """The validation clips a run scores, at most ``max_val_frames`` frames of them (null: all).
 

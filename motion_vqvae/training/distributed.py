@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import inspect
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from motion_vqvae.collectives import World, active, world
+from motion_vqvae.devices import local_rank
 from motion_vqvae.errors import InvalidValue
 
 
@@ -37,11 +37,6 @@ def torchrun_prefix(nproc: int) -> list[str]:
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 """How long a rank waits in a collective, e.g. while rank 0 alone validates or writes a checkpoint."""
-
-
-def local_rank() -> int:
-    """The GPU index this process should use (``LOCAL_RANK``; 0 for a plain process)."""
-    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 @contextmanager

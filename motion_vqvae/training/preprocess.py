@@ -61,7 +61,8 @@ from motion_vqvae.training.cache import (
     settings_hash,
 )
 from motion_vqvae.training.cache_files import VAL_MOTIONS, file_checksum
-from motion_vqvae.training.clips import augmentation_names, clip_versions, held_out_names, load_config_motions
+from motion_vqvae.training.clips import augmentation_names, clip_versions, load_config_motions
+from motion_vqvae.training.split import split_names
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +268,9 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
             f"({files[0]}, ...); lower window_size or add longer clips"
         )
     _check_uniform([clips[i] for i in kept], names, kept)
-    held = held_out_names([names[i] for i in kept], cfg)
-    train = [i for i in kept if names[i] not in held]
-    if not train:
-        raise InvalidValue("every clip is held out for validation; lower val_fraction or shorten val_clips")
+    split = split_names([names[i] for i in kept], cfg)
+    held = set(split.val)
+    train = [i for i in kept if names[i] in set(split.train)]
 
     def entry(i: int, k: int, val: bool, motion_offset: int = -1) -> ClipEntry:
         name = names[i] if k == 0 else f"{names[i]}[{versions[k]}]"
@@ -305,6 +305,7 @@ def _write(files: list[Path], cfg: AgentConfig, folder: Path, workers: int, prog
         "shards": writer.shards,
         "val_motions": {"rows": offset, "checksum": _checksum(folder / VAL_MOTIONS)},
         "clips": [asdict(e) for e in entries],
+        "test_clips": split.test,
     }
 
 

@@ -24,7 +24,7 @@ from motion_vqvae.errors import UserError
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "data_warnings.log", "wandb")
+RUN_FILES = ("config.yaml", "split.json", "metrics.jsonl", "checkpoints", "data_warnings.log", "wandb")
 """What training writes into a run directory; ``--overwrite`` removes these and nothing else."""
 
 RESUMABLE_KEYS = frozenset(
