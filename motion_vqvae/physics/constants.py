@@ -1,4 +1,4 @@
-"""Thresholds and conventions of the feasibility metrics, one named constant each (see ``physics/__init__``)."""
+"""Thresholds and conventions of the feasibility metrics, one named constant each (see ``physics``)."""
 
 from __future__ import annotations
 

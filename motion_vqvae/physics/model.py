@@ -95,7 +95,7 @@ class PhysicsModel:
         return len(self._sole_body)
 
     def sweep(self, motion: Motion) -> Trajectory:
-        """Kinematics and contact-free inverse dynamics of ``motion`` at :data:`PHYSICS_FPS`, frame by frame."""
+        """Kinematics and contact-free inverse dynamics of ``motion`` at :data:`PHYSICS_FPS`, per frame."""
         if motion.fps != PHYSICS_FPS:
             motion = resample(motion, PHYSICS_FPS)
         qpos = self._fk.qpos(
