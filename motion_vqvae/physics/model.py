@@ -142,13 +142,17 @@ def _window(frames: int) -> int:
 
 
 def _filtered_derivatives(model: mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``qvel`` and ``qacc`` ``(T, nv)``: central differences on the configuration manifold (quaternions
-    included, via ``mj_differentiatePos``), then a quadratic Savitzky-Golay fit for value and slope."""
+    """``qvel`` and ``qacc`` ``(T, nv)`` of ``qpos`` (T >= 3): central differences on the configuration
+    manifold (quaternions included, via ``mj_differentiatePos``), then a quadratic Savitzky-Golay fit for
+    value and slope."""
     t_count, dt = len(qpos), 1.0 / PHYSICS_FPS
     raw = np.empty((t_count, model.nv))
-    for t in range(t_count):
-        lo, hi = max(t - 1, 0), min(t + 1, t_count - 1)
-        mujoco.mj_differentiatePos(model, raw[t], (hi - lo) * dt, qpos[lo], qpos[hi])
+    for t in range(1, t_count - 1):
+        mujoco.mj_differentiatePos(model, raw[t], 2.0 * dt, qpos[t - 1], qpos[t + 1])
+    # Ends: linear extrapolation of the velocity (second order, like the central differences), which a
+    # one-sided difference is not: it would bias both end frames' accelerations by a frame's worth.
+    raw[0] = 2.0 * raw[1] - raw[2]
+    raw[-1] = 2.0 * raw[-2] - raw[-3]
     window = _window(t_count)
     qvel = savgol_filter(raw, window, 2, axis=0)
     qacc = savgol_filter(raw, window, 2, deriv=1, delta=dt, axis=0)
