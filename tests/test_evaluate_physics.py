@@ -82,3 +82,38 @@ def test_kimodo_is_read_at_30_fps_from_its_meta_json(checkpoint_60: Path, kimodo
     metrics = _evaluate(checkpoint_60, kimodo_dir, tmp_path / "kimodo")
     assert _frame_counts(metrics) == {c.name: c.num_frames for c in load_motions(kimodo_dir)}
     assert metrics["physics"]["reference"]["penetration_mm"] > 2.0  # kimodo's feet sink into the floor
+
+
+def test_tokenizers_benchmark_rows_carry_physics_and_cross_dataset_lines(
+    checkpoint_60: Path, kimodo_dir: Path
+) -> None:
+    """The benchmark's scoring path on a tiny model: levels and a cross-dataset row with physics, the
+    reference codecs alike, and the README table showing ``reconstruction (reference)`` cells."""
+    from benchmarks.rate_distortion import PHYSICS_COLUMNS, cross_dataset, markdown_table, score_levels
+    from benchmarks.reference_codecs import reference_rows
+    from motion_vqvae.agent import MVQVAEAgent
+
+    agent = MVQVAEAgent.from_checkpoint(checkpoint_60, device="cpu")
+    clips = [agent.prepare(m) for m in load_motions(sample_motion_path())[:2]]
+    levels = score_levels(agent, clips, [1], agent.mjcf)
+    assert set(levels["1"]["physics"]) == {"reconstruction", "reference"}
+    cross = cross_dataset(agent, {"kimodo": str(kimodo_dir)})
+    assert cross["kimodo"]["source_fps"] == [30.0] and cross["kimodo"]["clips"] == 5
+    assert cross["kimodo"]["physics"]["reference"]["penetration_mm"] > 2.0
+    refs = reference_rows(agent.layout, clips, clips[:1], frames=4, fps=30.0, mjcf=agent.mjcf)
+    assert all(set(r["physics"]["reconstruction"]) == set(PHYSICS_METRICS) for r in refs.values())
+    row = {
+        "kind": "neural",
+        "token_spec": {"kind": "vq"},
+        **levels["1"],
+        "levels": levels,
+        "cross_dataset": cross,
+    }
+    table = markdown_table({"rows": {"vq": row, **refs}})
+    line = next(li for li in table.splitlines() if "scored on kimodo" in li)
+    skate = cross["kimodo"]["physics"]
+    assert f"{skate['reconstruction']['skate_mm']:.1f} ({skate['reference']['skate_mm']:.1f})" in line
+    assert all(f"{header}, recon (data)" in table for _, header, _ in PHYSICS_COLUMNS)
+    assert table.count("scored on") == 1
+    for line in table.splitlines()[2:]:  # every row, neural and reference, has its physics cells
+        assert all("(" in cell for cell in line.split("|")[7 : 7 + len(PHYSICS_COLUMNS)]), line
