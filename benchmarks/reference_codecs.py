@@ -4,19 +4,21 @@ Each codec sees the same thing a token sees: ``frames_per_token`` consecutive no
 flattened into one vector (a *chunk*). PCA keeps ``n`` numbers per chunk; k-means replaces a chunk by the
 nearest of ``k`` centres (one token of ``log2 k`` bits); residual k-means codes the remainder again with
 further codebooks (the non-neural analogue of residual VQ). Fitted on the training clips, applied to
-held-out clips, scored with the same whole-clip kinematic metrics as the networks.
+held-out clips, scored with the same whole-clip kinematic metrics and feasibility as the networks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.metrics import motion_metrics
+from motion_vqvae.physics import feasibility
 from motion_vqvae.training.evaluation import METRIC_KEYS, pad_to_multiple
 
 Codec = Callable[[np.ndarray], np.ndarray]  # (N, chunk_dim) -> (N, chunk_dim) reconstruction
@@ -75,10 +77,16 @@ def fit_residual_kmeans(train: np.ndarray, k: int, levels: int, seed: int) -> Co
 
 
 def score_codec(
-    codec: Codec, layout: FeatureLayout, clips: Sequence[Motion], frames: int, mjcf: str | None
-) -> dict[str, float]:
-    """Whole-clip metrics (means over clips) of ``codec`` applied chunk by chunk to each held-out clip."""
-    rows = []
+    codec: Codec,
+    layout: FeatureLayout,
+    clips: Sequence[Motion],
+    frames: int,
+    mjcf: str | None,
+    reference_physics: dict[str, float],
+) -> dict[str, Any]:
+    """Whole-clip metrics (means over clips) of ``codec`` applied chunk by chunk to each held-out clip, and
+    the reconstructions' feasibility beside ``reference_physics`` (the clips' own, scored once)."""
+    rows, motions = [], []
     for clip in clips:
         feats = layout.normalize(layout.from_motion(clip))
         recon = codec(chunks(feats, frames)).reshape(-1, feats.shape[1])[: len(feats)]
@@ -92,7 +100,9 @@ def score_codec(
         )
         motion.joint_names = list(clip.joint_names)
         rows.append(motion_metrics(motion, clip, mjcf=mjcf))
-    return {k: float(np.mean([r[k] for r in rows])) for k in METRIC_KEYS}
+        motions.append(motion)
+    physics = {"reconstruction": feasibility(motions, mjcf), "reference": reference_physics}
+    return {**{k: float(np.mean([r[k] for r in rows])) for k in METRIC_KEYS}, "physics": physics}
 
 
 def reference_rows(
@@ -104,7 +114,7 @@ def reference_rows(
     fps: float,
     mjcf: str | None,
     seed: int = 0,
-) -> dict[str, dict[str, float | str | None]]:
+) -> dict[str, dict[str, Any]]:
     """PCA 16/32/64 numbers per chunk, k-means 384 and residual k-means 4x384, fitted and scored alike.
 
     PCA's rate counts its numbers as float32 (32 bits each), an upper bound: it has no token to count.
@@ -124,12 +134,13 @@ def reference_rows(
         4 * math.log2(384) * chunks_per_s,
         "residual k-means, 4 x 384 centres",
     )
-    rows: dict[str, dict[str, float | str | None]] = {}
+    reference_physics = feasibility(held_out, mjcf)
+    rows: dict[str, dict[str, Any]] = {}
     for name, (codec, bits, what) in codecs.items():
         rows[name] = {
             "kind": "reference",
             "description": what,
             "bits_per_second": bits,
-            **score_codec(codec, layout, held_out, frames, mjcf),
+            **score_codec(codec, layout, held_out, frames, mjcf, reference_physics),
         }
     return rows

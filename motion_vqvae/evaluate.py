@@ -19,6 +19,7 @@ from motion_vqvae.data.meta import write_meta
 from motion_vqvae.data.writers import file_stems
 from motion_vqvae.errors import InvalidValue, MissingPath
 from motion_vqvae.outputs import check_apart, claim, environment_errors, motion_inputs, run_of
+from motion_vqvae.physics_report import physics_report, plot_physics
 from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.clips import load_config_motions, source_config
 from motion_vqvae.training.evaluation import evaluate_motions
@@ -47,6 +48,7 @@ def evaluate_checkpoint(
     levels: int | None = None,
     split: str = "auto",
     clip: str | None = None,
+    physics: bool = True,
 ) -> dict[str, Any]:
     """Encode and decode clips of ``motion_file`` whole; write metrics, plots and reconstructions.
 
@@ -58,6 +60,9 @@ def evaluate_checkpoint(
     clips and ``train`` as the others, and has no ``test``), ``all``, or ``auto`` (``val`` when the folder
     holds the held-out clips, else ``all``); ``summary["split"]`` says which was scored. ``levels=K``
     decodes with the first K levels of every part only.
+
+    ``physics`` (default on) adds ``summary["physics"] = {"reconstruction": means, "reference": means}``
+    (:mod:`motion_vqvae.physics`, the same clips), ``summary["physics_per_clip"]`` and ``physics.png``.
 
     ``out`` may lie inside the checkpoint's run (``RUN/eval``) but not be it, hold it, or touch the clips;
     one evaluation writes into it at a time. Reconstructions are named after their clips by
@@ -71,7 +76,7 @@ def evaluate_checkpoint(
     )
     with environment_errors(out), claim(out):
         return _evaluate(
-            checkpoint, motion_file, out, fps, quat_order, save_reconstructions, levels, split, clip
+            checkpoint, motion_file, out, fps, quat_order, save_reconstructions, levels, split, clip, physics
         )
 
 
@@ -85,6 +90,7 @@ def _evaluate(
     levels: int | None,
     split: str,
     clip: str | None,
+    physics: bool,
 ) -> dict[str, Any]:
     tok = Tokenizer.load(checkpoint, device="auto")
     cfg = source_config(tok.config, fps, quat_order)
@@ -117,6 +123,13 @@ def _evaluate(
         for row, stem in zip(summary["per_clip"], stems, strict=True):
             row["reconstruction"] = f"reconstructions/{stem}.csv"
     out.mkdir(parents=True, exist_ok=True)
+    if physics:
+        groups = {
+            "reconstruction": [r.reconstruction for r in results],
+            "reference": [r.reference for r in results],
+        }
+        summary["physics"], summary["physics_per_clip"] = physics_report(groups, mjcf=tok.mjcf)
+        plot_physics(summary["physics_per_clip"], list(groups), out / "physics.png")
     _write_json(summary, out / "metrics.json")
     plot_worst_joints(results, out / "worst_joints.png")
     plot_error_over_time(results, out / "error_over_time.png")

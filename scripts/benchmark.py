@@ -134,14 +134,20 @@ def bench_tokenizer(ctx: BenchContext) -> dict:
 
 
 def bench_tokenizers(ctx: BenchContext) -> dict:
-    """Rate-distortion table: VQ, RVQ at 1..L levels, FSQ, body parts, PCA and k-means references.
+    """Rate-distortion table: VQ, RVQ at 1..L levels, FSQ, body parts, PCA and k-means references, with
+    physics columns; the default row is also scored on ASAP and kimodo (cross-dataset rows).
 
     Each neural row trains ``--train-minutes`` (two at a time); writes tokenizers.png and tokenizers.md.
     """
     from benchmarks.rate_distortion import bench_tokenizers as run_table
 
+    cross = {"asap": ctx.require("data/asap_g1_23dof"), "kimodo": ctx.require("data/kimodo_g1")}
     return run_table(
-        ctx.require("data/g1_moves"), ctx.train_minutes, ctx.run_root / "tokenizers", ctx.report_dir
+        ctx.require("data/g1_moves"),
+        ctx.train_minutes,
+        ctx.run_root / "tokenizers",
+        ctx.report_dir,
+        cross=cross,
     )
 
 

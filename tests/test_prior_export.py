@@ -25,6 +25,7 @@ from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
 from test_prior import train_tiny_prior  # noqa: E402
 
 from motion_vqvae.data import load_motions, sample_motion_path  # noqa: E402
+from motion_vqvae.physics import PHYSICS_METRICS  # noqa: E402
 from motion_vqvae.prior.sampling import LoadedPrior  # noqa: E402
 
 CAPTION = "a test motion"
@@ -143,6 +144,11 @@ def test_evaluate_prior_reports_baselines_and_completion(trained: tuple[Path, Pa
         assert np.isfinite(metrics[key]) and metrics[key] > 0, key
     assert metrics["clips"] == "held-out" and metrics["num_completion_clips"] >= 1
     assert (tmp_path / "bits.png").is_file() and (tmp_path / "completion.png").is_file()
+    physics = metrics["physics"]  # samples and completions scored like the data, over the same seconds
+    assert set(physics) == {"completion", "sample", "reference"}
+    assert all(set(group) == set(PHYSICS_METRICS) for group in physics.values())
+    assert len(metrics["physics_per_clip"]) == metrics["num_completion_clips"]
+    assert (tmp_path / "physics.png").is_file()
 
 
 def test_onnx_sampling_matches_torch(trained: tuple[Path, Path], export_dir: Path) -> None:

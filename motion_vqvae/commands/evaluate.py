@@ -12,9 +12,10 @@ selection step saw; --split val and train likewise. --split auto (default) score
 clips when the folder holds them, else every clip;
 --levels K decodes multi-level tokens with their first K levels only.
 
-Writes OUT/metrics.json (means over clips and a per-clip list), PNG plots (worst joints, error over time,
-codebook usage) and, with --save-reconstructions, each reconstructed clip as CSV (root_pos, root_quat xyzw,
-dof; no header) at the evaluation fps, with a meta.json (fps, joint names) beside them.
+Writes OUT/metrics.json (means over clips and a per-clip list; "physics": the feasibility of the
+reconstructions and of their references, off with --no-physics), PNG plots (worst joints, error over
+time, codebook usage, physics) and, with --save-reconstructions, each reconstructed clip as CSV (root_pos,
+root_quat xyzw, dof; no header) at the evaluation fps, with a meta.json (fps, joint names) beside them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         "the output says which",
     )
     parser.add_argument("--clip", help="score this clip alone: its name (or index) in --motion_file")
+    parser.add_argument(
+        "--no-physics",
+        dest="physics",
+        action="store_false",
+        help="skip the feasibility metrics (metrics.json 'physics': skate, float, support, joint range, "
+        "contact-fitted root residual of reconstructions and references) and physics.png",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     if not Path(args.checkpoint).is_file():
@@ -70,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         levels=args.levels,
         split=args.split,
         clip=args.clip,
+        physics=args.physics,
     )
-    brief = {k: v for k, v in summary.items() if k != "per_clip"}
+    brief = {k: v for k, v in summary.items() if k not in ("per_clip", "physics_per_clip")}
     print(json.dumps(brief, indent=2))
     return 0

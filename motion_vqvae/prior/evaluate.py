@@ -5,6 +5,10 @@ Completion: from the first ``prefix_s`` seconds of each clip's tokens, ``samples
 robot would stream them) and compared with the real motion of those seconds by forward kinematics: mean
 body-position error in the heading frame, best of the samples (minADE). Baselines go through the same
 decoding: repeating the last prefix token, and sampling the bigram model.
+
+Feasibility (:mod:`motion_vqvae.physics`, ``metrics["physics"]``): over the completion seconds of every
+completed clip, the first sampled completion, an unconditional sample of the prior decoded from the clip's
+first pose, and the real motion, side by side (``physics_per_clip``, ``physics.png``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from motion_vqvae.data.motion import Motion
 from motion_vqvae.kinematics import ForwardKinematics
 from motion_vqvae.metrics import to_heading_frame
+from motion_vqvae.physics_report import physics_report, plot_physics
 from motion_vqvae.prior.data import (
     Captions,
     clip_motions,
@@ -62,11 +67,19 @@ class CompletionScorer:
         self.tok, self.fk, self.motion = tok, fk, motion
         fpt = tok.spec.frames_per_token
         self.frames = slice(prefix * fpt, (prefix + horizon) * fpt)
-        self.reference = heading_body_positions(fk, tok.prepare(motion))[self.frames]
+        self.prepared = tok.prepare(motion)
+        self.reference = heading_body_positions(fk, self.prepared)[self.frames]
+
+    def scored_frames(self, motion: Motion) -> Motion:
+        """``motion`` over the seconds that are scored (after the prefix)."""
+        return motion.slice(self.frames.start, self.frames.stop)
+
+    def decode(self, tokens: np.ndarray) -> Motion:
+        """``tokens`` decoded from the clip's first pose, as a robot would stream them."""
+        return decode_streams(self.tok, tokens, start_pose=self.motion)
 
     def error_mm(self, tokens: np.ndarray) -> float:
-        decoded = decode_streams(self.tok, tokens, start_pose=self.motion)
-        pred = heading_body_positions(self.fk, decoded)[self.frames]
+        pred = heading_body_positions(self.fk, self.decode(tokens))[self.frames]
         return 1000.0 * float(np.linalg.norm(pred - self.reference, axis=-1).mean())
 
     def min_error_mm(self, prefix: np.ndarray, continuations: list[np.ndarray]) -> float:
@@ -101,6 +114,7 @@ def evaluate_prior(
     options = prior.options()
     bits: dict[str, list[np.ndarray]] = {"prior": [], "prior_text": [], "unigram": [], "bigram": []}
     per_clip = []
+    physics_groups: dict[str, list[Motion]] = {"reference": [], "completion": [], "sample": []}
     for motion in clips:
         tokens = encode_streams(tok, motion)
         row: dict[str, Any] = {"name": motion.name, "tokens": len(tokens)}
@@ -129,6 +143,13 @@ def evaluate_prior(
                 np.concatenate([head, np.repeat(head[-1:], horizon, 0)])
             )
             row["completion_minade_bigram_mm"] = scorer.min_error_mm(head, bigram)
+            free = prior.sample(prefix + horizon, seed=int(rng.integers(2**31)), options=options)
+            for group, clip in (
+                ("reference", scorer.prepared),  # first: its clip names label physics_per_clip
+                ("completion", scorer.decode(np.concatenate([head, sampled[0]]))),
+                ("sample", scorer.decode(free)),
+            ):
+                physics_groups[group].append(scorer.scored_frames(clip))
         per_clip.append(row)
         log.info("%s: %s", motion.name, {k: round(v, 2) for k, v in row.items() if isinstance(v, float)})
     completed = [r for r in per_clip if "completion_minade_mm" in r]
@@ -160,6 +181,9 @@ def evaluate_prior(
             "per_clip": per_clip,
         }
     )
+    if completed:
+        metrics["physics"], metrics["physics_per_clip"] = physics_report(physics_groups, tok.mjcf)
+        plot_physics(metrics["physics_per_clip"], list(physics_groups), out / "physics.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plot(metrics, bits, out)
     return metrics
