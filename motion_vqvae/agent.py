@@ -60,7 +60,7 @@ from sim2real.token_spec import TokenSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MVQVAEAgent", "augmented", "load_config_motions", "model_hparams", "single_fps", "split_clips"]
+__all__ = ["MVQVAEAgent", "augmented", "joint_range", "load_config_motions", "model_hparams", "single_fps", "split_clips"]
 
 StartPose = tuple[np.ndarray, float] | Motion | None
 
@@ -300,6 +300,13 @@ class MVQVAEAgent:
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
         check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)
+        if "joint_range" not in state["model_hparams"]:
+            log.warning(
+                "checkpoint %s predates bounded joint ranges: it keeps its unbounded decoder head, so its "
+                "decoded joints may leave the robot's ranges (the export still clamps them); retrain it "
+                "with scripts/train_vqvae.py for a decoder that stays inside them",
+                path,
+            )
         self._build(hparams=state["model_hparams"])
         stored = TokenSpec.from_dict(state["token_spec"], source=f"{path}: token_spec")
         if stored != self.model.token_spec:
@@ -376,7 +383,43 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
         "quantize_dropout": cfg.quantize_dropout if cfg.quantizer == "rvq" else 0.0,
         "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
         "parts": part_columns(cfg, layout),
+        "joint_range": joint_range(cfg, layout),
         "fps": float(fps),
+    }
+
+
+JOINT_RANGE_MARGIN = 1e-4  # rad inside each limit: float32 rounding through the normalisation stays inside
+
+
+def joint_range(cfg: AgentConfig, layout: FeatureLayout) -> dict[str, Any] | None:
+    """The robot's joint ranges for the model's bounded ``dof_pos`` output (see ``VQVAE``), or None when
+    ``bound_joint_range`` is off.
+
+    Read once, here, from the robot YAML (the ranges the export's safety limits start from) for the
+    layout's joints, and stored in the checkpoint's model hyper-parameters in normalised units; nothing
+    reads them from the robot again.
+    """
+    if not cfg.bound_joint_range:
+        return None
+    if layout.normalizer is None:
+        raise ValueError("joint_range needs a fitted feature layout (its normalizer maps radians to features)")
+    with user_input():  # sim2real raises builtins for an unknown robot or a broken robot YAML
+        robot = load_robot(cfg.robot)
+    names = layout.joint_names or list(robot.sim_joint_names)
+    unknown = [n for n in names if n not in robot.joints]
+    if unknown or len(names) != layout.num_dof:
+        raise InvalidValue(
+            f"bound_joint_range: joints {unknown or names} of the motion have no range in {robot.source} "
+            f"(robot={cfg.robot!r}); set robot to the motion's robot, or --set bound_joint_range=false"
+        )
+    lower = np.array([robot.joints[n].lower for n in names]) + JOINT_RANGE_MARGIN
+    upper = np.array([robot.joints[n].upper for n in names]) - JOINT_RANGE_MARGIN
+    dof = layout.slices["dof_pos"]
+    mean, std = layout.normalizer.mean[dof], layout.normalizer.std[dof]
+    return {
+        "columns": [dof.start, dof.stop],
+        "lower": ((lower - mean) / std).tolist(),
+        "upper": ((upper - mean) / std).tolist(),
     }
 
 

@@ -158,6 +158,11 @@ class AgentConfig:
     l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
     prefer_expmap: bool = _opt(True, "root tilt as exp-map (3) instead of 6D rotation (6)")
+    bound_joint_range: bool = _opt(
+        True,
+        "decoder output bounds joint angles to the robot YAML's ranges (mid + half-range * tanh); "
+        "false only for a motion whose joints the robot YAML lacks",
+    )
     # --- sim-to-real joint map ---
     apply_sim_to_real_map: bool = _opt(False, "export joint targets in the real robot's joint order")
     real_dof: int | None = _opt(
