@@ -106,6 +106,25 @@ class AgentConfig:
         min=0.0,
         max=1e3,
     )
+    loss_foot_skate: float = _opt(
+        0.0,
+        "weight of the decoded soles' horizontal speed (mm/frame) where the reference foot is in contact",
+        min=0.0,
+        max=1e3,
+    )
+    loss_foot_ground: float = _opt(
+        0.0,
+        "weight of the decoded soles' height error (mm) where the reference foot is in contact, plus "
+        "penetration below the floor beyond the reference's",
+        min=0.0,
+        max=1e3,
+    )
+    loss_com: float = _opt(
+        0.0,
+        "weight of the horizontal centre-of-mass offset from the soles' middle (mm), decoded vs reference",
+        min=0.0,
+        max=1e3,
+    )
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(
         1.0, "loss weight of root features relative to joint angles", min=0.0, max=1e3

@@ -30,8 +30,8 @@ from tqdm import tqdm
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
 from motion_vqvae.training.advice import SpeedCheck
-from motion_vqvae.training.body_loss import BodySpaceLoss
 from motion_vqvae.training.nonfinite import SUSPECT_INPUT, NonFiniteGuard, gradient_norm
+from motion_vqvae.training.physics_loss import PHYSICS_TERMS, BodyLosses, body_losses
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
@@ -63,13 +63,10 @@ def loss_weights(agent: MVQVAEAgent) -> torch.Tensor:
     return weights
 
 
-def _body_space_loss(agent: MVQVAEAgent) -> BodySpaceLoss | None:
-    """The forward-kinematics loss when ``loss_body_accel`` or ``loss_body_pos`` weighs it; else None."""
-    cfg = agent.cfg
-    if cfg.loss_body_accel == 0 and cfg.loss_body_pos == 0:
-        return None
+def _body_space_loss(agent: MVQVAEAgent) -> BodyLosses | None:
+    """The forward-kinematics losses the config weighs (body space, physics), or None."""
     assert agent.layout is not None
-    return BodySpaceLoss(agent.layout, agent.mjcf, agent.fps).to(agent.device)
+    return body_losses(agent.cfg, agent.layout, agent.mjcf, agent.fps, agent.device)
 
 
 def train(
@@ -246,7 +243,7 @@ def _step(
     weights: torch.Tensor,
     net: torch.nn.Module | None = None,
     rows: slice = slice(None),
-    body_loss: BodySpaceLoss | None = None,
+    body_loss: BodyLosses | None = None,
     guard: NonFiniteGuard | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step on this rank's ``rows`` of a global batch; statistics stay on the device.
@@ -284,8 +281,9 @@ def _step(
         loss = loss + cfg.loss_accel * terms["accel"]
     body: dict[str, torch.Tensor] = {}
     if body_loss is not None:
-        body["body_accel_mm"], body["body_pos_mm"] = body_loss(recon, x)
-        loss = loss + cfg.loss_body_accel * body["body_accel_mm"] + cfg.loss_body_pos * body["body_pos_mm"]
+        body = body_loss(recon, x)
+        weights_of = _term_weights(cfg)
+        loss = loss + sum(weights_of[name] * value for name, value in body.items())
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = gradient_norm(agent.model.parameters(), cfg.gradient_clip)
@@ -310,6 +308,7 @@ def _term_weights(cfg: Any) -> dict[str, float]:
         "accel": cfg.loss_accel,
         "body_accel_mm": cfg.loss_body_accel,
         "body_pos_mm": cfg.loss_body_pos,
+        **{term: getattr(cfg, key) for term, key in PHYSICS_TERMS.items()},
     }
 
 
@@ -330,7 +329,7 @@ def _host_stats(stats: dict[str, torch.Tensor]) -> dict[str, Any]:
     """A step's tensors as the numbers metrics.jsonl holds (one device-to-host copy for all of them)."""
     flat = torch.cat([v.float().reshape(-1) for v in stats.values()]).cpu()
     values = dict(zip(stats, flat.split([v.numel() for v in stats.values()]), strict=True))
-    scalars = ("loss", "recons", "vel", "commit", "body_accel_mm", "body_pos_mm")
+    scalars = ("loss", "recons", "vel", "commit", "body_accel_mm", "body_pos_mm", *PHYSICS_TERMS)
     record: dict[str, Any] = {k: float(values[k]) for k in scalars if k in values}
     for key in ("perplexity", "usage"):
         record[key] = float(values[key].mean())
