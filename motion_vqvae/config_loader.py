@@ -125,6 +125,13 @@ class AgentConfig:
         min=0.0,
         max=1e3,
     )
+    physics_loss_warmup: float = _opt(
+        0.0,
+        "share of total_iter over which the physics loss weights (loss_foot_skate, loss_foot_ground, "
+        "loss_com) rise linearly from 0, so the decoder learns poses first",
+        min=0.0,
+        max=1.0,
+    )
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(
         1.0, "loss weight of root features relative to joint angles", min=0.0, max=1e3

@@ -14,7 +14,7 @@ from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.data import load_motions, sample_motion_path
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.training.body_loss import BodySpaceLoss, Posed
-from motion_vqvae.training.physics_loss import CONTACT_HEIGHT_M, PhysicsLoss, sole_points
+from motion_vqvae.training.physics_loss import CONTACT_HEIGHT_M, PhysicsLoss, physics_ramp, sole_points
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tiny_tokenizer import TINY  # noqa: E402
@@ -78,3 +78,8 @@ def test_the_terms_have_gradients_and_train(tmp_path) -> None:
     agent.fit()
     logged = (tmp_path / "metrics.jsonl").read_text()
     assert '"foot_skate_mm"' in logged and '"com_support_mm"' in logged and '"foot_ground_mm"' in logged
+
+
+def test_physics_weights_ramp_in_over_their_warmup_share() -> None:
+    assert [physics_ramp(i, 1000, 0.5) for i in (0, 250, 500, 900)] == [0.0, 0.5, 1.0, 1.0]
+    assert physics_ramp(0, 1000, 0.0) == 1.0

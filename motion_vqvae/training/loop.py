@@ -31,7 +31,7 @@ from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import distributed, precision
 from motion_vqvae.training.advice import SpeedCheck
 from motion_vqvae.training.nonfinite import SUSPECT_INPUT, NonFiniteGuard, gradient_norm
-from motion_vqvae.training.physics_loss import PHYSICS_TERMS, BodyLosses, body_losses
+from motion_vqvae.training.physics_loss import PHYSICS_TERMS, BodyLosses, body_losses, physics_ramp
 from motion_vqvae.training.schedule import effective_warmup, fitted_total_iter, set_total_iter
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
 
@@ -283,7 +283,11 @@ def _step(
     if body_loss is not None:
         body = body_loss(recon, x)
         weights_of = _term_weights(cfg)
-        loss = loss + sum(weights_of[name] * value for name, value in body.items())
+        ramp = physics_ramp(agent.iteration, cfg.total_iter, cfg.physics_loss_warmup)
+        loss = loss + sum(
+            weights_of[name] * (ramp if name in PHYSICS_TERMS else 1.0) * value
+            for name, value in body.items()
+        )
     agent.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = gradient_norm(agent.model.parameters(), cfg.gradient_clip)
