@@ -110,6 +110,32 @@ class AgentConfig:
         min=0.0,
         max=1e3,
     )
+    loss_foot_skate: float = _opt(
+        0.0,
+        "weight of the decoded soles' horizontal speed (mm/frame) where the reference foot is in contact",
+        min=0.0,
+        max=1e3,
+    )
+    loss_foot_ground: float = _opt(
+        0.0,
+        "weight of the decoded soles' height error (mm) where the reference foot is in contact, plus "
+        "penetration below the floor beyond the reference's",
+        min=0.0,
+        max=1e3,
+    )
+    loss_com: float = _opt(
+        0.0,
+        "weight of the horizontal centre-of-mass offset from the soles' middle (mm), decoded vs reference",
+        min=0.0,
+        max=1e3,
+    )
+    physics_loss_warmup: float = _opt(
+        0.0,
+        "share of total_iter over which the physics loss weights (loss_foot_skate, loss_foot_ground, "
+        "loss_com) rise linearly from 0, so the decoder learns poses first",
+        min=0.0,
+        max=1.0,
+    )
     recons_loss: str = _opt("smooth_l1", "reconstruction loss", choices=("smooth_l1", "l1", "l2"))
     root_loss_weight: float = _opt(
         1.0, "loss weight of root features relative to joint angles", min=0.0, max=1e3
@@ -162,6 +188,11 @@ class AgentConfig:
     l2_normalize_codes: bool = _opt(False, "match codes and encodings by direction (cosine distance)")
     causal: bool = _opt(True, "left-padded convs only, so tokens decode as a stream")
     prefer_expmap: bool = _opt(True, "root tilt as exp-map (3) instead of 6D rotation (6)")
+    bound_joint_range: bool = _opt(
+        True,
+        "decoder output bounds joint angles to the robot YAML's ranges (mid + half-range * tanh); "
+        "false only for a motion whose joints the robot YAML lacks",
+    )
     # --- sim-to-real joint map ---
     apply_sim_to_real_map: bool = _opt(False, "export joint targets in the real robot's joint order")
     real_dof: int | None = _opt(

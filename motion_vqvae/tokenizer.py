@@ -12,6 +12,7 @@ that loads a tokenizer leaves its process as it found it. Training owns those (:
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from motion_vqvae.export.streaming import StreamingDecoder
 
 StartPose = tuple[np.ndarray, float] | Motion | None
+
+log = logging.getLogger(__name__)
 
 
 class Tokenizer:
@@ -81,6 +84,13 @@ class Tokenizer:
             raise InvalidValue(
                 f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
                 "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
+            )
+        if "joint_range" not in state["model_hparams"]:
+            log.warning(
+                "checkpoint %s predates bounded joint ranges: it keeps its unbounded decoder head, so its "
+                "decoded joints may leave the robot's ranges (the export still clamps them); retrain it "
+                "with scripts/train_vqvae.py for a decoder that stays inside them",
+                path,
             )
         config = AgentConfig.from_dict(dict(state["config"]), source=f"{path}: config")
         check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,6 +122,7 @@ def test_default_is_body_part_rvq_and_one_stream_is_two_sets_away(caplog) -> Non
     from motion_vqvae.features import FeatureLayout
 
     layout = FeatureLayout(num_dof=29)
+    layout.fit_normalizer([np.zeros((2, layout.dim))])  # the bounded joint head reads the normalizer
 
     def spec(*overrides: str):
         return VQVAE(**model_hparams(ConfigLoader(overrides=list(overrides)).config, layout, 30.0)).token_spec

@@ -31,9 +31,7 @@ class SequenceDecoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # model.decode's range check reads values into Python: fine eagerly, a baked constant when traced.
-        features = self.model.decoder(self.model.quantizer.dequantize(tokens)).transpose(
-            1, 2
-        )  # (B, T*fpt, F)
+        features = self.model.decode_latents(self.model.quantizer.dequantize(tokens))  # (B, T*fpt, F)
         return self.head(features)
 
 

@@ -46,6 +46,7 @@ class StreamingDecoder(nn.Module):
             )
         self.quantizer = model.quantizer
         self.net = model.decoder.net
+        self.bound = model.bound  # the joint-range bound, as VQVAE.decode_latents applies it
         self.frames_per_token = model.frames_per_token
         self.nb_code = model.quantizer.nb_code
         self.token_spec = model.token_spec
@@ -146,6 +147,8 @@ class StreamingDecoder(nn.Module):
         x = x.transpose(1, 2)  # (B, 1, D)
         new_state: list[torch.Tensor] = []
         x = self._run(self.net, x, list(state), new_state)
+        if self.bound is not None:
+            x = self.bound(x)
         return (x, *new_state)  # (B, fpt, F)
 
     def _run(

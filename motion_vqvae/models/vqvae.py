@@ -7,6 +7,14 @@ sizes, FSQ digits, body parts, frames per token, fps) is :attr:`VQVAE.token_spec
 Body parts (``parts``: name -> feature indices) get one encoder and one quantizer each, each seeing only its
 own features, so a part's tokens describe that part alone (as LoM's upper/lower-body tokenizers); their
 latents are concatenated and decoded jointly into one motion, so the parts stay coordinated.
+
+``joint_range`` bounds the decoded joint angles by construction: the decoder's raw ``dof_pos`` channels
+go through ``mid + half * tanh(raw)``, so no token, however extreme, decodes a joint outside the robot's
+range, and every consumer (evaluation, wrapper, batched decoder, the ONNX decoder) inherits it. The range
+is stored in the hyper-parameters in normalised feature units (``(limit - mean) / std`` of the layout the
+model was trained with): the model stays unit-free and the checkpoint holds the range itself, never a
+name to look it up again. ``dof_pos`` is the only joint-angle channel a decoded motion is built from
+(``dof_vel`` is redundant there), so it is the one bounded.
 """
 
 from __future__ import annotations
@@ -70,6 +78,7 @@ class VQVAE(nn.Module):
         quantize_dropout: float = 0.0,
         fsq_levels: list[int] | None = None,
         parts: dict[str, list[int]] | None = None,
+        joint_range: dict[str, list[float] | list[int]] | None = None,
         fps: float,
     ) -> None:
         super().__init__()
@@ -93,6 +102,7 @@ class VQVAE(nn.Module):
             quantize_dropout=quantize_dropout,
             fsq_levels=None if fsq_levels is None else list(fsq_levels),
             parts=None if parts is None else {str(k): [int(i) for i in v] for k, v in parts.items()},
+            joint_range=None if joint_range is None else _check_joint_range(joint_range, in_dim),
             fps=float(fps),
         )
         if quantizer not in (*QUANTIZERS, *MULTI_LEVEL):
@@ -125,6 +135,7 @@ class VQVAE(nn.Module):
         part_quantizers = [build_part_quantizer(quantizer, **quantizer_kw) for _ in part_names]
         self.quantizer = TokenQuantizer(part_quantizers, self.token_spec)
         self.in_dim = in_dim
+        self.bound = JointRangeBound(self._hparams["joint_range"]) if joint_range is not None else None
 
     @property
     def frames_per_token(self) -> int:
@@ -152,8 +163,7 @@ class VQVAE(nn.Module):
         self._check_motion(x)
         z = self.encoder(x.transpose(1, 2))  # (B, D, T')
         q = self.quantizer(z)
-        recon = self.decoder(q.quantized).transpose(1, 2)  # (B, T, F)
-        return recon, q
+        return self.decode_latents(q.quantized), q
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,8 +177,53 @@ class VQVAE(nn.Module):
         ``levels=K`` decodes with the first K levels of every part (finer levels contribute zero).
         """
         self.check_indices(indices)
-        return self.decoder(self.quantizer.dequantize(indices, levels)).transpose(1, 2)  # (B, T, F)
+        return self.decode_latents(self.quantizer.dequantize(indices, levels))
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:  # (B, D, T') -> (B, T, F)
+        """Decoder plus the joint-range bound: the one output path of training, decoding and export."""
+        out = self.decoder(latents).transpose(1, 2)  # (B, T, F)
+        return out if self.bound is None else self.bound(out)
 
     def check_indices(self, indices: torch.Tensor) -> None:
         """ValueError naming the allowed shape and range, as :meth:`TokenSpec.check_tokens` does."""
         self.token_spec.check_tokens(indices.detach().cpu().numpy(), batched=True)
+
+
+class JointRangeBound(nn.Module):
+    """``(B, T, F)`` raw decoder output -> the same with ``dof_pos`` columns in ``[lower, upper]``.
+
+    ``mid + half * tanh(raw)`` (normalised units) rather than a clamp: the gradient never vanishes at
+    once at the range's edge, and the decoder learns to stay inside it instead of being cut off.
+    """
+
+    def __init__(self, joint_range: dict[str, list]) -> None:
+        super().__init__()
+        self.start, self.stop = (int(c) for c in joint_range["columns"])
+        lower = torch.tensor(joint_range["lower"], dtype=torch.float32)
+        upper = torch.tensor(joint_range["upper"], dtype=torch.float32)
+        # Non-persistent: the hyper-parameters are the stored fact; the state_dict keeps its old keys.
+        self.register_buffer("centre", (upper + lower) / 2, persistent=False)
+        self.register_buffer("half_range", (upper - lower) / 2, persistent=False)
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        dof = self.centre + self.half_range * torch.tanh(out[..., self.start : self.stop])
+        return torch.cat([out[..., : self.start], dof, out[..., self.stop :]], dim=-1)
+
+
+def _check_joint_range(joint_range: dict[str, list], in_dim: int) -> dict[str, list]:
+    """Plain-typed copy of a ``{"columns": [start, stop], "lower": [...], "upper": [...]}`` range."""
+    if not isinstance(joint_range, dict) or set(joint_range) != {"columns", "lower", "upper"}:
+        got = sorted(joint_range) if isinstance(joint_range, dict) else type(joint_range).__name__
+        raise ValueError(f"joint_range must have the keys ['columns', 'lower', 'upper'], got {got}")
+    start, stop = (int(c) for c in joint_range["columns"])
+    lower = [float(v) for v in joint_range["lower"]]
+    upper = [float(v) for v in joint_range["upper"]]
+    if not 0 <= start < stop <= in_dim or len(lower) != stop - start or len(upper) != stop - start:
+        raise ValueError(
+            f"joint_range: columns [{start}, {stop}) with {len(lower)} lower and {len(upper)} upper "
+            f"bounds do not fit {in_dim} feature columns; one bound pair per dof_pos column is needed"
+        )
+    narrow = [i for i, (a, b) in enumerate(zip(lower, upper, strict=True)) if not a < b]
+    if narrow:
+        raise ValueError(f"joint_range: lower must be below upper, not at dof columns {narrow}")
+    return {"columns": [start, stop], "lower": lower, "upper": upper}

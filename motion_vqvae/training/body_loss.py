@@ -13,6 +13,7 @@ positions in millimetres, like the metrics.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
@@ -124,6 +125,12 @@ class TorchKinematics(torch.nn.Module):
     def forward(self, root_pos: torch.Tensor, root_rot: torch.Tensor, dof: torch.Tensor) -> torch.Tensor:
         """Body positions ``(..., B, 3)`` from root positions ``(..., 3)``, root rotation matrices
         ``(..., 3, 3)`` and joint angles ``(..., N)`` in ``joint_names`` order."""
+        return self.pose(root_pos, root_rot, dof)[0]
+
+    def pose(
+        self, root_pos: torch.Tensor, root_rot: torch.Tensor, dof: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Body positions ``(..., B, 3)`` and rotation matrices ``(..., B, 3, 3)``, as :meth:`forward`."""
         positions: list[torch.Tensor] = []
         frames: list[torch.Tensor] = []
         for i, parent in enumerate(self.parents):
@@ -144,7 +151,16 @@ class TorchKinematics(torch.nn.Module):
                     rot = turned
             positions.append(pos)
             frames.append(rot)
-        return torch.stack(positions, dim=-2)
+        return torch.stack(positions, dim=-2), torch.stack(frames, dim=-3)
+
+
+class Posed(NamedTuple):
+    """A window's bodies: world positions ``(B, T, nb, 3)``, heading-frame positions relative to the root
+    (same shape) and world rotation matrices ``(B, T, nb, 3, 3)``, float64."""
+
+    world: torch.Tensor
+    local: torch.Tensor
+    rotations: torch.Tensor
 
 
 class BodySpaceLoss(torch.nn.Module):
@@ -174,6 +190,11 @@ class BodySpaceLoss(torch.nn.Module):
 
     def bodies(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World body positions ``(B, T, nb, 3)`` and root-relative heading-frame positions, float64."""
+        posed = self.posed(x)
+        return posed.world, posed.local
+
+    def posed(self, x: torch.Tensor) -> Posed:
+        """The window's bodies (world and heading-frame positions, world rotations), float64."""
         f = x.double() * self.std + self.mean
         s = self.layout.slices
         step = 1.0 / self.fps
@@ -185,22 +206,24 @@ class BodySpaceLoss(torch.nn.Module):
         tilt = f[..., s["root_tilt"]]
         tilt_rot = expmap_matrix(tilt) if self.layout.prefer_expmap else sixd_matrix(tilt)
         root_rot = heading @ tilt_rot
-        world = self.kinematics(root_pos, root_rot, f[..., s["dof_pos"]])
+        world, rotations = self.kinematics.pose(root_pos, root_rot, f[..., s["dof_pos"]])
         # The metrics' heading frame is the yaw of the whole root rotation (tilt included), not the
         # integrated heading: they differ when a decoded tilt carries a little yaw.
         facing = _yaw_matrix(torch.atan2(root_rot[..., 1, 0], root_rot[..., 0, 0]))
         local = ((world - root_pos[..., None, :])[..., None, :] @ facing[..., None, :, :])[..., 0, :]
-        return world, local
+        return Posed(world, local, rotations)
 
     def forward(self, recon: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        world, local = self.bodies(recon)
+        posed = self.posed(recon)
         with torch.no_grad():
-            world_ref, local_ref = self.bodies(x)
-        accel = _second_difference(world) - _second_difference(world_ref)
-        return (
-            _mean_norm_mm(accel).to(recon.dtype),
-            _mean_norm_mm(local - local_ref).to(recon.dtype),
-        )
+            reference = self.posed(x)
+        accel, position = self.compare(posed, reference)
+        return accel.to(recon.dtype), position.to(recon.dtype)
+
+    def compare(self, posed: Posed, reference: Posed) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(accel, position)`` errors (float64 scalars) of decoded bodies against the reference's."""
+        accel = _second_difference(posed.world) - _second_difference(reference.world)
+        return _mean_norm_mm(accel), _mean_norm_mm(posed.local - reference.local)
 
 
 def _yaw_matrix(yaw: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.losses import reconstruction_loss, velocity_loss
 from motion_vqvae.training import precision
-from motion_vqvae.training.body_loss import BodySpaceLoss
 from motion_vqvae.training.nonfinite import SUSPECT_INPUT
+from motion_vqvae.training.physics_loss import PHYSICS_TERMS, BodyLosses, body_losses, physics_ramp
 from motion_vqvae.training.trainer import StepOutput
 
 
@@ -51,13 +51,10 @@ def loss_weights(task: _TaskView) -> torch.Tensor:
     return weights
 
 
-def body_space_loss(task: _TaskView) -> BodySpaceLoss | None:
-    """The forward-kinematics loss when ``loss_body_accel`` or ``loss_body_pos`` weighs it; else None."""
-    cfg = task.cfg
-    if cfg.loss_body_accel == 0 and cfg.loss_body_pos == 0:
-        return None
+def body_space_loss(task: _TaskView) -> BodyLosses | None:
+    """The forward-kinematics losses the config weighs (body space, physics), or None."""
     assert task.layout is not None
-    return BodySpaceLoss(task.layout, task.mjcf, task.fps).to(task.device)
+    return body_losses(task.cfg, task.layout, task.mjcf, task.fps, task.device)
 
 
 def step_loss(
@@ -67,8 +64,10 @@ def step_loss(
     weights: torch.Tensor,
     body_loss: nn.Module | None,
     device: torch.device,
+    iteration: int,
 ) -> StepOutput:
-    """The loss of windows ``x`` (B, burn_in + W, F) through ``net``; every term stays on the device."""
+    """The loss of windows ``x`` (B, burn_in + W, F) through ``net`` at the step after ``iteration`` (the
+    physics terms ramp in over ``physics_loss_warmup``); every term stays on the device."""
     with precision.autocast(cfg.amp, device):
         recon, q = net(x)
     # The burn-in frames give the causal model real history; only the window after them is scored.
@@ -85,8 +84,13 @@ def step_loss(
         loss = loss + cfg.loss_accel * terms["accel"]
     body: dict[str, torch.Tensor] = {}
     if body_loss is not None:
-        body["body_accel_mm"], body["body_pos_mm"] = body_loss(recon, x)
-        loss = loss + cfg.loss_body_accel * body["body_accel_mm"] + cfg.loss_body_pos * body["body_pos_mm"]
+        body = body_loss(recon, x)
+        weights_of = term_weights(cfg)
+        ramp = physics_ramp(iteration, cfg.total_iter, cfg.physics_loss_warmup)
+        loss = loss + sum(
+            weights_of[name] * (ramp if name in PHYSICS_TERMS else 1.0) * value
+            for name, value in body.items()
+        )
     stats = {
         "loss": loss.detach(),
         "recons": rec.detach(),
@@ -107,6 +111,7 @@ def term_weights(cfg: AgentConfig) -> dict[str, float]:
         "accel": cfg.loss_accel,
         "body_accel_mm": cfg.loss_body_accel,
         "body_pos_mm": cfg.loss_body_pos,
+        **{term: getattr(cfg, key) for term, key in PHYSICS_TERMS.items()},
     }
 
 
@@ -127,7 +132,7 @@ def host_stats(stats: dict[str, torch.Tensor]) -> dict[str, Any]:
     """A step's tensors as the numbers metrics.jsonl holds (one device-to-host copy for all of them)."""
     flat = torch.cat([v.float().reshape(-1) for v in stats.values()]).cpu()
     values = dict(zip(stats, flat.split([v.numel() for v in stats.values()]), strict=True))
-    scalars = ("loss", "recons", "vel", "commit", "body_accel_mm", "body_pos_mm")
+    scalars = ("loss", "recons", "vel", "commit", "body_accel_mm", "body_pos_mm", *PHYSICS_TERMS)
     record: dict[str, Any] = {k: float(values[k]) for k in scalars if k in values}
     for key in ("perplexity", "usage"):
         record[key] = float(values[key].mean())

@@ -31,6 +31,7 @@ from motion_vqvae.training.cache import MotionCache
 from motion_vqvae.training.checkpoint import check_model_shapes
 from motion_vqvae.training.clips import augmented, capped_validation, single_fps
 from motion_vqvae.training.evaluation import ReferenceKinematics, evaluate_motions
+from motion_vqvae.training.joint_range import joint_range
 from motion_vqvae.training.precision import enable_tf32
 from motion_vqvae.training.split import Split, split_motions
 from motion_vqvae.training.trainer import StepOutput
@@ -165,11 +166,13 @@ class TokenizerTask:
             picks = picked.pin_memory().to(self.device, non_blocking=True)
         return self.sampler.gather(picks), picked  # (B / world, burn_in + W, F)
 
-    def loss(self, net: nn.Module, batch: torch.Tensor) -> StepOutput:
+    def loss(self, net: nn.Module, batch: torch.Tensor, iteration: int) -> StepOutput:
         if self._weights is None:
             self._weights = tokenizer_loss.loss_weights(self)
             self._body_loss = tokenizer_loss.body_space_loss(self)
-        return tokenizer_loss.step_loss(self.cfg, net, batch, self._weights, self._body_loss, self.device)
+        return tokenizer_loss.step_loss(
+            self.cfg, net, batch, self._weights, self._body_loss, self.device, iteration
+        )
 
     def term_weights(self) -> dict[str, float]:
         return tokenizer_loss.term_weights(self.cfg)
@@ -270,6 +273,7 @@ def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[s
         "fsq_levels": list(cfg.fsq_levels) if cfg.quantizer == "fsq" else None,
         "parts": part_columns(cfg, layout),
         "fps": float(fps),
+        "joint_range": joint_range(cfg, layout),
     }
 
 

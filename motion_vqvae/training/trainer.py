@@ -84,8 +84,9 @@ class TrainTask(Protocol):
         :meth:`describe_batch` can name; None if the task has none)."""
         ...
 
-    def loss(self, net: nn.Module, batch: Any) -> StepOutput:
-        """The loss of ``batch`` through ``net`` (the model, DDP-wrapped under torchrun)."""
+    def loss(self, net: nn.Module, batch: Any, iteration: int) -> StepOutput:
+        """The loss of ``batch`` through ``net`` (the model, DDP-wrapped under torchrun) at the step after
+        ``iteration`` (terms whose weight follows the schedule read it)."""
         ...
 
     def term_weights(self) -> Mapping[str, float]:
@@ -205,7 +206,7 @@ class Trainer:
         guard = guard or NonFiniteGuard(task.model, cfg.to_dict())
         batch, picks = task.draw(cfg.batch_size, rows)
         guard.before_forward(self.iteration + 1, picks)
-        out = task.loss(net or task.model, batch)
+        out = task.loss(net or task.model, batch, self.iteration)
         self.optimizer.zero_grad(set_to_none=True)
         out.total.backward()
         norm = gradient_norm(task.model.parameters(), cfg.gradient_clip)
