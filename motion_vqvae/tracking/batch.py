@@ -16,6 +16,7 @@ after ``episode_seconds``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mujoco
@@ -79,6 +80,7 @@ class TrackingBatch:
         ).astype(np.int64)
         self.bin_failures = np.zeros(len(self.bin_first))
         self.state: dict[str, np.ndarray] = {}
+        self.last_state: dict[str, np.ndarray] = {}
 
     # -- episodes -------------------------------------------------------------------------------------
 
@@ -119,6 +121,37 @@ class TrackingBatch:
         self._read_state(envs)
         return self.observation()
 
+    def get_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit: simulator states, episode counters,
+        adaptive-sampling weights and the random generator."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        sims = np.empty((self.num_envs, mujoco.mj_stateSize(self.model, spec)))
+        for e, data in enumerate(self.datas):
+            mujoco.mj_getState(self.model, data, sims[e], spec)
+        return {
+            "sim": sims, "frame": self.frame.copy(), "elapsed": self.elapsed.copy(),
+            "last_action": self.last_action.copy(), "bin_failures": self.bin_failures.copy(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+        }  # fmt: skip
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s result (arrays may come back as torch tensors or numpy)."""
+        sims = np.asarray(state["sim"], dtype=np.float64)
+        if sims.shape[0] != self.num_envs:
+            raise ValueError(
+                f"TrackingBatch.set_state: state holds {sims.shape[0]} envs, this batch {self.num_envs}"
+            )
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        for e, data in enumerate(self.datas):
+            mujoco.mj_setState(self.model, data, sims[e], spec)
+            self._refresh(data)
+        self.frame = np.asarray(state["frame"], dtype=np.int64).copy()
+        self.elapsed = np.asarray(state["elapsed"], dtype=np.int64).copy()
+        self.last_action = np.asarray(state["last_action"], dtype=np.float64).copy()
+        self.bin_failures = np.asarray(state["bin_failures"], dtype=np.float64).copy()
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self._read_state(np.arange(self.num_envs))
+
     # -- stepping -------------------------------------------------------------------------------------
 
     def targets(self, actions: np.ndarray) -> np.ndarray:
@@ -145,6 +178,7 @@ class TrackingBatch:
         for e, data in enumerate(self.datas):
             data.ctrl[act] = targets[e]
             mujoco.mj_step(self.model, data, nstep=steps)
+            self._refresh(data)
         self.frame += 1
         self.elapsed += 1
         self._read_state(np.arange(self.num_envs))
@@ -164,12 +198,21 @@ class TrackingBatch:
         obs = self.observation()
         info: dict[str, Any] = {"terms": terms, "frame": self.frame.copy()}
         done = np.flatnonzero(terminated | truncated)
+        # The state each env ended the step in, before auto-resets overwrite the finished ones.
+        self.last_state = {k: v.copy() for k, v in self.state.items()} if done.size else self.state
         if done.size:
             info["final_obs"] = obs.copy()
             self._record_failures(np.flatnonzero(terminated))
             self.reset(done)
             obs = self.observation()
         return obs, reward, terminated, truncated, info
+
+    def _refresh(self, data: mujoco.MjData) -> None:
+        """Body poses and velocities of the state ``mj_step`` ended in (it leaves those of the state before
+        its last integration); nothing here feeds back into the next step, so a resumed run matches."""
+        mujoco.mj_kinematics(self.model, data)
+        mujoco.mj_comPos(self.model, data)
+        mujoco.mj_comVel(self.model, data)
 
     def _record_failures(self, failed: np.ndarray) -> None:
         """EMA of failures per start bin (every bin decays, the failing ones count one)."""

@@ -89,8 +89,12 @@ class ReferenceMotion:
     def from_file(
         cls, path: str | Path | Sequence[str | Path], fps: float | None, body: G1Body, control_fps: float
     ) -> ReferenceMotion:
-        """Read clips with the project's readers (``fps`` for files that state none) for ``body``."""
-        motions = load_motions(path, fps=fps, robot="g1_29dof")
+        """Read clips with the project's readers (``fps`` for files that state none) for ``body``.
+
+        Joint jumps (retargeting glitches of 30+ rad/s, which several g1_moves clips have) are bridged by
+        the readers' interpolation: no servo can follow them, and a tracker would learn to fall there.
+        """
+        motions = load_motions(path, fps=fps, robot="g1_29dof", repair_jumps=True)
         return cls.from_motions(motions, body, control_fps)
 
     @classmethod
