@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from motion_vqvae.data import Motion
 from motion_vqvae.envs.g1 import G1Body
@@ -26,6 +27,16 @@ from motion_vqvae.tracking.reference import ReferenceMotion
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """``(E, obs) float32 -> (E, N)`` actions."""
+
+
+def policy_of(model: torch.nn.Module) -> Policy:
+    """A network's deterministic actions as a numpy :data:`Policy`."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(obs)).double().numpy()
+
+    return policy
 
 
 def run_clips(

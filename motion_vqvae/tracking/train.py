@@ -29,7 +29,7 @@ from motion_vqvae.config_loader import typed_from_dict
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.tracking.batch import TrackingBatch
 from motion_vqvae.tracking.config import TrackerConfig
-from motion_vqvae.tracking.evaluate import run_clips, score
+from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic, Rollout, ppo_update
 from motion_vqvae.tracking.reference import ReferenceMotion
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
@@ -88,7 +88,7 @@ def train_tracker(
         if progress["returns"] is None:
             progress["returns"] = np.zeros(config.num_envs)
         _train(run, config, batch, model, optimizer, generator, obs, progress, time_budget_min)
-        runs = run_clips(_deterministic(model), reference, config)
+        runs = run_clips(policy_of(model), reference, config)
         results = {
             **score(runs, config.control_fps, body.joint_names),
             "learning_curve": progress["learning_curve"],
@@ -113,14 +113,6 @@ def _config(saved: dict[str, Any] | None, overrides: dict[str, Any], checkpoint:
             f"network. Keys that may change on resume: {sorted(RESUMABLE_KEYS)}"
         )
     return typed_from_dict(TrackerConfig, {**base, **overrides}, str(checkpoint))
-
-
-def _deterministic(model: ActorCritic):
-    def policy(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(obs)).double().numpy()
-
-    return policy
 
 
 def _train(
