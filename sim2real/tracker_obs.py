@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+OBSERVATION_LAYOUT = "sim2real.tracker_obs/1"
+"""This layout's name and version, stored in every tracker graph; a runtime with another refuses it."""
+
 
 def tracker_observation_size(num_dof: int) -> int:
     """Length of :func:`tracker_observation` for ``num_dof`` joints."""
