@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
     parser.add_argument("--prior", type=Path, help="a prior checkpoint trained on this tokenizer's tokens")
+    parser.add_argument("--tracker", type=Path, help="a physics tracker checkpoint (train_tracker.py)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing export (a folder of one export only)"
     )
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             safety_scale=args.safety_scale,
             prior=args.prior,
+            tracker=args.tracker,
         )
     except ParityError as exc:  # not the user's input: the export itself is wrong
         print(f"error: export failed its parity check: {exc}", file=sys.stderr)

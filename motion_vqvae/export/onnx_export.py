@@ -153,9 +153,10 @@ def export_checkpoint(
     overwrite: bool = False,
     safety_scale: float = 1.0,
     prior: str | Path | None = None,
+    tracker: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Export ``checkpoint`` (and a ``prior`` trained on its tokens) to the directory ``out``; returns
-    the manifest.
+    """Export ``checkpoint`` (and a ``prior`` trained on its tokens, and a physics ``tracker``) to the
+    directory ``out``; returns the manifest.
 
     ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
     them, edit the YAML's ``safety`` section instead).
@@ -181,7 +182,7 @@ def export_checkpoint(
         tmp = temp_sibling(out, "tmp")
         tmp.mkdir()
         try:
-            manifest = _write_export(modules, checkpoint, tmp, out, motion_file, prior)
+            manifest = _write_export(modules, checkpoint, tmp, out, motion_file, prior, tracker)
             check_replaceable(out, overwrite, export_files, "an export", MANIFEST)  # unchanged meanwhile?
             publish(tmp, out)
         except BaseException:
@@ -207,6 +208,7 @@ def _write_export(
     out: Path,
     motion_file: str | Path | None,
     prior: str | Path | None,
+    tracker: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every file of the export and its manifest into ``tmp``; returns the manifest."""
     files = _write_files(modules, tmp)
@@ -222,6 +224,11 @@ def _write_export(
     for name in files:
         if name.endswith(".onnx"):
             _add_metadata(tmp / name, onnx_metadata(manifest, name))
+    if tracker is not None:  # its graph carries its own metadata (sim2real.TrackerPolicy reads it)
+        from motion_vqvae.tracking.export import export_tracker
+
+        manifest["tracker"] = export_tracker(tracker, tmp)
+        files = [*files, *manifest["tracker"]["files"]]
     manifest["files"] = {name: file_entry(tmp / name) for name in files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
