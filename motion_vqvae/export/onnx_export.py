@@ -221,14 +221,17 @@ def _write_export(
 
         manifest["prior"] = export_prior(prior, checkpoint, tmp)
         files = [*files, *manifest["prior"]["files"]]
-    for name in files:
-        if name.endswith(".onnx"):
-            _add_metadata(tmp / name, onnx_metadata(manifest, name))
-    if tracker is not None:  # its graph carries its own metadata (sim2real.TrackerPolicy reads it)
-        from motion_vqvae.tracking.export import export_tracker
+    extra: dict[str, dict[str, str]] = {}
+    if tracker is not None:
+        from motion_vqvae.tracking.export import TRACKER_FILE, export_tracker
 
         manifest["tracker"] = export_tracker(tracker, tmp)
         files = [*files, *manifest["tracker"]["files"]]
+        meta = {k: v for k, v in manifest["tracker"].items() if k != "files"}
+        extra[TRACKER_FILE] = {"tracker": json.dumps(meta)}  # what sim2real.TrackerPolicy reads
+    for name in files:
+        if name.endswith(".onnx"):
+            _add_metadata(tmp / name, {**onnx_metadata(manifest, name), **extra.get(name, {})})
     manifest["files"] = {name: file_entry(tmp / name) for name in files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
