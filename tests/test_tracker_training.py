@@ -127,3 +127,18 @@ def test_tracker_policy_runs_where_torch_cannot_be_imported(tiny_run: Path, tmp_
     )
     assert done.returncode == 0, done.stderr
     assert "ok 29" in done.stdout
+
+
+def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tmp_path: Path) -> None:
+    from _tiny_tokenizer import train_tiny_tokenizer
+
+    from motion_vqvae.export import export_checkpoint
+    from sim2real import TokenDecoder
+    from sim2real.tracker import TrackerPolicy
+
+    tokenizer = train_tiny_tokenizer(tmp_path / "tok", str(sample_motion_path()), iters=4)
+    manifest = export_checkpoint(tokenizer, tmp_path / "export", tracker=tiny_run / "checkpoints/last.pt")
+    assert "tracker.onnx" in manifest["files"] and manifest["tracker"]["control_fps"] == 50.0
+    TokenDecoder(tmp_path / "export")  # the pin still matches with the tracker section in the manifest
+    policy = TrackerPolicy(tmp_path / "export")
+    assert policy.joint_names == manifest["tracker"]["joint_names"]
