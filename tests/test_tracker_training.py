@@ -142,3 +142,14 @@ def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tmp_path: P
     TokenDecoder(tmp_path / "export")  # the pin still matches with the tracker section in the manifest
     policy = TrackerPolicy(tmp_path / "export")
     assert policy.joint_names == manifest["tracker"]["joint_names"]
+
+
+def test_released_tracker_is_small_and_acts_the_same(tiny_run: Path, tmp_path: Path) -> None:
+    from motion_vqvae.tracking.report import release_tracker
+
+    full = tiny_run / "checkpoints/last.pt"
+    small = release_tracker(full, tmp_path / "tracker.pt")
+    assert small.stat().st_size < full.stat().st_size / 2
+    obs = torch.randn(5, load_checkpoint(full)["obs_size"])
+    with torch.no_grad():
+        assert torch.equal(load_tracker(full)[0](obs), load_tracker(small)[0](obs))

@@ -19,7 +19,7 @@ from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic
 from motion_vqvae.tracking.reference import ReferenceMotion
-from motion_vqvae.training.checkpoint import load_checkpoint
+from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,26 @@ def load_tracker(path: str | Path) -> tuple[ActorCritic, TrackerConfig]:
     model = ActorCritic(
         int(state["obs_size"]), len(state["joint_names"]), list(config.hidden), config.init_std
     )
-    model.load_state_dict(state["model"])
+    result = model.load_state_dict(state["model"], strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("critic.")]  # a release drops the critic
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: tracker weights do not fit its config (missing {missing[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]}); the file is damaged or from another version"
+        )
     return model.eval(), config
+
+
+def release_tracker(path: str | Path, out: str | Path) -> Path:
+    """A small copy of a training checkpoint for shipping: the policy (actor, normaliser, std) and the
+    facts that rebuild its MDP; no critic, optimizer or simulator state (they only matter for resuming)."""
+    state = load_checkpoint(path)
+    keep = ("config", "obs_size", "joint_names", "action_scale", "default_dof")
+    released = {k: state[k] for k in keep}
+    released["model"] = {k: v for k, v in state["model"].items() if not k.startswith("critic.")}
+    released["progress"] = {k: state["progress"][k] for k in ("iteration", "env_steps")}
+    save_checkpoint(released, out)
+    return Path(out)
 
 
 def decode_through_tokenizer(motions: list[Motion], tokenizer: str | Path) -> list[Motion]:
