@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=PolicyConfig.eval_episodes)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--env",
+        default=PolicyConfig.env_id,
+        choices=("motion_vqvae/G1Kinematic-v0", "motion_vqvae/G1TokenTrack-v0"),
+        help="inner environment: kinematic playback, or physics under the shipped tracker",
+    )
+    parser.add_argument(
         "--levels", type=int, default=None, help="multi-level tokenizers: act on the first K levels only"
     )
     parser.add_argument("--prior", type=Path, help="prior checkpoint trained on this tokenizer's tokens")
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         num_envs=args.num_envs,
         eval_episodes=args.eval_episodes,
         seed=args.seed,
+        env_id=args.env,
         levels=args.levels,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         prior=None

@@ -129,14 +129,18 @@ def test_tracker_policy_runs_where_torch_cannot_be_imported(tiny_run: Path, tmp_
     assert "ok 29" in done.stdout
 
 
-def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from _tiny_tokenizer import train_tiny_tokenizer
 
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tok", str(sample_motion_path()), iters=4)
+
+
+def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tokenizer: Path, tmp_path: Path) -> None:
     from motion_vqvae.export import export_checkpoint
     from sim2real import TokenDecoder
     from sim2real.tracker import TrackerPolicy
 
-    tokenizer = train_tiny_tokenizer(tmp_path / "tok", str(sample_motion_path()), iters=4)
     manifest = export_checkpoint(tokenizer, tmp_path / "export", tracker=tiny_run / "checkpoints/last.pt")
     assert "tracker.onnx" in manifest["files"] and manifest["tracker"]["control_fps"] == 50.0
     TokenDecoder(tmp_path / "export")  # the pin still matches with the tracker section in the manifest
@@ -153,3 +157,25 @@ def test_released_tracker_is_small_and_acts_the_same(tiny_run: Path, tmp_path: P
     obs = torch.randn(5, load_checkpoint(full)["obs_size"])
     with torch.no_grad():
         assert torch.equal(load_tracker(full)[0](obs), load_tracker(small)[0](obs))
+
+
+def test_token_track_env_runs_tokens_in_physics(tiny_run: Path, tokenizer: Path) -> None:
+    import gymnasium as gym
+
+    import motion_vqvae.envs  # noqa: F401  (registers the environments)
+    from motion_vqvae.envs import TokenActionWrapper
+
+    inner = gym.make("motion_vqvae/G1TokenTrack-v0", tracker=tiny_run / "checkpoints/last.pt")
+    env = TokenActionWrapper(inner, tokenizer)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and np.isfinite(obs).all()
+    assert inner.unwrapped.control_fps == 50.0
+    heights = []
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        heights.append(float(inner.unwrapped.batch.last_state["root_pos"][0, 2]))
+        assert np.isfinite(obs).all() and reward >= 0.0
+        if terminated:
+            assert info["fell"]  # the tracker gave up: the robot fell or left the reference
+            break
+    assert len(set(heights)) > 1  # the physics robot moves

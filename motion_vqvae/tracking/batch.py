@@ -152,6 +152,11 @@ class TrackingBatch:
         self.rng.bit_generator.state = json.loads(state["rng"])
         self._read_state(np.arange(self.num_envs))
 
+    def set_reference(self, reference: ReferenceMotion) -> None:
+        """Swap the reference (a streaming caller such as ``G1TokenTrack-v0`` passes a short window);
+        frame indices and the adaptive-sampling bins of the first reference stay as they are."""
+        self.ref = reference
+
     # -- stepping -------------------------------------------------------------------------------------
 
     def targets(self, actions: np.ndarray) -> np.ndarray:
