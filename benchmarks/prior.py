@@ -15,6 +15,7 @@ import numpy as np
 from motion_vqvae.config_loader import save_config
 from motion_vqvae.prior.config import SECTION, load_prior_config
 from motion_vqvae.prior.evaluate import evaluate_prior
+from motion_vqvae.prior.export import prior_extra
 from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
 from motion_vqvae.prior.train import PriorRun, train
 from motion_vqvae.tokenizer import Tokenizer
@@ -109,7 +110,7 @@ def bench_prior_section(
     loaded = LoadedPrior.load(prior_path)
     metrics = evaluate_prior(loaded, motion_dir, None, root / "eval")
     export_dir = root / "export"
-    Tokenizer.load(tokenizer).export(export_dir, prior=prior_path, overwrite=True)
+    Tokenizer.load(tokenizer).export(export_dir, extras=[prior_extra(prior_path)], overwrite=True)
     result = {
         "prior": str(prior_path),
         "trained_here_s": None if prior else train_s,

@@ -216,6 +216,15 @@ def bench_scale(ctx: BenchContext) -> dict:
     return run_scale(ctx.require("data/g1_moves"), ctx.run_root, ctx.report_dir, frames=ctx.scale_frames)
 
 
+def bench_tracking(ctx: BenchContext) -> dict:
+    """Env steps per CPU second of the physics tracker's G1Track-v0 core against G1PD-v0 (bar: >= 2x), on a
+    calm g1_moves clip (the bundled sample without ../shared)."""
+    from benchmarks.tracking import bench_tracking as run_tracking
+
+    clip = ctx.shared / "data" / "g1_moves" / "M_Move19.csv"
+    return run_tracking(clip if clip.is_file() else None)
+
+
 SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fk": bench_fk,
     "data": bench_data,
@@ -226,6 +235,7 @@ SECTIONS: dict[str, Callable[[BenchContext], dict]] = {
     "fuzz": bench_fuzz,
     "prior": bench_prior,
     "scale": bench_scale,
+    "tracking": bench_tracking,
 }
 
 

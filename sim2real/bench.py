@@ -4,6 +4,8 @@ and a safety stress test that streams random and alternating tokens and checks e
     python -m sim2real.bench exports/g1 [--json] [--stress-tokens 1000000]
 
 ``step`` latency (p50/p99, batch 1) on 1 and 2 onnxruntime intra-op threads includes the safety filter.
+An export with a physics tracker (``export_onnx.py --tracker``) adds ``tracker_step_p50_ms``/``_p99_ms``:
+one ``TrackerPolicy.step`` (observation, graph, PD targets) on one thread.
 The stress test streams ``--stress-tokens`` tokens with ``step()`` after ``reset(current=q)`` at random
 poses (a new pose every ``SEGMENT`` tokens), half uniformly random tokens, half alternating between two
 random ids, and checks positions, velocities and accelerations of everything emitted against the
@@ -132,7 +134,20 @@ def bench_export(
     )
     if stress_tokens and decoder.manifest["streaming"]:
         results.update(stress(decoder, stress_tokens))
+    if "tracker" in decoder.manifest:
+        results["tracker_step_p50_ms"], results["tracker_step_p99_ms"] = tracker_latency_ms(export_dir, steps)
     return results
+
+
+def tracker_latency_ms(export_dir: str | Path, steps: int) -> tuple[float, float]:
+    """p50/p99 of one ``TrackerPolicy.step`` (observation built, graph run, PD targets), one thread."""
+    from sim2real.tracker import TrackerPolicy
+
+    policy = TrackerPolicy(export_dir, threads=1)
+    n = len(policy.joint_names)
+    upright, still = np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(n)
+    pose = policy.default_dof
+    return latency_ms(lambda i: policy.step(pose, still, upright, upright, np.zeros(3), pose, still), steps)
 
 
 def main(argv: list[str] | None = None) -> int:

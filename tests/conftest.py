@@ -72,6 +72,7 @@ def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from motion_vqvae import Tokenizer
     from motion_vqvae.data import sample_motion_path
     from motion_vqvae.export import export_checkpoint
+    from motion_vqvae.prior.export import prior_extra
 
     root = tmp_path_factory.mktemp("examples")
     work = root / "work"
@@ -89,5 +90,5 @@ def example_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     captions = root / "captions.yaml"
     captions.write_text('captions:\n  - {pattern: "sample_motion_*", caption: "a karate chop"}\n')
     prior = train_tiny_prior(best, work / "runs" / "prior", 10, use_text=True, captions=captions)
-    export_checkpoint(Tokenizer.load(best), work / "exports" / "g1", prior=prior)
+    export_checkpoint(Tokenizer.load(best), work / "exports" / "g1", extras=[prior_extra(prior)])
     return work

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from motion_vqvae.cli import cli_main
 from motion_vqvae.export import ParityError, export_checkpoint_file
+from motion_vqvae.prior.export import prior_extra
 from motion_vqvae.tokenizer import Tokenizer
+from motion_vqvae.tracking.export import tracker_extra
 
 
 @cli_main
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "--motion_file", default=None, help="clips for the parity check (default: the checkpoint's)"
     )
     parser.add_argument("--prior", type=Path, help="a prior checkpoint trained on this tokenizer's tokens")
+    parser.add_argument("--tracker", type=Path, help="a physics tracker checkpoint (train_tracker.py)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing export (a folder of one export only)"
     )
@@ -48,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             motion_file=args.motion_file,
             overwrite=args.overwrite,
             safety_scale=args.safety_scale,
-            prior=args.prior,
+            extras=[
+                *([prior_extra(args.prior)] if args.prior else []),
+                *([tracker_extra(args.tracker)] if args.tracker else []),
+            ],
         )
     except ParityError as exc:  # not the user's input: the export itself is wrong
         print(f"error: export failed its parity check: {exc}", file=sys.stderr)

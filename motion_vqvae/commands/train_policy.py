@@ -37,12 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-mode", choices=PRIOR_MODES, default="none", help="how the prior guides PPO")
     parser.add_argument("--prior-beta", type=float, default=PriorGuidance.beta, help="bonus per nat")
     parser.add_argument("--prior-top-p", type=float, default=PriorGuidance.top_p, help="constrain: set mass")
+    parser.add_argument(
+        "--env",
+        default=PolicyConfig.env_id,
+        choices=("motion_vqvae/G1Kinematic-v0", "motion_vqvae/G1TokenTrack-v0"),
+        help="inner environment: kinematic playback, or physics under the shipped tracker",
+    )
     args = parser.parse_args(argv)
     ThreadChoice(1)  # small policy and decoder nets step fastest on one thread (the script sets it)
     if args.prior_mode != "none" and args.prior is None:
         parser.error(f"--prior-mode {args.prior_mode} needs --prior PRIOR")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PolicyConfig(
+        env_id=args.env,
         timesteps=args.timesteps,
         num_envs=args.num_envs,
         eval_episodes=args.eval_episodes,

@@ -36,6 +36,8 @@ __all__ = [
 _ENVS = {
     "motion_vqvae/G1Kinematic-v0": ("motion_vqvae.envs.kinematic:G1KinematicEnv", 300),
     "motion_vqvae/G1PD-v0": ("motion_vqvae.envs.pd:G1PDEnv", 300),
+    "motion_vqvae/G1Track-v0": ("motion_vqvae.tracking.env:G1TrackEnv", 500),
+    "motion_vqvae/G1TokenTrack-v0": ("motion_vqvae.tracking.token_env:G1TokenTrackEnv", 500),
 }
 for _env_id, (_entry, _steps) in _ENVS.items():
     if _env_id not in gym.registry:

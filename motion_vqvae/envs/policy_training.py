@@ -61,6 +61,8 @@ class PolicyConfig:
     """Act on the first ``levels`` quantizer levels of a multi-level tokenizer only (None: all)."""
     prior: PriorGuidance | None = None
     """A motion-token prior that scores, rewards (bonus) or constrains the policy's tokens."""
+    env_id: str = ENV_ID
+    """The inner environment: ``G1Kinematic-v0`` or ``G1TokenTrack-v0`` (the same task in physics)."""
 
 
 def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
@@ -97,13 +99,18 @@ def task_kwargs(commands: np.ndarray) -> dict[str, Any]:
 
 
 def make_env(
-    tokenizer: Any, task: dict[str, Any], render_mode: str | None = None, levels: int | None = None
+    tokenizer: Any,
+    task: dict[str, Any],
+    render_mode: str | None = None,
+    levels: int | None = None,
+    env_id: str = ENV_ID,
 ) -> gym.Env:
-    """``G1Kinematic-v0`` in token space (the first ``levels`` levels), with episode statistics."""
+    """``env_id`` (``G1Kinematic-v0`` by default) in token space (the first ``levels`` levels), with episode
+    statistics."""
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
     return gym.wrappers.RecordEpisodeStatistics(
-        TokenActionWrapper(gym.make(ENV_ID, render_mode=render_mode, **task), tokenizer, levels=levels)
+        TokenActionWrapper(gym.make(env_id, render_mode=render_mode, **task), tokenizer, levels=levels)
     )
 
 
@@ -136,7 +143,10 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     task = task_kwargs(reachable_commands(source))
     venv = VecNormalize(
         DummyVecEnv(
-            [lambda: guide(make_env(source, task, levels=cfg.levels), cfg.prior) for _ in range(cfg.num_envs)]
+            [
+                lambda: guide(make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior)
+                for _ in range(cfg.num_envs)
+            ]
         ),
         norm_reward=False,
     )
@@ -181,7 +191,7 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
 
         return policy
 
-    eval_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
+    eval_env = guide(make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior, training=False)
     eval_env.action_space.seed(cfg.seed + 1)
     eval_seed = 10_000 + cfg.seed
     returns = evaluate(eval_env, policy_in(eval_env), cfg.eval_episodes, eval_seed)
@@ -207,7 +217,9 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    record_env = guide(make_env(source, task, levels=cfg.levels), cfg.prior, training=False)
+    record_env = guide(
+        make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior, training=False
+    )
     _record_episode(record_env, policy_in(record_env), eval_seed, out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))

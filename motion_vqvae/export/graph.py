@@ -1,7 +1,8 @@
 """One torch module -> one self-contained ONNX file, the way every graph of an export is written.
 
 The tokenizer's graphs (:mod:`motion_vqvae.export.onnx_export`) and the prior's
-(:mod:`motion_vqvae.export.prior`) are written by this one function, so they share the exporter, the opset
+(:mod:`motion_vqvae.prior.export`) and the tracker's (:mod:`motion_vqvae.tracking.export`)
+are written by this one function, so they share the exporter, the opset
 and the refusal of external data files.
 """
 

@@ -34,6 +34,8 @@ ROLES = {
     "-> hidden [B, T, D], logits [B, T, V] (next token, first stream), keys, values [L, B, H, P+T, hd]",
     "prior_head.onnx": "hidden [B, D], next_tokens int64 [B, S] -> logits [B, S, V] (stream s uses the "
     "next step's streams < s)",
+    "tracker.onnx": "obs float32 [B, 5N+9] (sim2real.tracker_obs) -> actions float32 [B, N]; PD targets = "
+    "offset + action_scale * actions (metadata 'tracker')",
 }
 
 # Facts copied into each ONNX file's metadata_props (values JSON-encoded unless already strings), so one

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,11 @@ import onnx
 import torch
 
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.export.extras import ExportExtra
 from motion_vqvae.export.graph import OPSET, export_graph
 from motion_vqvae.export.manifest import build_manifest, onnx_metadata
 from motion_vqvae.export.modules import ExportModules
 from motion_vqvae.export.parity import check_parity
-from motion_vqvae.export.prior import export_prior
 from motion_vqvae.export.source import ExportSource
 from motion_vqvae.outputs import (
     check_apart,
@@ -64,10 +64,12 @@ def export_checkpoint(
     motion_file: str | Path | None = None,
     overwrite: bool = False,
     safety_scale: float = 1.0,
-    prior: str | Path | None = None,
+    extras: Sequence[ExportExtra] = (),
 ) -> dict[str, Any]:
     """Export ``tokenizer`` (a loaded checkpoint, :meth:`Tokenizer.load <motion_vqvae.Tokenizer.load>`)
-    and a ``prior`` trained on its tokens to the directory ``out``; returns the manifest.
+    to the directory ``out``, with the sections ``extras`` add (a prior trained on its tokens,
+    :func:`motion_vqvae.prior.export.prior_extra`; a physics tracker,
+    :func:`motion_vqvae.tracking.export.tracker_extra`); returns the manifest.
 
     ``safety_scale`` in (0, 1] scales the robot YAML's velocity and acceleration limits down (to loosen
     them, edit the YAML's ``safety`` section instead).
@@ -83,7 +85,7 @@ def export_checkpoint(
             "Tokenizer.load(path)"
         )
     options = {"motion_file": motion_file, "overwrite": overwrite, "safety_scale": safety_scale}
-    return export_checkpoint_file(tokenizer.path, out, lambda _: tokenizer, prior=prior, **options)
+    return export_checkpoint_file(tokenizer.path, out, lambda _: tokenizer, extras=extras, **options)
 
 
 def export_checkpoint_file(
@@ -94,7 +96,7 @@ def export_checkpoint_file(
     motion_file: str | Path | None = None,
     overwrite: bool = False,
     safety_scale: float = 1.0,
-    prior: str | Path | None = None,
+    extras: Sequence[ExportExtra] = (),
 ) -> dict[str, Any]:
     """:func:`export_checkpoint` of the checkpoint file ``checkpoint``, read by ``load``
     (``Tokenizer.load``) only once ``out`` is checked and claimed: a wrong or busy ``--out`` is reported
@@ -106,7 +108,7 @@ def export_checkpoint_file(
         out,
         {
             "the checkpoint's run": run_of(checkpoint),
-            "the prior's run": None if prior is None else run_of(prior),
+            **{f"the {extra.section}'s run": run_of(extra.source) for extra in extras},
             **({} if motion_file is None else motion_inputs(motion_file)),
         },
     )
@@ -117,7 +119,7 @@ def export_checkpoint_file(
         tmp = temp_sibling(out, "tmp")
         tmp.mkdir()
         try:
-            manifest = _write_export(modules, checkpoint, tmp, out, motion_file, prior)
+            manifest = _write_export(modules, checkpoint, tmp, out, motion_file, extras)
             check_replaceable(out, overwrite, export_files, "an export", MANIFEST)  # unchanged meanwhile?
             publish(tmp, out)
         except BaseException:
@@ -142,7 +144,7 @@ def _write_export(
     tmp: Path,
     out: Path,
     motion_file: str | Path | None,
-    prior: str | Path | None,
+    extras: Sequence[ExportExtra],
 ) -> dict[str, Any]:
     """Every file of the export and its manifest into ``tmp``; returns the manifest."""
     files = _write_files(modules, tmp)
@@ -150,12 +152,14 @@ def _write_export(
     manifest = build_manifest(modules, checkpoint, files, parity, OPSET)
     source = str(out / MANIFEST)
     validate_manifest(manifest, manifest_robot(manifest, source), source)
-    if prior is not None:
-        manifest["prior"] = export_prior(prior, checkpoint, tmp)
-        files = [*files, *manifest["prior"]["files"]]
+    props: dict[str, dict[str, str]] = {}
+    for extra in extras:
+        manifest[extra.section] = section = extra.write(checkpoint, tmp)
+        files = [*files, *section["files"]]
+        props.update(extra.onnx_props(section) if extra.onnx_props else {})
     for name in files:
         if name.endswith(".onnx"):
-            _add_metadata(tmp / name, onnx_metadata(manifest, name))
+            _add_metadata(tmp / name, {**onnx_metadata(manifest, name), **props.get(name, {})})
     manifest["files"] = {name: file_entry(tmp / name) for name in files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.export.extras import ExportExtra
 from motion_vqvae.export.graph import export_graph
 from motion_vqvae.export.parity import ParityError
 from motion_vqvae.prior.model import TokenGPT
@@ -201,3 +202,10 @@ def check_prior_parity(prior: LoadedPrior, root: Path, section: dict[str, Any]) 
         "prior parity: max |onnx - torch| %.2e, sampled streams agree on %.0f%% of steps", worst, 100 * agree
     )
     return {"max_abs_diff": worst, "sampled_agreement": agree}
+
+
+def prior_extra(prior_path: str | Path) -> ExportExtra:
+    """The prior's section of a tokenizer export (``export_checkpoint(..., extras=[prior_extra(p)])``)."""
+    return ExportExtra(
+        "prior", Path(prior_path), lambda tokenizer, root: export_prior(prior_path, tokenizer, root)
+    )

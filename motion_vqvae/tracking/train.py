@@ -1,0 +1,224 @@
+"""Train a tracker with PPO on the batched G1 tracking environment; the body of ``train_tracker.py``.
+
+Run-directory behaviour is the tokenizer trainer's (:mod:`motion_vqvae.training.rundir`): a used ``--out``
+needs ``--resume`` or ``--overwrite``, ``.lock`` refuses a second run, and ``--resume`` continues
+``checkpoints/last.pt`` bit for bit (weights, optimizer, normaliser, every simulator state, episode
+counters, adaptive-sampling weights and all random generators are saved at an iteration boundary). The
+first SIGINT/SIGTERM/SIGHUP stops at the next iteration boundary after saving (``signals.StopRequests``);
+``--time-budget`` ends training the same way. A gradient step whose norm is not finite is skipped.
+
+``results.json`` holds the evaluation figures (:mod:`.evaluate`) and ``learning_curve``: pairs
+``[env_steps, mean_return]``, the mean undiscounted return of the episodes that ended in each iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from motion_vqvae.config_loader import typed_from_dict
+from motion_vqvae.envs.g1 import G1Body
+from motion_vqvae.errors import UserError
+from motion_vqvae.tracking.batch import TrackingBatch
+from motion_vqvae.tracking.config import TrackerConfig
+from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
+from motion_vqvae.tracking.ppo import ActorCritic, Rollout, ppo_update
+from motion_vqvae.tracking.reference import ReferenceMotion
+from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
+from motion_vqvae.training.rundir import RunDirectory
+from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints", "results.json")
+"""What a tracker run writes into its directory; ``--overwrite`` removes these and nothing else."""
+RESUMABLE_KEYS = frozenset({"total_iter", "save_every", "lr"})
+"""Keys that ``--resume`` may change; any other would change the MDP or the network."""
+
+
+def build_model(config: TrackerConfig, obs_size: int, action_size: int) -> ActorCritic:
+    return ActorCritic(obs_size, action_size, list(config.hidden), config.init_std)
+
+
+def train_tracker(
+    motion_file: str | Path,
+    out: str | Path,
+    fps: float | None = None,
+    overrides: dict[str, Any] | None = None,
+    time_budget_min: float | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train (or continue) a tracker on ``motion_file``; returns ``results.json``'s content."""
+    run = RunDirectory(out, files=RUN_FILES)
+    run.check(resume, overwrite)
+    with run.locked():
+        if overwrite:
+            run.clear()
+        saved = load_checkpoint(run.last) if resume else None
+        config = _config(saved, overrides or {}, run.last)
+        (run.path / "config.yaml").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+        torch.manual_seed(config.seed)
+        body = G1Body(timestep=1.0 / config.physics_hz)
+        reference = ReferenceMotion.from_file(motion_file, fps, body, config.control_fps)
+        batch = TrackingBatch(reference, config, body, seed=config.seed)
+        model = build_model(config, batch.obs_size, batch.num_dof)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        generator = torch.Generator().manual_seed(config.seed)
+        progress: dict[str, Any] = {"iteration": 0, "env_steps": 0, "learning_curve": [], "returns": None}
+        obs = batch.reset()
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
+            batch.set_state({k: v.numpy() if torch.is_tensor(v) else v for k, v in saved["env"].items()})
+            obs = batch.observation()
+            progress = {**saved["progress"], "returns": saved["progress"]["returns"].numpy()}
+            run.truncate_metrics(progress["iteration"])
+            log.info("resumed %s at iteration %d", run.last, progress["iteration"])
+        if progress["returns"] is None:
+            progress["returns"] = np.zeros(config.num_envs)
+        _train(run, config, batch, model, optimizer, generator, obs, progress, time_budget_min)
+        runs = run_clips(policy_of(model), reference, config)
+        results = {
+            **score(runs, config.control_fps, body.joint_names),
+            "learning_curve": progress["learning_curve"],
+            "env_steps": progress["env_steps"],
+            "iterations": progress["iteration"],
+            "control_fps": config.control_fps,
+            "physics_hz": config.physics_hz,
+        }
+        (run.path / "results.json").write_text(json.dumps(results, indent=1))
+        return results
+
+
+def _config(saved: dict[str, Any] | None, overrides: dict[str, Any], checkpoint: Path) -> TrackerConfig:
+    if saved is None:
+        return typed_from_dict(TrackerConfig, overrides, "--set")
+    base = saved["config"]
+    changed = sorted(k for k, v in overrides.items() if base.get(k) != v)
+    refused = [k for k in changed if k not in RESUMABLE_KEYS]
+    if refused:
+        raise UserError(
+            f"--resume continues {checkpoint} with its own config; {refused} would change the MDP or the "
+            f"network. Keys that may change on resume: {sorted(RESUMABLE_KEYS)}"
+        )
+    return typed_from_dict(TrackerConfig, {**base, **overrides}, str(checkpoint))
+
+
+def _train(
+    run: RunDirectory,
+    config: TrackerConfig,
+    batch: TrackingBatch,
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    obs: np.ndarray,
+    progress: dict[str, Any],
+    time_budget_min: float | None,
+) -> None:
+    """PPO iterations until ``total_iter``, the time budget or a stop signal; saves ``last.pt`` at the end."""
+    start = time.monotonic()
+    rollout = Rollout(config.steps_per_env, config.num_envs, batch.obs_size, batch.num_dof)
+    first = progress["iteration"]
+    bar = tqdm(total=config.total_iter, initial=first, desc="tracker", unit="it", mininterval=5)
+    with StopRequests() as stop:
+        for iteration in range(first, config.total_iter):
+            obs = _collect(config, batch, model, generator, obs, rollout, progress)
+            stats = ppo_update(model, optimizer, rollout, config, generator)
+            progress["iteration"] = iteration + 1
+            row = {"iteration": iteration + 1, "env_steps": progress["env_steps"], **stats}
+            if progress["learning_curve"] and progress["learning_curve"][-1][0] == progress["env_steps"]:
+                row["mean_return"] = progress["learning_curve"][-1][1]
+            with (run.path / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            bar.update(1)
+            bar.set_postfix(ret=row.get("mean_return", float("nan")), kl=stats["kl"])
+            out_of_time = time_budget_min is not None and time.monotonic() - start >= 60 * time_budget_min
+            last = iteration + 1 == config.total_iter
+            if stop.signum is not None or out_of_time or last or (iteration + 1) % config.save_every == 0:
+                _save(run, config, batch, model, optimizer, generator, progress)
+            if stop.signum is not None:
+                bar.close()
+                raise TrainingInterrupted(stop.signum, iteration + 1)
+            if out_of_time:
+                log.info("time budget of %.1f min reached at iteration %d", time_budget_min, iteration + 1)
+                break
+    bar.close()
+
+
+def _collect(
+    config: TrackerConfig,
+    batch: TrackingBatch,
+    model: ActorCritic,
+    generator: torch.Generator,
+    obs: np.ndarray,
+    rollout: Rollout,
+    progress: dict[str, Any],
+) -> np.ndarray:
+    """One rollout of ``steps_per_env`` steps; time-outs bootstrap their value into the reward."""
+    returns, finished = progress["returns"], []
+    for t in range(config.steps_per_env):
+        obs_t = torch.from_numpy(obs)
+        model.norm.update(obs_t)
+        with torch.no_grad():
+            dist, value = model.distribution(obs_t)
+            action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=generator)
+        obs, reward, terminated, truncated, info = batch.step(action.double().numpy())
+        returns += reward
+        reward_t = torch.from_numpy(reward).float()
+        if truncated.any():
+            with torch.no_grad():
+                _, final_value = model.distribution(torch.from_numpy(info["final_obs"]))
+            reward_t += config.gamma * final_value * torch.from_numpy(truncated).float()
+        done = terminated | truncated
+        finished.extend(returns[done].tolist())
+        returns[done] = 0.0
+        rollout.obs[t], rollout.actions[t], rollout.values[t] = obs_t, action, value
+        rollout.log_probs[t] = dist.log_prob(action).sum(-1)
+        rollout.mean[t] = dist.mean
+        rollout.rewards[t], rollout.dones[t] = reward_t, torch.from_numpy(done).float()
+    with torch.no_grad():
+        _, last_value = model.distribution(torch.from_numpy(obs))
+    rollout.compute_returns(last_value, config.gamma, config.lam)
+    progress["env_steps"] += config.steps_per_env * config.num_envs
+    if finished:
+        progress["learning_curve"].append([progress["env_steps"], float(np.mean(finished))])
+    return obs
+
+
+def _save(
+    run: RunDirectory,
+    config: TrackerConfig,
+    batch: TrackingBatch,
+    model: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    progress: dict[str, Any],
+) -> None:
+    env = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.get_state().items()}
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": dataclasses.asdict(config),
+            "obs_size": batch.obs_size,
+            "joint_names": batch.body.joint_names,
+            "action_scale": torch.from_numpy(batch.action_scale),
+            "default_dof": torch.from_numpy(batch.default_dof),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "env": env,
+            "progress": {**progress, "returns": torch.from_numpy(progress["returns"].copy())},
+        },
+        run.last,
+    )
