@@ -36,7 +36,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("data", "data"),
         (
             "foundation",
-            "errors rotations normalization collectives config_loader outputs robot_model devices threads",
+            "errors rotations normalization collectives config_loader outputs robot_model devices threads "
+            "typed_fields",
         ),
         ("robot side", "sim2real"),
     )

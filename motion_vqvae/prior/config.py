@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from motion_vqvae.config_loader import ConfigLoader, config_field
+from motion_vqvae.config_loader import ConfigLoader
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.typed_fields import config_field
 
 SECTION = "prior"
 

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from motion_vqvae.config_loader import typed_from_dict
 from motion_vqvae.errors import InvalidValue
 from motion_vqvae.prior.config import PriorConfig
 from motion_vqvae.prior.model import TokenGPT
 from motion_vqvae.prior.text import embed_texts
 from motion_vqvae.training.checkpoint import check_model_shapes, load_checkpoint
+from motion_vqvae.typed_fields import typed_from_dict
 from sim2real.prior import SamplingOptions, sample_stream
 from sim2real.token_spec import TokenSpec
 

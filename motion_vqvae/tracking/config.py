@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from motion_vqvae.config_loader import config_field as _opt
 from motion_vqvae.errors import InvalidValue
+from motion_vqvae.typed_fields import config_field as _opt
 
 ACTION_OFFSETS = ("reference", "default")
 

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion_vqvae.config_loader import typed_from_dict
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.errors import UserError
 from motion_vqvae.tracking.batch import TrackingBatch
@@ -35,6 +34,7 @@ from motion_vqvae.tracking.reference import ReferenceMotion
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 from motion_vqvae.training.rundir import RunDirectory
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
+from motion_vqvae.typed_fields import typed_from_dict
 
 log = logging.getLogger(__name__)
 
