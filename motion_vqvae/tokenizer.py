@@ -28,6 +28,7 @@ from motion_vqvae.features import FeatureLayout
 from motion_vqvae.models.vqvae import VQVAE
 from motion_vqvae.training.checkpoint import check_model_shapes, read_checkpoint
 from motion_vqvae.training.evaluation import decode_tokens, encode_motion, reconstruct_motion
+from motion_vqvae.training.tokenizer_task import check_tokenizer_checkpoint
 from sim2real import JointMap, RobotDescription, load_robot, remap_columns
 from sim2real.token_spec import TokenSpec
 
@@ -80,18 +81,7 @@ class Tokenizer:
         """Read the checkpoint at ``path`` once and rebuild its model, frozen, on ``device``."""
         path = Path(path)
         state, sha256 = read_checkpoint(path)
-        if "token_spec" not in state:
-            raise InvalidValue(
-                f"checkpoint {path} predates token structures (no 'token_spec'): its quantizer state "
-                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
-            )
-        if "joint_range" not in state["model_hparams"]:
-            log.warning(
-                "checkpoint %s predates bounded joint ranges: it keeps its unbounded decoder head, so its "
-                "decoded joints may leave the robot's ranges (the export still clamps them); retrain it "
-                "with scripts/train_vqvae.py for a decoder that stays inside them",
-                path,
-            )
+        check_tokenizer_checkpoint(state, path)
         config = AgentConfig.from_dict(dict(state["config"]), source=f"{path}: config")
         check_model_shapes(VQVAE, state["model_hparams"], state["model"], path)
         model = VQVAE(**state["model_hparams"])

@@ -270,6 +270,8 @@ def test_every_module_the_preprocess_worker_runs_is_in_the_key() -> None:
         "motion_vqvae/errors.py",  # error types
         "motion_vqvae/outputs.py",  # where the finished cache goes, not what it holds
         "motion_vqvae/config_loader.py",  # the settings themselves are in the key
+        "motion_vqvae/typed_fields.py",  # the config's field machinery, likewise
+        "motion_vqvae/training/split.py",  # which clips train or test, not what their features are
         "motion_vqvae/training/cache.py",  # index layout: CACHE_FORMAT
         "motion_vqvae/training/cache_files.py",  # checksums and reads of the finished files
     }

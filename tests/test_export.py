@@ -128,6 +128,12 @@ def test_failed_parity_leaves_nothing(checkpoint: Path, tmp_path: Path, monkeypa
     assert list((tmp_path / "exports").iterdir()) == []
 
 
+def test_a_checkpoint_path_is_refused_with_the_loader_named(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"Tokenizer\.load\(path\)"):
+        export_checkpoint(tmp_path / "best.pt", tmp_path / "export")  # type: ignore[arg-type]
+    assert not (tmp_path / "export").exists()
+
+
 def test_non_causal_model_exports_without_step(tmp_path: Path, clips_glob: str) -> None:
     ckpt = train_tiny_tokenizer(tmp_path / "run", clips_glob, 4, causal=False)
     manifest = export_checkpoint(Tokenizer.load(ckpt), tmp_path / "export")

@@ -45,7 +45,8 @@ def test_extreme_tokens_decode_inside_the_joint_ranges(checkpoint: Path) -> None
     dof = agent.decode(tokens).dof  # (T, N) radians
     assert np.ptp(dof, axis=0).max() > 0.1, "the blown-up codebook must decode to varied, extreme poses"
     assert np.all(dof >= lower) and np.all(dof <= upper)
-    assert np.any(np.isclose(dof, lower, atol=1e-3) | np.isclose(dof, upper, atol=1e-3)), "saturated"
+    margin = 0.01 * (upper - lower)  # the soft bound approaches a limit, never reaches it
+    assert np.any((dof - lower < margin) | (upper - dof < margin)), "extreme tokens must saturate a joint"
     streaming = StreamingDecoder(agent.model).eval()
     frames, _ = streaming.step(torch.as_tensor(tokens[:8]), streaming.init_state(8))
     frames = agent.layout.denormalize(frames.detach().double().numpy())[..., agent.layout.slices["dof_pos"]]

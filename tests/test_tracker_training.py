@@ -137,12 +137,13 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tokenizer: Path, tmp_path: Path) -> None:
+    from motion_vqvae import Tokenizer
     from motion_vqvae.export import export_checkpoint
     from sim2real import TokenDecoder
     from sim2real.tracker import TrackerPolicy
 
     manifest = export_checkpoint(
-        tokenizer, tmp_path / "export", extras=[tracker_extra(tiny_run / "checkpoints/last.pt")]
+        Tokenizer.load(tokenizer), tmp_path / "export", extras=[tracker_extra(tiny_run / "checkpoints/last.pt")]
     )
     assert "tracker.onnx" in manifest["files"] and manifest["tracker"]["control_fps"] == 50.0
     TokenDecoder(tmp_path / "export")  # the pin still matches with the tracker section in the manifest

@@ -78,6 +78,11 @@ def export_checkpoint(
     else the bundled sample). Raises :class:`~motion_vqvae.export.parity.ParityError` (nothing written at
     ``out``) when onnxruntime disagrees with torch beyond the tolerances.
     """
+    if isinstance(tokenizer, (str, Path)):
+        raise TypeError(
+            f"export_checkpoint takes a loaded tokenizer, not the path {str(tokenizer)!r}: pass "
+            "motion_vqvae.Tokenizer.load(path) (or run scripts/export_onnx.py --checkpoint PATH)"
+        )
     if tokenizer.path is None or tokenizer.sha256 is None:
         raise InvalidValue(
             "export: this tokenizer was not loaded from a checkpoint file (a training run's in-memory "

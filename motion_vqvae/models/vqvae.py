@@ -9,12 +9,13 @@ own features, so a part's tokens describe that part alone (as LoM's upper/lower-
 latents are concatenated and decoded jointly into one motion, so the parts stay coordinated.
 
 ``joint_range`` bounds the decoded joint angles by construction: the decoder's raw ``dof_pos`` channels
-go through ``mid + half * tanh(raw)``, so no token, however extreme, decodes a joint outside the robot's
-range, and every consumer (evaluation, wrapper, batched decoder, the ONNX decoder) inherits it. The range
-is stored in the hyper-parameters in normalised feature units (``(limit - mean) / std`` of the layout the
-model was trained with): the model stays unit-free and the checkpoint holds the range itself, never a
-name to look it up again. ``dof_pos`` is the only joint-angle channel a decoded motion is built from
-(``dof_vel`` is redundant there), so it is the one bounded.
+go through a soft bound (:class:`JointRangeBound`) that is the identity near the data's mean and saturates
+at the robot's limits, so no token, however extreme, decodes a joint outside the robot's range, and every
+consumer (evaluation, wrapper, batched decoder, the ONNX decoder) inherits it. The range is stored in the
+hyper-parameters in normalised feature units (``(limit - mean) / std`` of the layout the model was trained
+with): the model stays unit-free and the checkpoint holds the range itself, never a name to look it up
+again. ``dof_pos`` is the only joint-angle channel a decoded motion is built from (``dof_vel`` is redundant
+there), so it is the one bounded.
 """
 
 from __future__ import annotations
@@ -190,10 +191,13 @@ class VQVAE(nn.Module):
 
 
 class JointRangeBound(nn.Module):
-    """``(B, T, F)`` raw decoder output -> the same with ``dof_pos`` columns in ``[lower, upper]``.
+    """``(B, T, F)`` raw decoder output -> the same with ``dof_pos`` columns inside ``(lower, upper)``.
 
-    ``mid + half * tanh(raw)`` (normalised units) rather than a clamp: the gradient never vanishes at
-    once at the range's edge, and the decoder learns to stay inside it instead of being cut off.
+    Per joint, ``a + s * tanh((raw - a) / s)`` with ``s = upper - a`` above the anchor ``a`` and ``a - lower``
+    below it. The anchor is the data's mean (0 in normalised units), moved 5 % of the range inside when the
+    mean sits at a limit. Why this shape: it has slope 1 at the anchor, so an untrained or lightly trained
+    decoder behaves like the unbounded one (near the data's mean, not mid-range, where a robot may never
+    stand), its gradient never vanishes at once at a limit as a clamp's does, and it never leaves the range.
     """
 
     def __init__(self, joint_range: dict[str, list]) -> None:
@@ -201,12 +205,17 @@ class JointRangeBound(nn.Module):
         self.start, self.stop = (int(c) for c in joint_range["columns"])
         lower = torch.tensor(joint_range["lower"], dtype=torch.float32)
         upper = torch.tensor(joint_range["upper"], dtype=torch.float32)
+        inset = 0.05 * (upper - lower)
+        anchor = torch.minimum(torch.maximum(torch.zeros_like(lower), lower + inset), upper - inset)
         # Non-persistent: the hyper-parameters are the stored fact; the state_dict keeps its old keys.
-        self.register_buffer("centre", (upper + lower) / 2, persistent=False)
-        self.register_buffer("half_range", (upper - lower) / 2, persistent=False)
+        self.register_buffer("anchor", anchor, persistent=False)
+        self.register_buffer("above", upper - anchor, persistent=False)
+        self.register_buffer("below", anchor - lower, persistent=False)
 
     def forward(self, out: torch.Tensor) -> torch.Tensor:
-        dof = self.centre + self.half_range * torch.tanh(out[..., self.start : self.stop])
+        offset = out[..., self.start : self.stop] - self.anchor
+        scale = torch.where(offset >= 0, self.above, self.below)
+        dof = self.anchor + scale * torch.tanh(offset / scale)
         return torch.cat([out[..., : self.start], dof, out[..., self.stop :]], dim=-1)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +221,7 @@ class TokenizerTask:
 
     def load_state_dict(self, state: dict[str, Any], resume: bool, source: str | Path = "checkpoint") -> None:
         """Rebuild the model from ``state`` (read on the CPU) and load it; with ``resume`` the sampler too."""
-        if "token_spec" not in state:
-            raise InvalidValue(
-                f"checkpoint {source} predates token structures (no 'token_spec'): its quantizer state "
-                "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
-            )
+        check_tokenizer_checkpoint(state, source)
         self.layout = FeatureLayout.from_dict(state["feature_layout"])
         self.joint_map = JointMap.from_dict(state["joint_map"]) if state.get("joint_map") else None
         check_model_shapes(VQVAE, state["model_hparams"], state["model"], source)
@@ -239,6 +236,25 @@ class TokenizerTask:
         self.val_clip_names = list(state.get("val_clips") or [])
         if resume and self.sampler is not None and state.get("sampler"):
             self.sampler.load_state_dict(state["sampler"])
+
+
+def check_tokenizer_checkpoint(state: Mapping[str, Any], source: str | Path) -> None:
+    """Refuse a checkpoint older than token structures; warn about one older than bounded joint ranges.
+
+    The one check of a tokenizer checkpoint's vintage, shared by training resumes and ``Tokenizer.load``.
+    """
+    if "token_spec" not in state:
+        raise InvalidValue(
+            f"checkpoint {source} predates token structures (no 'token_spec'): its quantizer state "
+            "cannot be mapped onto this version's models; retrain it with scripts/train_vqvae.py"
+        )
+    if "joint_range" not in state["model_hparams"]:
+        log.warning(
+            "checkpoint %s predates bounded joint ranges: it keeps its unbounded decoder head, so its "
+            "decoded joints may leave the robot's ranges (the export still clamps them); retrain it "
+            "with scripts/train_vqvae.py for a decoder that stays inside them",
+            source,
+        )
 
 
 def model_hparams(cfg: AgentConfig, layout: FeatureLayout, fps: float) -> dict[str, Any]:
