@@ -26,6 +26,7 @@ from test_prior import train_tiny_prior  # noqa: E402
 
 from motion_vqvae.data import load_motions, sample_motion_path  # noqa: E402
 from motion_vqvae.physics import PHYSICS_METRICS  # noqa: E402
+from motion_vqvae.prior.evaluate import COMPLETION_KEYS  # noqa: E402
 from motion_vqvae.prior.sampling import LoadedPrior  # noqa: E402
 
 CAPTION = "a test motion"
@@ -137,11 +138,14 @@ def test_evaluate_prior_reports_baselines_and_completion(trained: tuple[Path, Pa
         "nll_bits_per_token",
         "unigram_bits_per_token",
         "bigram_bits_per_token",
-        "completion_minade_mm",
-        "completion_minade_repeat_mm",
-        "completion_minade_bigram_mm",
+        *COMPLETION_KEYS,
     ):
         assert np.isfinite(metrics[key]) and metrics[key] > 0, key
+    for kind in ("", "_bigram"):  # the mean over samples is never below their best
+        assert metrics[f"completion_ade{kind}_mm"] >= metrics[f"completion_minade{kind}_mm"]
+    assert metrics["completion_ade_repeat_mm"] == metrics["completion_minade_repeat_mm"]
+    for model in ("nll", "bigram"):  # levels partition the streams: their bits add up to the token's
+        assert np.isclose(sum(metrics[f"{model}_bits_per_level"]), metrics[f"{model}_bits_per_token"])
     assert metrics["clips"] == "held-out" and metrics["num_completion_clips"] >= 1
     assert (tmp_path / "bits.png").is_file() and (tmp_path / "completion.png").is_file()
     physics = metrics["physics"]  # samples and completions scored like the data, over the same seconds
@@ -236,3 +240,8 @@ def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -
     # sim2real.TokenDecoder streams [T, S] tokens on the runtime branch; here the tokenizer decodes them.
     motion = Tokenizer.load(tokenizer).decode(robot)
     assert motion.num_frames == 60 and np.isfinite(motion.dof).all()
+    args = ["--prior", str(prior_path), "--motion_file", str(sample_motion_path()), "--samples", "2"]
+    assert evaluate_prior.main([*args, "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert len(metrics["nll_bits_per_level"]) == len(metrics["bigram_bits_per_level"]) == 2
+    assert metrics["uniform_bits_per_level"] == [np.log2(prior.spec.nb_code)] * 2

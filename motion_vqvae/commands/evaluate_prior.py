@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from motion_vqvae.cli import add_source_arguments, cli_main
-from motion_vqvae.prior.evaluate import evaluate_prior
+from motion_vqvae.prior.evaluate import COMPLETION_KEYS, evaluate_prior
 from motion_vqvae.prior.sampling import LoadedPrior
 
 
@@ -48,13 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         samples=args.samples,
         seed=args.seed,
     )
-    for key in (
-        "nll_bits_per_token",
-        "bigram_bits_per_token",
-        "unigram_bits_per_token",
-        "completion_minade_mm",
-        "completion_minade_repeat_mm",
-        "completion_minade_bigram_mm",
-    ):
-        print(f"{key}: {metrics[key]}")
+    keys = ("nll_bits_per_token", "bigram_bits_per_token", "unigram_bits_per_token")
+    for key in (*keys, "nll_bits_per_level", "bigram_bits_per_level", *COMPLETION_KEYS):
+        value = metrics[key]
+        print(f"{key}: {[round(v, 2) for v in value] if isinstance(value, list) else value}")
     return 0

@@ -33,11 +33,29 @@ from motion_vqvae.prior.data import (
     resolve_repo_path,
 )
 from motion_vqvae.prior.sampling import LoadedPrior
-from motion_vqvae.prior.scoring import bigram_bits, bigram_probs, prior_bits, unigram_bits
+from motion_vqvae.prior.scoring import (
+    bigram_probs,
+    bigram_stream_bits,
+    bits_per_level,
+    prior_stream_bits,
+    unigram_stream_bits,
+)
 from motion_vqvae.tokenizer import Tokenizer
 from sim2real.prior import sample_logits
 
 log = logging.getLogger(__name__)
+
+
+COMPLETION_KEYS = (
+    "completion_ade_mm",
+    "completion_ade_repeat_mm",
+    "completion_ade_bigram_mm",
+    "completion_minade_mm",
+    "completion_minade_repeat_mm",
+    "completion_minade_bigram_mm",
+)
+"""Completion errors: ``ade`` the mean over the samples, ``minade`` the best of them; repeating the last
+token is one deterministic try, so its two figures are the same number."""
 
 
 def heading_body_positions(fk: ForwardKinematics, motion: Motion) -> np.ndarray:
@@ -82,8 +100,9 @@ class CompletionScorer:
         pred = heading_body_positions(self.fk, self.decode(tokens))[self.frames]
         return 1000.0 * float(np.linalg.norm(pred - self.reference, axis=-1).mean())
 
-    def min_error_mm(self, prefix: np.ndarray, continuations: list[np.ndarray]) -> float:
-        return min(self.error_mm(np.concatenate([prefix, c])) for c in continuations)
+    def errors_mm(self, prefix: np.ndarray, continuations: list[np.ndarray]) -> list[float]:
+        """The error of each continuation of ``prefix``."""
+        return [self.error_mm(np.concatenate([prefix, c])) for c in continuations]
 
 
 def evaluate_prior(
@@ -121,15 +140,15 @@ def evaluate_prior(
         caption = captions.caption(motion.name)
         text = prior.captions.get(caption) if caption else None
         scored = {
-            "prior": prior_bits(prior.model, tokens),
-            "prior_text": prior_bits(prior.model, tokens, text) if text is not None else None,
-            "unigram": unigram_bits(tokens, uni),
-            "bigram": bigram_bits(tokens, uni, bi),
+            "prior": prior_stream_bits(prior.model, tokens),
+            "prior_text": prior_stream_bits(prior.model, tokens, text) if text is not None else None,
+            "unigram": unigram_stream_bits(tokens, uni),
+            "bigram": bigram_stream_bits(tokens, uni, bi),
         }
         for key, value in scored.items():
             if value is not None:
                 bits[key].append(value)
-                row[f"{key}_bits_per_token"] = float(value.mean())
+                row[f"{key}_bits_per_token"] = float(value.sum(axis=1).mean())
         if len(tokens) >= prefix + horizon:
             scorer = CompletionScorer(tok, fk, motion, prefix, horizon)
             head = tokens[:prefix]
@@ -138,11 +157,13 @@ def evaluate_prior(
                 for _ in range(samples)
             ]
             bigram = [sample_bigram(probs, head[-1], horizon, rng, options.top_p) for _ in range(samples)]
-            row["completion_minade_mm"] = scorer.min_error_mm(head, sampled)
-            row["completion_minade_repeat_mm"] = scorer.error_mm(
-                np.concatenate([head, np.repeat(head[-1:], horizon, 0)])
-            )
-            row["completion_minade_bigram_mm"] = scorer.min_error_mm(head, bigram)
+            prior_errors, bigram_errors = scorer.errors_mm(head, sampled), scorer.errors_mm(head, bigram)
+            repeat = scorer.error_mm(np.concatenate([head, np.repeat(head[-1:], horizon, 0)]))
+            row["completion_ade_mm"] = float(np.mean(prior_errors))
+            row["completion_minade_mm"] = min(prior_errors)
+            row["completion_ade_repeat_mm"] = row["completion_minade_repeat_mm"] = repeat  # one try: both
+            row["completion_ade_bigram_mm"] = float(np.mean(bigram_errors))
+            row["completion_minade_bigram_mm"] = min(bigram_errors)
             free = prior.sample(prefix + horizon, seed=int(rng.integers(2**31)), options=options)
             for group, clip in (
                 ("reference", scorer.prepared),  # first: its clip names label physics_per_clip
@@ -153,16 +174,20 @@ def evaluate_prior(
         per_clip.append(row)
         log.info("%s: %s", motion.name, {k: round(v, 2) for k, v in row.items() if isinstance(v, float)})
     completed = [r for r in per_clip if "completion_minade_mm" in r]
+    stacked = {key: np.concatenate(value) for key, value in bits.items() if value}  # (T, S) each
     metrics: dict[str, Any] = {
-        "nll_bits_per_token": float(np.concatenate(bits["prior"]).mean()),
-        "nll_bits_per_token_text": float(np.concatenate(bits["prior_text"]).mean())
-        if bits["prior_text"]
+        "nll_bits_per_token": float(stacked["prior"].sum(axis=1).mean()),
+        "nll_bits_per_token_text": float(stacked["prior_text"].sum(axis=1).mean())
+        if "prior_text" in stacked
         else None,
-        "unigram_bits_per_token": float(np.concatenate(bits["unigram"]).mean()),
-        "bigram_bits_per_token": float(np.concatenate(bits["bigram"]).mean()),
+        "unigram_bits_per_token": float(stacked["unigram"].sum(axis=1).mean()),
+        "bigram_bits_per_token": float(stacked["bigram"].sum(axis=1).mean()),
         "uniform_bits_per_token": tok.spec.bits_per_token,
+        "nll_bits_per_level": bits_per_level(stacked["prior"], tok.spec),
+        "bigram_bits_per_level": bits_per_level(stacked["bigram"], tok.spec),
+        "uniform_bits_per_level": [len(tok.spec.parts) * np.log2(tok.spec.nb_code)] * tok.spec.num_levels,
     }
-    for key in ("completion_minade_mm", "completion_minade_repeat_mm", "completion_minade_bigram_mm"):
+    for key in COMPLETION_KEYS:
         metrics[key] = float(np.mean([r[key] for r in completed])) if completed else None
     metrics.update(
         {
@@ -190,41 +215,48 @@ def evaluate_prior(
 
 
 def _plot(metrics: dict[str, Any], bits: dict[str, list[np.ndarray]], out: Path) -> None:
-    """bits.png (per model, and along the longest clip) and completion.png (minADE per method)."""
+    """bits.png (per model, per level, and along the longest clip) and completion.png (ADE and minADE
+    per method)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(15, 4))
     FigureCanvasAgg(fig)
-    ax, ax2 = fig.subplots(1, 2)
+    ax, ax_level, ax_clip = fig.subplots(1, 3)
     names = ["prior", "bigram", "unigram"]
-    ax.bar(
-        names,
-        [metrics["nll_bits_per_token"], metrics["bigram_bits_per_token"], metrics["unigram_bits_per_token"]],
-    )
+    ax.bar(names, [metrics[f"{'nll' if n == 'prior' else n}_bits_per_token"] for n in names])
     ax.axhline(metrics["uniform_bits_per_token"], color="k", ls=":", label="uniform")
     ax.set_ylabel("held-out bits per token")
     ax.legend()
+    levels = np.arange(len(metrics["nll_bits_per_level"]))
+    for offset, (label, key) in zip((-0.2, 0.2), (("prior", "nll"), ("bigram", "bigram")), strict=True):
+        ax_level.bar(levels + offset, metrics[f"{key}_bits_per_level"], width=0.4, label=label)
+    ax_level.plot(levels, metrics["uniform_bits_per_level"], "k:", label="uniform")
+    ax_level.set_xticks(levels, [f"L{i}" for i in levels])
+    ax_level.set_ylabel("bits per step (parts summed)")
+    ax_level.set_title("per level (L0 coarse)")
+    ax_level.legend()
     longest = int(np.argmax([len(b) for b in bits["prior"]]))
     for name in names:
-        ax2.plot(bits[name][longest], label=name, lw=0.8)
-    ax2.set_xlabel("token")
-    ax2.set_ylabel("bits")
-    ax2.set_title("longest held-out clip")
-    ax2.legend()
+        ax_clip.plot(bits[name][longest].sum(axis=1), label=name, lw=0.8)
+    ax_clip.set_xlabel("token")
+    ax_clip.set_ylabel("bits")
+    ax_clip.set_title("longest held-out clip")
+    ax_clip.legend()
     fig.tight_layout()
     fig.savefig(out / "bits.png", dpi=100)
     if metrics["completion_minade_mm"] is None:
         return
-    fig = Figure(figsize=(5, 4))
+    fig = Figure(figsize=(6, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    keys = {
-        "prior": "completion_minade_mm",
-        "repeat last": "completion_minade_repeat_mm",
-        "bigram": "completion_minade_bigram_mm",
-    }
-    ax.bar(list(keys), [metrics[k] for k in keys.values()])
-    ax.set_ylabel("completion minADE (mm, heading frame)")
+    methods = {"prior": "", "repeat last": "_repeat", "bigram": "_bigram"}
+    x = np.arange(len(methods))
+    for offset, kind in zip((-0.2, 0.2), ("ade", "minade"), strict=True):
+        values = [metrics[f"completion_{kind}{suffix}_mm"] for suffix in methods.values()]
+        ax.bar(x + offset, values, width=0.4, label="mean of samples" if kind == "ade" else "best of samples")
+    ax.set_xticks(x, list(methods))
+    ax.set_ylabel("completion error (mm, heading frame)")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out / "completion.png", dpi=100)
