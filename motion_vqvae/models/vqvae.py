@@ -9,13 +9,13 @@ own features, so a part's tokens describe that part alone (as LoM's upper/lower-
 latents are concatenated and decoded jointly into one motion, so the parts stay coordinated.
 
 ``joint_range`` bounds the decoded joint angles by construction: the decoder's raw ``dof_pos`` channels
-go through a soft bound (:class:`JointRangeBound`) that is the identity near the data's mean and saturates
-at the robot's limits, so no token, however extreme, decodes a joint outside the robot's range, and every
-consumer (evaluation, wrapper, batched decoder, the ONNX decoder) inherits it. The range is stored in the
-hyper-parameters in normalised feature units (``(limit - mean) / std`` of the layout the model was trained
-with): the model stays unit-free and the checkpoint holds the range itself, never a name to look it up
-again. ``dof_pos`` is the only joint-angle channel a decoded motion is built from (``dof_vel`` is redundant
-there), so it is the one bounded.
+go through a soft bound (:class:`JointRangeBound`) that is the identity inside the range and bends into
+the robot's limits over its last 5 %, so no token, however extreme, decodes a joint outside the robot's
+range, and every consumer (evaluation, wrapper, batched decoder, the ONNX decoder) inherits it. The range
+is stored in the hyper-parameters in normalised feature units (``(limit - mean) / std`` of the layout the
+model was trained with): the model stays unit-free and the checkpoint holds the range itself, never a name
+to look it up again. ``dof_pos`` is the only joint-angle channel a decoded motion is built from
+(``dof_vel`` is redundant there), so it is the one bounded.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from motion_vqvae.models.encdec import Decoder, Encoder
 from motion_vqvae.models.quantizers import QUANTIZERS, QuantizerOutput
 from motion_vqvae.models.tokens import MULTI_LEVEL, TokenQuantizer, build_part_quantizer
 from sim2real.token_spec import TokenSpec
+
+KNEE_SHARE = 0.05
+"""Share of a joint's range, inside each limit, over which the joint-range bound bends into the limit."""
 
 
 class PartEncoder(nn.Module):
@@ -193,11 +196,13 @@ class VQVAE(nn.Module):
 class JointRangeBound(nn.Module):
     """``(B, T, F)`` raw decoder output -> the same with ``dof_pos`` columns inside ``(lower, upper)``.
 
-    Per joint, ``a + s * tanh((raw - a) / s)`` with ``s = upper - a`` above the anchor ``a`` and ``a - lower``
-    below it. The anchor is the data's mean (0 in normalised units), moved 5 % of the range inside when the
-    mean sits at a limit. Why this shape: it has slope 1 at the anchor, so an untrained or lightly trained
-    decoder behaves like the unbounded one (near the data's mean, not mid-range, where a robot may never
-    stand), its gradient never vanishes at once at a limit as a clamp's does, and it never leaves the range.
+    The identity between two knees set :data:`KNEE_SHARE` of each joint's range inside its limits; past a
+    knee, ``knee + w * tanh((x - knee) / w)`` (``w`` the knee's distance to its limit) bends the output
+    smoothly into the limit. Why this shape: retargeted data sits at some limits (the G1's ankle rolls for a
+    quarter of g1_moves' frames), so a bound that compresses the whole range (one ``tanh``) would need
+    unbounded raw outputs there and slow the decoder everywhere; this one changes nothing in the interior (an
+    untrained decoder behaves as an unbounded one, near the data's mean), costs at most a few milliradians
+    at a limit, keeps a gradient past the knee (a clamp would cut it), and never leaves the range.
     """
 
     def __init__(self, joint_range: dict[str, list]) -> None:
@@ -205,18 +210,19 @@ class JointRangeBound(nn.Module):
         self.start, self.stop = (int(c) for c in joint_range["columns"])
         lower = torch.tensor(joint_range["lower"], dtype=torch.float32)
         upper = torch.tensor(joint_range["upper"], dtype=torch.float32)
-        inset = 0.05 * (upper - lower)
-        anchor = torch.minimum(torch.maximum(torch.zeros_like(lower), lower + inset), upper - inset)
+        width = KNEE_SHARE * (upper - lower)
         # Non-persistent: the hyper-parameters are the stored fact; the state_dict keeps its old keys.
-        self.register_buffer("anchor", anchor, persistent=False)
-        self.register_buffer("above", upper - anchor, persistent=False)
-        self.register_buffer("below", anchor - lower, persistent=False)
+        self.register_buffer("width", width, persistent=False)
+        self.register_buffer("knee_low", lower + width, persistent=False)
+        self.register_buffer("knee_high", upper - width, persistent=False)
 
     def forward(self, out: torch.Tensor) -> torch.Tensor:
-        offset = out[..., self.start : self.stop] - self.anchor
-        scale = torch.where(offset >= 0, self.above, self.below)
-        dof = self.anchor + scale * torch.tanh(offset / scale)
-        return torch.cat([out[..., : self.start], dof, out[..., self.stop :]], dim=-1)
+        raw = out[..., self.start : self.stop]
+        past_high = torch.relu(raw - self.knee_high)
+        past_low = torch.relu(self.knee_low - raw)
+        bend = self.width * torch.tanh(past_high / self.width) - past_high
+        bend = bend - self.width * torch.tanh(past_low / self.width) + past_low
+        return torch.cat([out[..., : self.start], raw + bend, out[..., self.stop :]], dim=-1)
 
 
 def _check_joint_range(joint_range: dict[str, list], in_dim: int) -> dict[str, list]:
