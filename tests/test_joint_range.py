@@ -13,7 +13,7 @@ from _tiny_tokenizer import train_tiny_tokenizer
 from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.data import sample_motion_path
 from motion_vqvae.export.streaming import StreamingDecoder
-from motion_vqvae.models.vqvae import VQVAE
+from motion_vqvae.models.vqvae import VQVAE, JointRangeBound
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 from sim2real import load_robot
 
@@ -71,6 +71,21 @@ def test_checkpoint_without_a_joint_range_keeps_its_head_and_says_so(checkpoint:
         agent = MVQVAEAgent.from_checkpoint(old, device="cpu")
     assert agent.model.bound is None
     assert "predates bounded joint ranges" in caplog.text
+
+
+def test_the_bound_is_the_identity_inside_its_knees_and_bends_into_the_limits() -> None:
+    """Data that sits at a limit (the G1's ankle rolls) costs little; the interior is untouched."""
+    bound = JointRangeBound({"columns": [1, 3], "lower": [-1.0, 0.0], "upper": [1.0, 4.0]})
+    inside = torch.tensor([[[7.0, -0.89, 3.79, 5.0]]])
+    assert torch.equal(bound(inside), inside)  # knees at 5 % of each range: -0.9 / 0.9 and 0.2 / 3.8
+    raw = torch.linspace(-50.0, 50.0, 2001)
+    out = bound(torch.stack([raw] * 4, dim=-1)[None])[0]
+    for column, (low, high) in zip((1, 2), ((-1.0, 1.0), (0.0, 4.0)), strict=True):
+        assert torch.all(out[:, column] >= low) and torch.all(out[:, column] <= high)  # float32 tanh reaches 1
+        assert torch.all(torch.diff(out[:, column]) >= 0)  # monotonic: a larger raw value never decodes lower
+    assert torch.equal(out[:, 0], raw) and torch.equal(out[:, 3], raw)  # other columns pass through
+    at_limit = bound(torch.tensor([[[0.0, 1.2, 0.0, 0.0]]]))[0, 0, 1]  # 0.3 past the knee
+    assert 1.0 - at_limit < 0.003
 
 
 def test_joint_range_must_fit_the_features() -> None:
