@@ -81,7 +81,8 @@ def test_the_bound_is_the_identity_inside_its_knees_and_bends_into_the_limits() 
     raw = torch.linspace(-50.0, 50.0, 2001)
     out = bound(torch.stack([raw] * 4, dim=-1)[None])[0]
     for column, (low, high) in zip((1, 2), ((-1.0, 1.0), (0.0, 4.0)), strict=True):
-        assert torch.all(out[:, column] >= low) and torch.all(out[:, column] <= high)  # float32 tanh reaches 1
+        eps = 1e-6  # float32 rounding at the limit; real ranges are set 1e-4 rad inside the robot's
+        assert torch.all(out[:, column] >= low - eps) and torch.all(out[:, column] <= high + eps)
         assert torch.all(torch.diff(out[:, column]) >= 0)  # monotonic: a larger raw value never decodes lower
     assert torch.equal(out[:, 0], raw) and torch.equal(out[:, 3], raw)  # other columns pass through
     at_limit = bound(torch.tensor([[[0.0, 1.2, 0.0, 0.0]]]))[0, 0, 1]  # 0.3 past the knee

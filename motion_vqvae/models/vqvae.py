@@ -218,11 +218,10 @@ class JointRangeBound(nn.Module):
 
     def forward(self, out: torch.Tensor) -> torch.Tensor:
         raw = out[..., self.start : self.stop]
-        past_high = torch.relu(raw - self.knee_high)
-        past_low = torch.relu(self.knee_low - raw)
-        bend = self.width * torch.tanh(past_high / self.width) - past_high
-        bend = bend - self.width * torch.tanh(past_low / self.width) + past_low
-        return torch.cat([out[..., : self.start], raw + bend, out[..., self.stop :]], dim=-1)
+        high = self.knee_high + self.width * torch.tanh(torch.relu(raw - self.knee_high) / self.width)
+        low = self.knee_low - self.width * torch.tanh(torch.relu(self.knee_low - raw) / self.width)
+        dof = torch.where(raw > self.knee_high, high, torch.where(raw < self.knee_low, low, raw))
+        return torch.cat([out[..., : self.start], dof, out[..., self.stop :]], dim=-1)
 
 
 def _check_joint_range(joint_range: dict[str, list], in_dim: int) -> dict[str, list]:
