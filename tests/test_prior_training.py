@@ -146,7 +146,7 @@ def test_sigint_sigterm_sighup_then_resume_equal_the_straight_run(
     for name in ("last.pt", "best.pt"):
         a = load_checkpoint(straight / "checkpoints" / name)
         b = load_checkpoint(out / "checkpoints" / name)
-        assert_equal_states({**a, "tokenizer": ""}, {**b, "tokenizer": ""}, name)
+        assert_equal_states(a, b, name)
     assert rows(straight) == rows(out)
     assert load_checkpoint(out / "checkpoints" / "last.pt")["captions"], "the run was conditioned on text"
 
