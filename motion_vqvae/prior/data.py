@@ -111,10 +111,23 @@ def clip_motions(
     rate, robot, glitch repair), split by :func:`tokenizer_split`: held-out are the tokenizer's validation
     clips, and its test clips are in neither list. The files' own fps and quaternion order come from the
     files, then ``fps`` / ``quat_order``, never from the tokenizer (``source_config``)."""
+    parts = split_clip_motions(tok, motion_file, fps, quat_order)
+    return parts["train"], parts["val"]
+
+
+def split_clip_motions(
+    tok: Tokenizer, motion_file: str | Path, fps: float | None, quat_order: str | None = None
+) -> dict[str, list[Motion]]:
+    """``{"train", "val", "test"}`` clips of ``motion_file`` by the tokenizer run's split (see
+    :func:`clip_motions`); a clip the split does not name trains."""
     cfg = source_config(tok.config, fps, quat_order)
     motions = load_config_motions(cfg, motion_file, min_frames=tok.spec.frames_per_token * 2)
     held, test = tokenizer_split(tok)
-    return [m for m in motions if m.name not in held | test], [m for m in motions if m.name in held]
+    return {
+        "train": [m for m in motions if m.name not in held | test],
+        "val": [m for m in motions if m.name in held],
+        "test": [m for m in motions if m.name in test],
+    }
 
 
 def tokenizer_split(tok: Tokenizer) -> tuple[set[str], set[str]]:
