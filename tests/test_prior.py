@@ -17,7 +17,14 @@ import train_prior  # noqa: E402
 
 from motion_vqvae.data import sample_motion_path  # noqa: E402
 from motion_vqvae.prior.model import TokenGPT  # noqa: E402
-from motion_vqvae.prior.scoring import bigram_bits, ngram_counts, unigram_bits  # noqa: E402
+from motion_vqvae.prior.scoring import (  # noqa: E402
+    base_log_probs,
+    bigram_bits,
+    bigram_stream_bits,
+    ngram_counts,
+    prior_stream_bits,
+    unigram_bits,
+)
 
 TINY_PRIOR = {
     "n_layer": 1,
@@ -50,8 +57,9 @@ def train_tiny_prior(tokenizer: Path, out: Path, iters: int, *extra: str, **sets
 
 
 def _model(streams: int, text_dim: int = 0) -> TokenGPT:
+    """A small TokenGPT whose correction and base are random (a fresh one's correction is zero)."""
     torch.manual_seed(0)
-    return TokenGPT(
+    model = TokenGPT(
         nb_code=7,
         num_streams=streams,
         n_layer=2,
@@ -61,6 +69,25 @@ def _model(streams: int, text_dim: int = 0) -> TokenGPT:
         dropout=0.0,
         text_dim=text_dim,
     ).eval()
+    torch.nn.init.normal_(model.lm_head.weight, std=0.5)
+    model.set_base(torch.log_softmax(torch.randn(streams, 8, 7), dim=-1))
+    return model
+
+
+def test_a_fresh_prior_predicts_exactly_its_bigram_base() -> None:
+    """The head corrects the smoothed bigram from zero: before training, the prior is the bigram."""
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(7, size=(40, 3)) for _ in range(4)]
+    uni, bi = ngram_counts(sequences, 7)
+    model = _model(3)
+    torch.nn.init.zeros_(model.lm_head.weight)  # as constructed
+    model.set_base(torch.as_tensor(base_log_probs(uni, bi), dtype=torch.float32))
+    held_out = rng.integers(7, size=(25, 3))
+    np.testing.assert_allclose(
+        prior_stream_bits(model, held_out), bigram_stream_bits(held_out, uni, bi), atol=1e-4
+    )
+    with pytest.raises(ValueError, match="finite"):
+        model.set_base(torch.full((3, 8, 7), float("-inf")))
 
 
 @pytest.mark.parametrize("streams", [1, 3])

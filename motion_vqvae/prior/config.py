@@ -42,7 +42,7 @@ class PriorConfig:
     block_size: int = config_field(
         64, "positions the model sees: the condition slot plus block_size-1 tokens", min=4, max=8192
     )
-    dropout: float = config_field(0.1, "dropout in attention, MLP and embeddings", min=0.0, max=0.9)
+    dropout: float = config_field(0.3, "dropout in attention, MLP and embeddings", min=0.0, max=0.9)
     cond_drop: float = config_field(
         0.15,
         "probability of training a window without its caption (classifier-free guidance)",
@@ -55,7 +55,7 @@ class PriorConfig:
     warmup_iter: int = config_field(
         100, "linear learning-rate warmup steps (at most a quarter of total_iter)", min=0, max=1_000_000_000
     )
-    lr: float = config_field(1e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
+    lr: float = config_field(3e-4, "peak learning rate (AdamW)", min=0.0, max=10.0)
     lr_scheduler: str = config_field("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = config_field([], "multistep: steps at which the rate is multiplied by gamma")
     gamma: float = config_field(
@@ -73,7 +73,7 @@ class PriorConfig:
     )
     # --- logging and checkpoints ---
     eval_every: int = config_field(
-        100, "held-out NLL (and maybe best.pt) every N steps", min=1, max=1_000_000_000
+        50, "held-out NLL (and maybe best.pt) every N steps", min=1, max=1_000_000_000
     )
     save_every: int = config_field(500, "write last.pt every N steps", min=1, max=1_000_000_000)
     print_iter: int = config_field(

@@ -35,9 +35,14 @@ def ngram_counts(sequences: list[np.ndarray], nb_code: int) -> tuple[np.ndarray,
 
 def unigram_stream_bits(tokens: np.ndarray, uni: np.ndarray) -> np.ndarray:
     """``(T, S)`` bits of each step and stream under the add-one smoothed unigram model."""
-    probs = (uni + 1.0) / (uni.sum(axis=1, keepdims=True) + uni.shape[1])  # (S, V)
+    probs = unigram_probs(uni)
     streams = np.arange(tokens.shape[1])
     return -np.log2(probs[streams, tokens])
+
+
+def unigram_probs(uni: np.ndarray) -> np.ndarray:
+    """Add-one smoothed ``p(token)`` ``(S, V)``."""
+    return (uni + 1.0) / (uni.sum(axis=1, keepdims=True) + uni.shape[1])
 
 
 def unigram_bits(tokens: np.ndarray, uni: np.ndarray) -> np.ndarray:
@@ -56,6 +61,12 @@ def bigram_stream_bits(tokens: np.ndarray, uni: np.ndarray, bi: np.ndarray) -> n
     streams = np.arange(tokens.shape[1])
     rest = -np.log2(probs[streams, tokens[:-1], tokens[1:]])
     return np.concatenate([unigram_stream_bits(tokens[:1], uni), rest])
+
+
+def base_log_probs(uni: np.ndarray, bi: np.ndarray) -> np.ndarray:
+    """``(S, V + 1, V)`` log-probabilities of the smoothed bigram (row ``V``: the unigram, for the first
+    step): the base a :class:`TokenGPT` corrects (:meth:`TokenGPT.set_base`)."""
+    return np.log(np.concatenate([bigram_probs(bi), unigram_probs(uni)[:, None]], axis=1))
 
 
 def bigram_bits(tokens: np.ndarray, uni: np.ndarray, bi: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from motion_vqvae.prior.data import (
     resolve_repo_path,
 )
 from motion_vqvae.prior.model import TokenGPT
-from motion_vqvae.prior.scoring import ngram_counts, prior_bits
+from motion_vqvae.prior.scoring import base_log_probs, ngram_counts, prior_bits
 from motion_vqvae.prior.text import TEXT_DIM, embed_texts
 from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training import precision
@@ -133,6 +133,8 @@ class PriorTask:
         self.caption_table = dict(zip(texts, torch.as_tensor(embed_texts(texts)), strict=True))
         self.windows = TokenWindows(self.train_clips, cfg.block_size - 1, cfg.seed)
         self.unigram, self.bigram = ngram_counts([c.tokens for c in self.train_clips], self.tok.spec.nb_code)
+        base = torch.as_tensor(base_log_probs(self.unigram, self.bigram), dtype=torch.float32)
+        self.model.set_base(base.to(self.device))
         log.info(
             "%d training sequences (%d tokens), %d held-out clips: %s; %.2fM parameters",
             len(self.train_clips),
