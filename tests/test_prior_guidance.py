@@ -180,3 +180,29 @@ def test_train_policy_reports_masked_unmasked_and_random_in_mask_returns(
         assert 0 < saved[key] <= 300, key
     assert 0 < saved["allowed_set_size_mean"] < NB_CODE
     assert saved["prior_nll_bits_per_token"] > 0 and saved["random_in_mask_prior_nll_bits_per_token"] > 0
+
+
+def test_prior_benchmark_runs_every_arm_on_every_seed_and_judges_the_bars(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The benchmark's bookkeeping, on stand-in runs (a real run is minutes per arm and seed)."""
+    import motion_vqvae.envs.policy_training as policy_training
+    from benchmarks.prior import PPO_ARMS, guided_ppo
+
+    calls = []
+
+    def fake_train(tokenizer: Path, out: Path, cfg: PolicyConfig) -> dict:
+        calls.append((out.relative_to(tmp_path).as_posix(), cfg.seed, cfg.prior and cfg.prior.mask_model))
+        masked = cfg.prior is not None
+        return {
+            "mean_return": 40.0 + cfg.seed,
+            "random_token_mean_return": 10.0,
+            "random_in_mask_mean_return": 35.0 if masked else None,
+        }
+
+    monkeypatch.setattr(policy_training, "train_policy", fake_train)
+    rows = guided_ppo(tmp_path / "tok.pt", tmp_path / "prior.pt", tmp_path, 0.1, seeds=(0, 1, 2))
+    assert len(calls) == 3 * len(PPO_ARMS) and ("constrain_bigram/seed_2", 2, "bigram") in calls
+    assert rows["no_prior"]["mean_return"] == 41.0 and rows["no_prior"]["ratio_vs_random_in_mask"] is None
+    assert rows["bars"]["no_prior"] == {"vs_random": True, "vs_random_in_mask": None}
+    assert rows["bars"]["constrain"] == {"vs_random": True, "vs_random_in_mask": False}  # 41 / 35 < 1.3
