@@ -142,6 +142,31 @@ def test_coarse_policy_with_a_prior_masks_its_streams_and_the_prior_fills_the_re
     assert np.allclose(logps, expected, atol=1e-4)
 
 
+def test_complete_step_is_the_stream_by_stream_greedy_fill() -> None:
+    """Against the plain loop (one head run per stream), for random chosen streams and a cut-off."""
+    from motion_vqvae.prior.model import TokenGPT
+    from motion_vqvae.prior.sampling import TorchPriorBackend, complete_step
+
+    torch.manual_seed(0)
+    hp = {"nb_code": 7, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 6, "dropout": 0.0}
+    backend = TorchPriorBackend(TokenGPT(num_streams=6, text_dim=0, **hp))
+    hidden = np.random.default_rng(0).normal(size=(1, 16)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        chosen, forced = rng.random(6) < 0.4, rng.integers(0, 7, 6)
+        plain = np.where(chosen, forced, 0)
+        for s in range(6):
+            if not chosen[s]:
+                plain[s] = int(np.argmax(backend.head(hidden, plain[None])[0, s]))
+        token, logits = complete_step(backend, hidden, forced, chosen)
+        assert token.tolist() == plain.tolist()
+        np.testing.assert_allclose(logits, backend.head(hidden, plain[None])[0], atol=1e-6)
+        upto = int(rng.integers(1, 7))
+        cut = complete_step(backend, hidden, forced, chosen, upto=upto)
+        assert cut[0][:upto].tolist() == plain[:upto].tolist()
+        np.testing.assert_allclose(cut[1][:upto], logits[:upto], atol=1e-6)
+
+
 def test_bigram_mask_is_each_chosen_streams_top_p_given_its_previous_id(multi: tuple[Path, Path]) -> None:
     tokenizer, prior_path = multi
     guidance = PriorGuidance(prior_path, "constrain", top_p=0.5, mask_model="bigram")

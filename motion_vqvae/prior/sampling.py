@@ -134,7 +134,11 @@ class LoadedPrior:
 
 
 def complete_step(
-    backend: PriorBackend, hidden: np.ndarray, forced: np.ndarray, chosen: np.ndarray
+    backend: PriorBackend,
+    hidden: np.ndarray,
+    forced: np.ndarray,
+    chosen: np.ndarray,
+    upto: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The next step's whole token tuple from some of its streams, and every stream's logits.
 
@@ -144,12 +148,27 @@ def complete_step(
     is a deterministic function of the chosen ids and the history, so a policy choosing the coarse streams
     sees the same consequence of the same choice. Returns ``(tuple [S], logits [S, V])``, the logits of
     stream s given the returned tuple's streams before s (score the tuple or mask a stream with them).
+    ``upto``: only streams ``< upto`` are needed (the rest of both outputs is left 0), which saves the head
+    runs after them. One head run per stream filled, plus one when chosen streams follow the last of them.
     """
     chosen = np.asarray(chosen, bool)
+    streams = len(chosen) if upto is None else upto
     token = np.where(chosen, np.asarray(forced, np.int64), 0)
-    for s in np.flatnonzero(~chosen):  # stream s's logits depend on streams < s only, all final here
-        token[s] = int(np.argmax(backend.head(hidden, token[None])[0, s]))
-    return token, backend.head(hidden, token[None])[0]
+    logits: np.ndarray | None = None
+    done = 0  # streams < done have their final logits
+    while done < streams:
+        out = backend.head(hidden, token[None])[0]  # stream s is final once streams < s are
+        if logits is None:
+            logits = np.zeros_like(out)
+        free = np.flatnonzero(~chosen[done:streams])
+        last = done + int(free[0]) if len(free) else streams - 1  # the next stream to fill, or the end
+        logits[done : last + 1] = out[done : last + 1]
+        if not chosen[last]:
+            token[last] = int(np.argmax(out[last]))
+        done = last + 1
+    if upto is not None:
+        token[upto:] = 0
+    return token, logits
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -171,6 +190,8 @@ class StepContext:
 
     def reset(self) -> None:
         """An empty history: the next step is the stream's first."""
+        self._scored_token: np.ndarray | None = None  # the step ``fill`` completed last, and its logits
+        self._scored = np.zeros(0)
         self._prime(np.zeros((0, self.streams), np.int64))
 
     def _prime(self, context: np.ndarray) -> None:
@@ -182,24 +203,36 @@ class StepContext:
 
     def fill(self, partial: np.ndarray, chosen: np.ndarray) -> np.ndarray:
         """``[S]`` ids: ``partial`` where ``chosen``, the prior's most likely ids elsewhere."""
-        return complete_step(self.backend, self.hidden, partial, chosen)[0]
+        token, self._scored = complete_step(self.backend, self.hidden, partial, chosen)
+        self._scored_token = token
+        return token
 
     def log_prob(self, token: np.ndarray) -> float:
-        """``log p(token | history)`` in nats, summed over the streams."""
+        """``log p(token | history)`` in nats, summed over the streams (the logits of the step just filled
+        when it is that token)."""
         token = np.asarray(token, np.int64).reshape(self.streams)
-        logits = complete_step(self.backend, self.hidden, token, np.ones(self.streams, bool))[1]
+        if self._scored_token is not None and np.array_equal(token, self._scored_token):
+            logits = self._scored
+        else:
+            logits = complete_step(self.backend, self.hidden, token, np.ones(self.streams, bool))[1]
         return float(_log_softmax(logits)[np.arange(self.streams), token].sum())
 
     def allowed(self, streams: np.ndarray, top_p: float) -> np.ndarray:
         """``[len(streams), V]``: the top-p set of each of ``streams`` for the next step, each given the
         prior's most likely ids of the streams before it (the others are not chosen yet)."""
+        streams = np.asarray(streams)
         logits = complete_step(
-            self.backend, self.hidden, np.zeros(self.streams, np.int64), np.zeros(self.streams, bool)
+            self.backend,
+            self.hidden,
+            np.zeros(self.streams, np.int64),
+            np.zeros(self.streams, bool),
+            upto=int(streams.max()) + 1,
         )[1]
-        return top_p_mask(logits[np.asarray(streams)], top_p)
+        return top_p_mask(logits[streams], top_p)
 
     def advance(self, token: np.ndarray) -> None:
         """Append the step taken (``[S]`` ids) to the history."""
+        self._scored_token = None  # its logits were for the step now taken
         token = np.asarray(token, np.int64).reshape(1, self.streams)
         history = np.concatenate([self.history, token])
         if self._position >= self.backend.block_size:
