@@ -148,8 +148,9 @@ def complete_step(
     is a deterministic function of the chosen ids and the history, so a policy choosing the coarse streams
     sees the same consequence of the same choice. Returns ``(tuple [S], logits [S, V])``, the logits of
     stream s given the returned tuple's streams before s (score the tuple or mask a stream with them).
-    ``upto``: only streams ``< upto`` are needed (the rest of both outputs is left 0), which saves the head
-    runs after them. One head run per stream filled, plus one when chosen streams follow the last of them.
+    ``upto``: only streams ``< upto`` are needed (the later ones stay unfilled, their logits 0), which saves
+    the head runs after them. One head run per stream filled, plus one when chosen streams follow the last
+    of them.
     """
     chosen = np.asarray(chosen, bool)
     streams = len(chosen) if upto is None else upto
@@ -166,8 +167,6 @@ def complete_step(
         if not chosen[last]:
             token[last] = int(np.argmax(out[last]))
         done = last + 1
-    if upto is not None:
-        token[upto:] = 0
     return token, logits
 
 
