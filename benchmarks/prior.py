@@ -20,12 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from motion_vqvae.config_loader import save_config
-from motion_vqvae.prior.config import SECTION, load_prior_config
+from motion_vqvae.commands import train_prior
 from motion_vqvae.prior.evaluate import evaluate_prior
 from motion_vqvae.prior.export import prior_extra
 from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
-from motion_vqvae.prior.train import PriorRun, train
 from motion_vqvae.tokenizer import Tokenizer
 from sim2real.prior import OnnxPriorBackend, SamplingOptions, sample_stream
 
@@ -35,11 +33,12 @@ SAMPLE_SECONDS = 20.0
 
 
 def train_default_prior(tokenizer: Path, motion_dir: Path, out: Path, minutes: float) -> Path:
-    """The default config trained for ``minutes`` on the tokenizer's training clips; returns best.pt."""
-    cfg = load_prior_config(None, ["num_threads=1"])
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml", section=SECTION)
-    train(PriorRun(cfg, tokenizer, motion_dir, None, out), time_budget_s=60 * minutes)
+    """The default config trained for ``minutes`` on the tokenizer's training clips, as a user runs
+    ``train_prior.py``; returns best.pt."""
+    args = ["--tokenizer", str(tokenizer), "--motion_file", str(motion_dir), "--out", str(out)]
+    code = train_prior.main([*args, "--set", "num_threads=1", "--time-budget", str(minutes), "--overwrite"])
+    if code != 0:
+        raise RuntimeError(f"train_prior.py exited with {code}; its error is printed above")
     return out / "checkpoints" / "best.pt"
 
 

@@ -190,8 +190,12 @@ def check_prior_graphs(
     streams, vocab = spec.num_streams, spec.nb_code
     feeds = {"text": np.zeros((1, max(backend.text_dim, 1)), np.float32), "has_text": np.ones(1, np.float32)}
     start = run_graph(backend.start_session, feeds, root / "prior_start.onnx")
+    hidden_size = width + streams  # the transformer's state and the previous step's token ids
     check_output_shapes(
-        root / "prior_start.onnx", [a.shape for a in start], [(1, width), cache, cache], "one condition slot"
+        root / "prior_start.onnx",
+        [a.shape for a in start],
+        [(1, hidden_size), cache, cache],
+        "one condition slot",
     )
     hidden, keys, values = start
     step_feeds = {
@@ -204,7 +208,7 @@ def check_prior_graphs(
     check_output_shapes(
         root / "prior_step.onnx",
         [a.shape for a in run_graph(backend.step_session, step_feeds, root / "prior_step.onnx")],
-        [(1, 1, width), (1, 1, vocab), longer, longer],
+        [(1, 1, hidden_size), (1, 1, vocab), longer, longer],
         f"one step of {streams} stream(s) after the condition slot",
     )
     head_feeds = {"hidden": hidden, "next_tokens": np.zeros((1, streams), np.int64)}

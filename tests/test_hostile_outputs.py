@@ -282,13 +282,13 @@ def test_sample_prior_refuses_to_replace_a_file_without_overwrite(tmp_path: Path
 
 
 def test_disk_full_in_train_prior_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    tokenizer = train_tiny_tokenizer(tmp_path / "tok", str(sample_motion_path()), 2)  # read before writing
     monkeypatch.setattr(train_prior, "save_config", _disk_full)
-    tokenizer, out = tmp_path / "tok" / "checkpoints" / "best.pt", tmp_path / "prior"
-    tokenizer.parent.mkdir(parents=True)
-    tokenizer.write_bytes(b"x")
+    out = tmp_path / "prior"
     args = ["--tokenizer", str(tokenizer), "--motion_file", str(sample_motion_path()), "--out", str(out)]
-    assert train_prior.main(args) == 2
+    assert train_prior.main([*args, "--set", "num_threads=1"]) == 2
     _one_error_line(capsys, str(out), "No space left on device")
+    assert not out.exists(), "no partial folder, no lock"
 
 
 def test_train_prior_into_the_tokenizers_run_is_refused(fake_run: Path, capsys) -> None:

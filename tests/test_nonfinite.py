@@ -229,10 +229,10 @@ def test_the_prior_trainer_stops_on_a_non_finite_loss_without_a_checkpoint(
     import train_prior
 
     from motion_vqvae.data import sample_motion_path
-    from motion_vqvae.prior import train as prior_train
+    from motion_vqvae.prior import task as prior_task
 
-    cross_entropy = prior_train.F.cross_entropy
-    monkeypatch.setattr(prior_train.F, "cross_entropy", lambda *a, **k: cross_entropy(*a, **k) * math.inf)
+    cross_entropy = prior_task.F.cross_entropy
+    monkeypatch.setattr(prior_task.F, "cross_entropy", lambda *a, **k: cross_entropy(*a, **k) * math.inf)
     prior = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 12, "batch_size": 4, "warmup_iter": 1}
     prior.update(use_text=False, num_threads=1, total_iter=20, save_every=2, mirror_augment=False)
     sets = [arg for k, v in prior.items() for arg in ("--set", f"{k}={v}")]

@@ -1,8 +1,8 @@
-"""The motion-token prior: model causality, KV cache, n-gram baselines, training with exact resume."""
+"""The motion-token prior: model causality, KV cache, n-gram baselines, config (training:
+test_prior_training.py)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,15 +12,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 
 import train_prior  # noqa: E402
-from _tiny_tokenizer import NB_CODE, train_tiny_tokenizer  # noqa: E402
 
 from motion_vqvae.data import sample_motion_path  # noqa: E402
 from motion_vqvae.prior.model import TokenGPT  # noqa: E402
 from motion_vqvae.prior.scoring import bigram_bits, ngram_counts, unigram_bits  # noqa: E402
-from motion_vqvae.training.checkpoint import load_checkpoint  # noqa: E402
 
 TINY_PRIOR = {
     "n_layer": 1,
@@ -39,11 +36,6 @@ TINY_PRIOR = {
 def prior_sets(iters: int, **extra: object) -> list[str]:
     values = {**TINY_PRIOR, "total_iter": iters, **extra}
     return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_tokenizer(tmp_path_factory.mktemp("tok"), str(sample_motion_path()), 30)
 
 
 def prior_args(tokenizer: Path, out: Path) -> list[str]:
@@ -113,37 +105,6 @@ def test_ngram_baselines_by_hand() -> None:
     # Add-one: p(0) = 3/7; p(1|0) = 3/5; p(2|1) = 1/4.
     assert np.allclose(unigram_bits(seq[:1], uni), -np.log2(3 / 7))
     assert np.allclose(bigram_bits(seq, uni, bi), [-np.log2(3 / 7), -np.log2(3 / 5), -np.log2(1 / 4)])
-
-
-def test_train_resume_is_exact_and_tokens_are_cached(
-    tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from motion_vqvae.prior.train import PriorRun
-
-    straight = load_checkpoint(train_tiny_prior(tokenizer, tmp_path / "a", 10))
-    original = PriorRun.step
-
-    def interrupted(run: PriorRun) -> dict[str, float]:
-        if run.iteration >= 5:
-            raise KeyboardInterrupt  # Ctrl-C after 5 steps: last.pt must hold everything
-        return original(run)
-
-    monkeypatch.setattr(PriorRun, "step", interrupted)
-    assert train_prior.main([*prior_args(tokenizer, tmp_path / "b"), *prior_sets(10)]) == 130
-    monkeypatch.setattr(PriorRun, "step", original)
-    cache = tmp_path / "b" / "tokens.pt"
-    stamp = cache.stat().st_mtime_ns
-    resumed = load_checkpoint(train_tiny_prior(tokenizer, tmp_path / "b", 10, "--resume"))
-    assert cache.stat().st_mtime_ns == stamp  # the second run read the tokens, it did not re-encode
-    assert resumed["iteration"] == straight["iteration"] == 10
-    for key, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
-    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    held = [r for r in rows if r["split"] == "val"]
-    assert held and all(np.isfinite(r["nll_bits_per_token"]) for r in held)
-    assert straight["token_spec"]["nb_code"] == NB_CODE
-    assert straight["val_clips"] == load_checkpoint(tokenizer)["val_clips"]
-    assert (tmp_path / "a" / "checkpoints" / "best.pt").is_file()
 
 
 def test_prior_config_is_typed_and_rejects_unknown_keys() -> None:

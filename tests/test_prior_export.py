@@ -146,7 +146,9 @@ def test_evaluate_prior_reports_baselines_and_completion(trained: tuple[Path, Pa
     assert metrics["completion_ade_repeat_mm"] == metrics["completion_minade_repeat_mm"]
     for model in ("nll", "bigram"):  # levels partition the streams: their bits add up to the token's
         assert np.isclose(sum(metrics[f"{model}_bits_per_level"]), metrics[f"{model}_bits_per_token"])
-    assert metrics["clips"] == "held-out" and metrics["num_completion_clips"] >= 1
+    assert (
+        metrics["clips"] == "test" and metrics["num_completion_clips"] >= 1
+    )  # the tokenizer run's test clip
     assert (tmp_path / "bits.png").is_file() and (tmp_path / "completion.png").is_file()
     physics = metrics["physics"]  # samples and completions scored like the data, over the same seconds
     assert set(physics) == {"completion", "sample", "reference"}

@@ -142,9 +142,8 @@ def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tokenizer: 
     from sim2real import TokenDecoder
     from sim2real.tracker import TrackerPolicy
 
-    manifest = export_checkpoint(
-        Tokenizer.load(tokenizer), tmp_path / "export", extras=[tracker_extra(tiny_run / "checkpoints/last.pt")]
-    )
+    extras = [tracker_extra(tiny_run / "checkpoints/last.pt")]
+    manifest = export_checkpoint(Tokenizer.load(tokenizer), tmp_path / "export", extras=extras)
     assert "tracker.onnx" in manifest["files"] and manifest["tracker"]["control_fps"] == 50.0
     TokenDecoder(tmp_path / "export")  # the pin still matches with the tracker section in the manifest
     policy = TrackerPolicy(tmp_path / "export")

@@ -7,8 +7,9 @@ and sampling the bigram model.
 
 Writes OUT/metrics.json (nll_bits_per_token, unigram_bits_per_token, bigram_bits_per_token,
 completion_minade_mm, completion_minade_repeat_mm, completion_minade_bigram_mm, per clip) and
-OUT/{bits,completion}.png. Clips are the tokenizer's validation clips found in --motion_file (all clips
-when it holds none of them).
+OUT/{bits,completion}.png. Clips: --split (default auto: the tokenizer run's test clips found in
+--motion_file, which neither the tokenizer nor the prior trained or selected on; else its validation clips;
+else all).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 from pathlib import Path
 
 from motion_vqvae.cli import add_source_arguments, cli_main
-from motion_vqvae.prior.evaluate import COMPLETION_KEYS, evaluate_prior
+from motion_vqvae.prior.evaluate import COMPLETION_KEYS, SPLITS, evaluate_prior
 from motion_vqvae.prior.sampling import LoadedPrior
 
 
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--samples", type=int, default=8, help="sampled continuations per clip (best counts)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="auto",
+        help="clips to score: the tokenizer run's test clips (split.json; neither model trained or selected "
+        "on them), its val clips, or all; auto: test where the folder holds them, else val, else all",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.prior.is_file():
@@ -47,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         quat_order=args.quat_order,
         samples=args.samples,
         seed=args.seed,
+        split=args.split,
     )
     keys = ("nll_bits_per_token", "bigram_bits_per_token", "unigram_bits_per_token")
     for key in (*keys, "nll_bits_per_level", "bigram_bits_per_level", *COMPLETION_KEYS):

@@ -29,7 +29,7 @@ ROLES = {
     "of a sequence)",
     "encoder.onnx": "features float32 [B, T*fpt, F] (normalized) -> tokens int64 [B, T] or [B, T, S]",
     "prior_start.onnx": "text float32 [B, E], has_text float32 [B] -> hidden [B, D], keys, values "
-    "[L, B, H, 1, hd] (the prior's condition slot)",
+    "[L, B, H, 1, hd] (the prior's condition slot; D = n_embd + S: the state and the last step's ids)",
     "prior_step.onnx": "tokens int64 [B, T, S], positions int64 [T], past_keys, past_values [L, B, H, P, hd] "
     "-> hidden [B, T, D], logits [B, T, V] (next token, first stream), keys, values [L, B, H, P+T, hd]",
     "prior_head.onnx": "hidden [B, D], next_tokens int64 [B, S] -> logits [B, S, V] (stream s uses the "

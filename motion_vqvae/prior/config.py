@@ -6,13 +6,16 @@ naming the closest valid one, and ``--set key=value`` overrides any key.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from motion_vqvae.config_loader import ConfigLoader
 from motion_vqvae.errors import InvalidValue
-from motion_vqvae.typed_fields import config_field
+from motion_vqvae.training.rundir import RESUMABLE_KEYS
+from motion_vqvae.typed_fields import config_field, typed_from_dict
 
 SECTION = "prior"
 
@@ -49,7 +52,9 @@ class PriorConfig:
     # --- optimisation ---
     batch_size: int = config_field(16, "windows per step", min=1, max=65536)
     total_iter: int = config_field(3000, "optimizer steps", min=1, max=1_000_000_000)
-    warmup_iter: int = config_field(100, "linear learning-rate warmup steps", min=0, max=1_000_000_000)
+    warmup_iter: int = config_field(
+        100, "linear learning-rate warmup steps (at most a quarter of total_iter)", min=0, max=1_000_000_000
+    )
     lr: float = config_field(1e-3, "peak learning rate (AdamW)", min=0.0, max=10.0)
     lr_scheduler: str = config_field("cosine", "after warmup", choices=("cosine", "multistep", "constant"))
     lr_milestones: list[int] = config_field([], "multistep: steps at which the rate is multiplied by gamma")
@@ -74,8 +79,13 @@ class PriorConfig:
     print_iter: int = config_field(
         50, "append to metrics.jsonl and refresh the progress bar every N steps", min=1, max=1_000_000_000
     )
+    use_wandb: bool = config_field(False, "log to Weights & Biases (honours WANDB_MODE=offline/disabled)")
+    wandb_project: str = config_field("motion-vqvae-prior", "wandb project name")
     seed: int = config_field(0, "seed for torch and the window sampler", min=0, max=2**32 - 1)
     device: str = config_field("cpu", "torch device: cpu, cuda, auto")
+    amp: str = config_field(
+        "none", "forward pass precision: none | bf16 (autocast)", choices=("none", "bf16")
+    )
     num_threads: int = config_field(0, "torch CPU threads; 0 = torch's default", min=0, max=1024)
 
     def __post_init__(self) -> None:
@@ -86,8 +96,28 @@ class PriorConfig:
                 f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}; "
                 f"try n_embd={self.n_embd // self.n_head * self.n_head or self.n_head}"
             )
-        if self.warmup_iter >= self.total_iter and self.total_iter > 1:
-            raise InvalidValue(f"warmup_iter={self.warmup_iter} must be below total_iter={self.total_iter}")
+
+    @property
+    def compile(self) -> bool:
+        """Never: ``torch.compile`` applies to the tokenizer's convolutions; the prior is a small
+        transformer whose sampling path (KV cache) is data dependent. A fact, not a key."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> PriorConfig:
+        """A copy with some keys changed, validated like a fresh load (a time budget changes total_iter)."""
+        return typed_from_dict(PriorConfig, {**self.to_dict(), **overrides}, source="prior config")
+
+
+PRIOR_RESUMABLE_KEYS = frozenset(
+    f.name
+    for f in dataclasses.fields(PriorConfig)
+    if f.name in RESUMABLE_KEYS or f.name in ("temperature", "top_p", "guidance_scale")
+)
+"""Keys ``train_prior.py --resume --set`` may change: the schedule, logging and device keys the tokenizer's
+resume allows, and the sampling defaults (read after training). Any other key changes the model or data."""
 
 
 def default_prior_config_path() -> Path:

@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 
 from motion_vqvae.data.motion import Motion
+from motion_vqvae.errors import InvalidValue
 from motion_vqvae.kinematics import ForwardKinematics
 from motion_vqvae.metrics import to_heading_frame
 from motion_vqvae.physics_report import physics_report, plot_physics
 from motion_vqvae.prior.data import (
     Captions,
-    clip_motions,
     decode_streams,
     encode_streams,
     prior_tokenizer,
     resolve_repo_path,
+    split_clip_motions,
 )
 from motion_vqvae.prior.sampling import LoadedPrior
 from motion_vqvae.prior.scoring import (
@@ -105,6 +106,29 @@ class CompletionScorer:
         return [self.error_mm(np.concatenate([prefix, c])) for c in continuations]
 
 
+SPLITS = ("auto", "test", "val", "all")
+
+
+def scored_clips(parts: dict[str, list[Motion]], split: str) -> tuple[list[Motion], str]:
+    """The clips ``split`` names and how metrics.json labels them.
+
+    ``test``: the tokenizer run's test clips, which neither the tokenizer nor the prior trained or selected
+    on (what the README reports); ``val``: the clips that chose both checkpoints; ``all``: every clip;
+    ``auto``: test when the folder holds test clips, else val, else all.
+    """
+    if split not in SPLITS:
+        raise InvalidValue(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if split == "auto":
+        split = next((name for name in ("test", "val") if parts[name]), "all")
+    clips = [m for ms in parts.values() for m in ms] if split == "all" else parts[split]
+    if not clips:
+        raise InvalidValue(
+            f"split {split!r}: the motion folder holds none of the tokenizer run's {split} clips; pass the "
+            "folder the tokenizer was trained on, or --split all"
+        )
+    return clips, split
+
+
 def evaluate_prior(
     prior: LoadedPrior,
     motion_file: str | Path,
@@ -116,13 +140,14 @@ def evaluate_prior(
     horizon_s: float = 2.0,
     seed: int = 0,
     quat_order: str | None = None,
+    split: str = "auto",
 ) -> dict[str, Any]:
-    """Write ``out/metrics.json`` and plots; returns the metrics."""
+    """Write ``out/metrics.json`` and plots; returns the metrics. ``split`` picks the clips (see
+    :func:`scored_clips`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = prior_tokenizer(prior)
-    train, held = clip_motions(tok, motion_file, fps, quat_order)
-    clips, split = (held, "held-out") if held else (train, "all (none of the tokenizer's validation clips)")
+    clips, split = scored_clips(split_clip_motions(tok, motion_file, fps, quat_order), split)
     captions = Captions.load(resolve_repo_path(prior.cfg.captions))
     fk = ForwardKinematics(tok.mjcf)
     tps = tok.spec.fps / tok.spec.frames_per_token

@@ -1,5 +1,8 @@
 """The prior's streaming graphs for the robot, written into a tokenizer export and checked against torch.
 
+Hidden states are ``[..., D]`` with ``D = n_embd + S``: the transformer's state and the previous step's S
+token ids (see :class:`~motion_vqvae.prior.model.TokenGPT`).
+
 * ``prior_start.onnx``: text ``[B, E]`` float, has_text ``[B]`` float -> hidden ``[B, D]``, keys and
   values ``[L, B, H, 1, hd]`` (the condition slot; has_text 0 = unconditional).
 * ``prior_step.onnx``: tokens int64 ``[B, T, S]``, positions int64 ``[T]``, past_keys/past_values
@@ -123,7 +126,7 @@ def export_prior(prior_path: str | Path, tokenizer: Path, root: Path) -> dict[st
     )
     export_graph(
         PriorHead(model),
-        (torch.zeros(1, hp["n_embd"]), torch.zeros(1, streams, dtype=torch.long)),
+        (torch.zeros(1, model.hidden_size), torch.zeros(1, streams, dtype=torch.long)),
         root / "prior_head.onnx",
         ["hidden", "next_tokens"],
         ["logits"],

@@ -7,8 +7,14 @@ token of step t + 1.
 
 Several streams (RVQ levels, body parts: ``TokenSpec.num_streams`` = S) are modelled as T2M-GPT/MoMask do
 for their finer levels: the transformer runs once per time step over whole token tuples, and a per-step
-head predicts the streams of the next step in order, stream s conditioned on the hidden state plus the
-embeddings of the already chosen streams 0..s-1 of that step. With one stream this is a plain GPT.
+head predicts the streams of the next step in order, stream s conditioned on the hidden state, the
+embeddings of the already chosen streams 0..s-1 of that step, and stream s's own token at the step before
+(an embedding and a learned "same token again" gain). That last input is why the model beats a bigram on
+a 12-stream tokenizer: the transformer sees a step as the sum of S embeddings, from which one stream's
+previous token is hard to read back, and a stream's previous token is its best single predictor (RVQ
+tokens often repeat). The hidden state therefore carries the previous step's tokens beside the
+transformer's state (``[..., n_embd + S]``, ids as floats, -1 before the first step), so ``head`` needs
+nothing else. With one stream this is a GPT whose head also sees the last token.
 
 The same module runs whole windows (training, scoring) and streams one step at a time with a KV cache
 (``start`` / ``step`` / ``head``: sampling, guided RL and the ONNX export). Positions are absolute and
@@ -106,7 +112,13 @@ class TokenGPT(nn.Module):
         )
         self.head_ln = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, nb_code, bias=False)
+        # Each stream's own previous token (id nb_code: none, before the first step), and a per-stream gain
+        # on repeating it.
+        self.last_emb = nn.Embedding(num_streams * (nb_code + 1), n_embd)
+        self.repeat_gain = nn.Parameter(torch.zeros(num_streams))
         self.register_buffer("offsets", torch.arange(num_streams) * nb_code, persistent=False)
+        self.register_buffer("last_offsets", torch.arange(num_streams) * (nb_code + 1), persistent=False)
+        self.register_buffer("ids", torch.arange(nb_code), persistent=False)
         self.apply(self._init)
 
     @staticmethod
@@ -120,6 +132,15 @@ class TokenGPT(nn.Module):
 
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of a hidden state: the transformer's ``n_embd`` plus the previous step's S token ids."""
+        return self.n_embd + self.num_streams
+
+    def _with_last(self, state: torch.Tensor, last_tokens: torch.Tensor) -> torch.Tensor:
+        """Hidden state ``(..., n_embd + S)``: the transformer's ``state`` and the step's previous tokens."""
+        return torch.cat([state, last_tokens.to(state.dtype)], dim=-1)
 
     # ------------------------------------------------------------------ pieces
     def condition(self, text: torch.Tensor | None, has_text: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -148,16 +169,20 @@ class TokenGPT(nn.Module):
         return self.ln_f(x), torch.stack(keys), torch.stack(values)
 
     def head(self, hidden: torch.Tensor, next_tokens: torch.Tensor) -> torch.Tensor:
-        """Logits ``(..., S, V)`` of the next step's streams from ``hidden`` (..., D).
+        """Logits ``(..., S, V)`` of the next step's streams from ``hidden`` (..., n_embd + S).
 
         Stream s's logits depend only on ``next_tokens[..., :s]`` (the coarser streams of that step), so
         sampling fills the streams in order and training uses the true next tokens (teacher forcing).
         """
+        state = hidden[..., : self.n_embd]
+        last = hidden[..., self.n_embd :].round().long()  # (..., S): -1 before the first step
+        last = torch.where(last < 0, torch.full_like(last, self.nb_code), last)
         chosen = self.next_emb(next_tokens + self.offsets)  # (..., S, D)
         before = chosen.cumsum(dim=-2) - chosen  # exclusive prefix sums: stream s sees streams < s
-        z = hidden.unsqueeze(-2) + before + self.stream_emb.weight  # (..., S, D)
+        z = state.unsqueeze(-2) + before + self.stream_emb.weight + self.last_emb(last + self.last_offsets)
         z = z + self.head_mlp(z)
-        return self.lm_head(self.head_ln(z))
+        repeat = (self.ids == last.unsqueeze(-1)).to(z.dtype)  # (..., S, V): stream s's last token
+        return self.lm_head(self.head_ln(z)) + self.repeat_gain.unsqueeze(-1) * repeat
 
     # ------------------------------------------------------------------ whole windows
     def forward(
@@ -169,21 +194,25 @@ class TokenGPT(nn.Module):
         if t + 1 > self.block_size:
             raise ValueError(f"TokenGPT sees at most {self.block_size - 1} tokens at once, got {t}")
         x = torch.cat([self.condition(text, has_text, b), self.embed(tokens[:, :-1])], dim=1)  # (B, T, D)
-        hidden, _, _ = self._run(x, torch.arange(t, device=tokens.device), None)
-        return self.head(hidden, tokens)
+        state, _, _ = self._run(x, torch.arange(t, device=tokens.device), None)
+        last = torch.cat([torch.full_like(tokens[:, :1], -1), tokens[:, :-1]], dim=1)
+        return self.head(self._with_last(state, last), tokens)
 
     # ------------------------------------------------------------------ streaming with a KV cache
     def start(
         self, text: torch.Tensor | None, has_text: torch.Tensor | None, batch: int
     ) -> tuple[torch.Tensor, Cache]:
-        """Hidden state ``(B, D)`` that predicts the first token, and the cache holding the condition slot."""
+        """Hidden state ``(B, n_embd + S)`` that predicts the first token, and the cache holding the
+        condition slot."""
         device = self.null_cond.device
-        hidden, k, v = self._run(
+        state, k, v = self._run(
             self.condition(text, has_text, batch), torch.zeros(1, dtype=torch.long, device=device), None
         )
-        return hidden[:, -1], (k, v)
+        none = torch.full((batch, self.num_streams), -1, dtype=torch.long, device=device)
+        return self._with_last(state[:, -1], none), (k, v)
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: Cache) -> tuple[torch.Tensor, Cache]:
-        """Append ``tokens`` (B, T, S) at ``positions`` (T,) to ``cache``; hidden states ``(B, T, D)``."""
-        hidden, k, v = self._run(self.embed(tokens), positions, cache)
-        return hidden, (k, v)
+        """Append ``tokens`` (B, T, S) at ``positions`` (T,) to ``cache``; hidden states
+        ``(B, T, n_embd + S)`` (each predicts the step after its tokens, which it carries)."""
+        state, k, v = self._run(self.embed(tokens), positions, cache)
+        return self._with_last(state, tokens), (k, v)

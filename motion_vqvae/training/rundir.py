@@ -9,6 +9,7 @@ logged; anything that would change the model or the data is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 
 from motion_vqvae.config_loader import AgentConfig
 from motion_vqvae.errors import UserError
+from motion_vqvae.typed_fields import typed_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +129,29 @@ class RunDirectory:
             log.info("metrics.jsonl: dropped %d rows past iteration %d", len(lines) - len(kept), iteration)
 
 
-def resume_config(saved: dict[str, Any], requested: dict[str, Any], checkpoint: Path) -> AgentConfig:
-    """The checkpoint's config with ``requested`` changes that resuming allows; others are refused."""
-    base = AgentConfig.from_dict(saved, source=str(checkpoint))
-    candidate = AgentConfig.from_dict({**saved, **requested}, source="--set")
-    old, new = base.to_dict(), candidate.to_dict()
+def resume_config(
+    saved: dict[str, Any],
+    requested: dict[str, Any],
+    checkpoint: Path,
+    schema: type = AgentConfig,
+    resumable: frozenset[str] = RESUMABLE_KEYS,
+) -> Any:
+    """The checkpoint's config with ``requested`` changes that resuming allows; others are refused.
+
+    ``schema`` is the run's typed config (the tokenizer's by default; the prior passes its own) and
+    ``resumable`` the keys it may change.
+    """
+    base = typed_from_dict(schema, saved, source=str(checkpoint))
+    candidate = typed_from_dict(schema, {**saved, **requested}, source="--set")
+    old, new = dataclasses.asdict(base), dataclasses.asdict(candidate)
     changed = sorted(k for k in new if new[k] != old[k])
-    refused = [k for k in changed if k not in RESUMABLE_KEYS]
+    refused = [k for k in changed if k not in resumable]
     if refused:
         described = ", ".join(f"{k}={new[k]!r} (checkpoint: {old[k]!r})" for k in refused)
         raise UserError(
             f"--resume continues {checkpoint} with its own config; {described} would change the model or "
             f"the data. Drop those settings, or start a new run with another --out. Keys that may change "
-            f"on resume: {', '.join(sorted(RESUMABLE_KEYS))}"
+            f"on resume: {', '.join(sorted(resumable))}"
         )
     for key in changed:
         log.info("resume: %s changed from %r to %r", key, old[key], new[key])
