@@ -150,7 +150,8 @@ def test_complete_step_is_the_stream_by_stream_greedy_fill() -> None:
     torch.manual_seed(0)
     hp = {"nb_code": 7, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 6, "dropout": 0.0}
     backend = TorchPriorBackend(TokenGPT(num_streams=6, text_dim=0, **hp))
-    hidden = np.random.default_rng(0).normal(size=(1, 16)).astype(np.float32)
+    hidden, cache = backend.start(np.zeros((1, 1), np.float32), np.zeros(1, np.float32))
+    hidden = backend.step(np.array([[[1, 2, 3, 4, 5, 6]]]), np.array([1]), cache)[0][:, -1]
     rng = np.random.default_rng(1)
     for _ in range(6):
         chosen, forced = rng.random(6) < 0.4, rng.integers(0, 7, 6)
