@@ -115,7 +115,7 @@ def sample_stream(
         else np.asarray(prefix, np.int64).reshape(-1, streams)
     )
     keep = backend.block_size - 1 if not opts.use_cache else max(1, backend.block_size // 2)
-    hidden, cache, position = _prime(backend, text_rows, has, history[-(backend.block_size - 1) :])
+    hidden, cache, position = prime_context(backend, text_rows, has, history[-(backend.block_size - 1) :])
     out = np.zeros((steps, streams), np.int64)
     for t in range(steps):
         chosen = np.zeros((rows, streams), np.int64)
@@ -126,18 +126,18 @@ def sample_stream(
         out[t] = chosen[0]
         history = np.concatenate([history, chosen[:1]])
         if not opts.use_cache or position >= backend.block_size:
-            hidden, cache, position = _prime(backend, text_rows, has, history[-keep:])
+            hidden, cache, position = prime_context(backend, text_rows, has, history[-keep:])
         else:
             h, cache = backend.step(chosen[:, None], np.array([position], np.int64), cache)
             hidden, position = h[:, -1], position + 1
     return out
 
 
-def _prime(
+def prime_context(
     backend: PriorBackend, text: np.ndarray, has: np.ndarray, context: np.ndarray
 ) -> tuple[np.ndarray, Any, int]:
     """Hidden state after the condition slot and ``context`` ``[C, S]`` (C < block_size), its cache,
-    next position."""
+    next position: the start of a stream, and its restart on the recent tokens once the positions run out."""
     hidden, cache = backend.start(text, has)
     if len(context):
         batch = np.broadcast_to(context[None], (len(text), *context.shape)).copy()

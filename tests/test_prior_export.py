@@ -238,6 +238,12 @@ def test_multilevel_tokenizer_prior_trains_samples_and_exports(tmp_path: Path) -
     )
     robot = TokenPrior(out).sample(seconds=2, seed=0)
     assert robot.shape == (15, 2)
+    edited = Path(shutil.copytree(out, tmp_path / "edited"))
+    manifest = json.loads((edited / "manifest.json").read_text())
+    manifest["prior"]["sampling"]["top_p"] = 1.0  # the pin covers a multi-stream prior's section too
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="manifest was edited"):
+        TokenPrior(edited)
     assert np.array_equal(robot, prior.sample(15, seed=0))
     # sim2real.TokenDecoder streams [T, S] tokens on the runtime branch; here the tokenizer decodes them.
     motion = Tokenizer.load(tokenizer).decode(robot)

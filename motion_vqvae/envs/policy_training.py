@@ -1,6 +1,9 @@
-"""PPO in token space on ``G1Kinematic-v0``, compared with a uniformly random token policy.
+"""PPO in token space on ``G1Kinematic-v0``, compared with random-token baselines on the same episodes.
 
-Both policies are scored on the same evaluation episodes (same reset seeds, hence the same command
+The policy chooses the coarse level of every body part (one stream per part; see
+:func:`~motion_vqvae.envs.prior_guidance.token_env`): with a prior, the finer levels are the prior's
+completion of each step; without one, only the coarse level is decoded. Evaluation
+(:mod:`motion_vqvae.envs.policy_eval`) runs every row on the same reset seeds (hence the same command
 sequences), so ``mean_return / random_token_mean_return`` is a fair ratio. Writes ``results.json``, a
 learning-curve PNG, a GIF of the final policy and the episode's ``qpos`` rows (``episode.npz``, for
 ``scripts/visualize.py``).
@@ -20,16 +23,9 @@ import numpy as np
 
 from motion_vqvae.envs.decoders import load_token_source
 from motion_vqvae.envs.g1 import G1Body
-from motion_vqvae.envs.prior_guidance import (
-    PriorGuidance,
-    guidance_results,
-    guide,
-    json_ready,
-    ppo_class,
-    predict_kwargs,
-)
+from motion_vqvae.envs.policy_eval import evaluation_results, greedy_action
+from motion_vqvae.envs.prior_guidance import PriorGuidance, json_ready, ppo_class, token_env
 from motion_vqvae.envs.render import G1Renderer, write_gif
-from motion_vqvae.envs.wrapper import TokenActionWrapper
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +54,24 @@ class PolicyConfig:
     time_budget_s: float | None = None
     """Stop training (at a rollout boundary) after this many seconds."""
     levels: int | None = None
-    """Act on the first ``levels`` quantizer levels of a multi-level tokenizer only (None: all)."""
+    """Decode the first ``levels`` quantizer levels of a multi-level tokenizer (None: all with a prior, which
+    fills the levels the policy does not choose; the coarse level alone without one)."""
     prior: PriorGuidance | None = None
     """A motion-token prior that scores, rewards (bonus) or constrains the policy's tokens."""
     env_id: str = ENV_ID
     """The inner environment: ``G1Kinematic-v0`` or ``G1TokenTrack-v0`` (the same task in physics)."""
 
 
-def reachable_commands(tokenizer: Any, repeats: int = 6) -> np.ndarray:
-    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times from a stand.
+def reachable_commands(tokenizer: Any, repeats: int = 6, levels: int | None = None) -> np.ndarray:
+    """``(nb_code, 3)`` steady (vx, vy, yaw_rate) of each token repeated ``repeats`` times from a stand,
+    decoding the first ``levels`` levels (all: None).
 
     A multi-stream tokenizer's token ``c`` is code ``c`` in every stream.
 
     Commands drawn from these rows are all within the vocabulary's reach (repeating one token tracks
     each), whatever motions the tokenizer was trained on; random tokens rarely match them.
     """
-    source = load_token_source(tokenizer)
+    source = load_token_source(tokenizer, levels=levels)
     # Root-feature columns by name (the tilt is 3 exp-map or 6 rotation-matrix columns: prefer_expmap).
     vel_start = source.root_slices["root_lin_vel"][0]
     lin_vel_xy, yaw_rate = slice(vel_start, vel_start + 2), slice(*source.root_slices["yaw_rate"])
@@ -104,28 +102,15 @@ def make_env(
     render_mode: str | None = None,
     levels: int | None = None,
     env_id: str = ENV_ID,
+    guidance: PriorGuidance | None = None,
+    training: bool = True,
 ) -> gym.Env:
-    """``env_id`` (``G1Kinematic-v0`` by default) in token space (the first ``levels`` levels), with episode
-    statistics."""
+    """``env_id`` (``G1Kinematic-v0`` by default) in token space for a coarse-level policy
+    (:func:`~motion_vqvae.envs.prior_guidance.token_env`), decoding the first ``levels`` levels."""
     import motion_vqvae.envs  # noqa: F401  (registers the environments)
 
-    return gym.wrappers.RecordEpisodeStatistics(
-        TokenActionWrapper(gym.make(env_id, render_mode=render_mode, **task), tokenizer, levels=levels)
-    )
-
-
-def evaluate(env: gym.Env, act, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` episodes with reset seeds ``seed, seed + 1, ...``; ``act(obs) -> token``."""
-    returns = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+    inner = gym.make(env_id, render_mode=render_mode, **task)
+    return token_env(inner, tokenizer, guidance, levels=levels, training=training)
 
 
 def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | None = None) -> dict[str, Any]:
@@ -140,16 +125,13 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
 
     # A checkpoint is loaded once and shared by every environment (an export directory opens per env).
     source = Tokenizer.load(tokenizer) if Path(tokenizer).is_file() else tokenizer
-    task = task_kwargs(reachable_commands(source))
-    venv = VecNormalize(
-        DummyVecEnv(
-            [
-                lambda: guide(make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior)
-                for _ in range(cfg.num_envs)
-            ]
-        ),
-        norm_reward=False,
-    )
+    levels = cfg.levels or (None if cfg.prior else 1)  # as token_env decodes
+    task = task_kwargs(reachable_commands(source, levels=levels))
+
+    def env(training: bool = True) -> gym.Env:
+        return make_env(source, task, None, cfg.levels, cfg.env_id, cfg.prior, training)
+
+    venv = VecNormalize(DummyVecEnv([env] * cfg.num_envs), norm_reward=False)
     venv.seed(cfg.seed)
     model = ppo_class(cfg.prior)(
         "MlpPolicy",
@@ -183,29 +165,16 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
     train_seconds = time.perf_counter() - start
     venv.training = False
 
-    def policy_in(env: gym.Env):
-        def policy(obs: np.ndarray) -> Any:
-            kwargs = predict_kwargs(env, cfg.prior)
-            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True, **kwargs)
-            return action[0]
-
-        return policy
-
-    eval_env = guide(make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior, training=False)
+    eval_env = env(training=False)
     eval_env.action_space.seed(cfg.seed + 1)
-    eval_seed = 10_000 + cfg.seed
-    returns = evaluate(eval_env, policy_in(eval_env), cfg.eval_episodes, eval_seed)
-    guided = guidance_results(eval_env, cfg.prior)
-    random_returns = evaluate(
-        eval_env, lambda _: eval_env.action_space.sample(), cfg.eval_episodes, eval_seed
+    eval_seeds = [10_000 + cfg.seed + k for k in range(cfg.eval_episodes)]
+    evaluation = evaluation_results(
+        model, venv.normalize_obs, eval_env, cfg.prior, cfg.eval_episodes, eval_seeds[0]
     )
-    guided.update(guidance_results(eval_env, cfg.prior, prefix="random_token_"))
     results = {
-        "mean_return": float(np.mean(returns)),
-        "random_token_mean_return": float(np.mean(random_returns)),
-        "ratio": float(np.mean(returns) / max(np.mean(random_returns), 1e-9)),
-        "returns": returns,
-        "random_token_returns": random_returns,
+        **evaluation,
+        "ratio": evaluation["mean_return"] / max(evaluation["random_token_mean_return"], 1e-9),
+        "seeds": {"train": cfg.seed, "evaluation": eval_seeds},
         "trained_timesteps": int(model.num_timesteps),
         "train_seconds": train_seconds,
         "tokenizer": str(tokenizer),
@@ -213,14 +182,17 @@ def train_policy(tokenizer: str | Path, out: str | Path, cfg: PolicyConfig | Non
         "yaw_sigma": task["yaw_sigma"],
         "config": json_ready(asdict(cfg)),
         "learning_curve": curve,
-        **guided,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot_curve(curve, results, out / "learning_curve.png")
-    record_env = guide(
-        make_env(source, task, levels=cfg.levels, env_id=cfg.env_id), cfg.prior, training=False
-    )
-    _record_episode(record_env, policy_in(record_env), eval_seed, out)
+    record_env = env(training=False)
+    masked = cfg.prior is not None and cfg.prior.mode == "constrain"
+
+    def policy(obs: np.ndarray) -> Any:
+        mask = record_env.get_wrapper_attr("prior_mask")() if masked else None
+        return greedy_action(model, venv.normalize_obs(obs[None]), mask)
+
+    _record_episode(record_env, policy, eval_seeds[0], out)
     model.save(out / "ppo_policy.zip")
     venv.save(str(out / "vecnormalize.pkl"))
     log.info(
@@ -244,6 +216,8 @@ def _plot_curve(curve: list[tuple[int, float]], results: dict[str, Any], path: P
         ax.plot(steps, values, label="PPO (training episodes)")
     ax.axhline(results["mean_return"], color="tab:green", ls="--", label="PPO (evaluation)")
     ax.axhline(results["random_token_mean_return"], color="tab:red", ls=":", label="random tokens")
+    if "random_in_mask_mean_return" in results:
+        ax.axhline(results["random_in_mask_mean_return"], color="tab:orange", ls=":", label="random in mask")
     ax.set_xlabel("tokens")
     ax.set_ylabel("episode return")
     ax.set_title("Token-space PPO on G1Kinematic-v0")

@@ -1,32 +1,47 @@
-"""Prior-guided token-space RL: a motion-token prior shapes or constrains a policy's token choices.
+"""Token-space RL with a motion-token prior: the policy picks the coarse level, the prior completes the step,
+and it scores, rewards or constrains the policy's choices.
 
-:class:`PriorGuidanceWrapper` sits on a :class:`~motion_vqvae.envs.wrapper.TokenActionWrapper` and keeps
-the prior's context (KV cache) of the episode's tokens, so at every step it knows
-``log p_prior(token | previous tokens)``:
+:func:`token_env` builds the env every policy of ``train_policy.py`` acts in. The policy chooses the coarse
+level of every body part (one stream per part, ``TokenActionWrapper(action_levels=1)``) and observes its
+previous choice; guided and unguided policies see the same observation. With a prior, the other streams are
+the prior's most likely codes given the chosen ones and the episode so far
+(:meth:`~motion_vqvae.prior.sampling.StepContext.fill`), and :class:`PriorGuidanceWrapper` keeps the prior's
+context (KV cache) of the episode's whole token tuples, so at every step it knows
+``log p_prior(tuple | previous tuples)`` (nats, summed over the streams):
 
-* ``bonus``: the reward gains ``beta * log p`` (nats), a KL-like pull towards motion the prior finds likely;
-* ``constrain``: :meth:`action_masks` exposes the prior's top-p set at each step (GPC's prior constraint)
-  for a masking PPO (``sb3_contrib.MaskablePPO``), which still learns which of those tokens to pick;
+* ``bonus``: the reward gains ``beta * log p``, a KL-like pull towards motion the prior finds likely;
+* ``constrain``: :meth:`~PriorGuidanceWrapper.action_masks` exposes the top-p set of every chosen stream
+  (GPC's prior constraint) for a masking PPO (``sb3_contrib.MaskablePPO``), which still learns which of
+  those tokens to pick. A chosen stream's set is taken given the prior's most likely ids of the streams
+  before it in the tuple (the policy picks all its streams at once);
 * ``none``: nothing changes; the log-probabilities are only recorded (the unguided baseline's score).
 
-``info["task_reward"]`` always holds the env's own reward, and :attr:`episode_log` the per-step log-probs and
-decoded joint angles, from which :func:`episode_stats` gives the prior NLL in bits per token and the jerk.
-With several token streams, the bonus scores the whole tuple and the constraint masks the first stream.
+``mask_model="bigram"`` takes the sets from the add-one bigram of the prior's training tokens instead (each
+chosen stream given its previous id): the control that tells what the transformer adds over a count table.
+:meth:`~PriorGuidanceWrapper.prior_mask` gives the sets in every mode (evaluation: a random choice inside
+them, the policy with and without them). ``info["task_reward"]`` always holds the env's own reward, and
+:attr:`~PriorGuidanceWrapper.episode_log` the per-step log-probs and decoded joint angles, from which
+:func:`episode_stats` gives the prior NLL in bits per step and the jerk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
+from motion_vqvae.envs.wrapper import TokenActionWrapper
 from motion_vqvae.errors import InvalidValue
-from sim2real.prior import PriorBackend, top_p_mask
+from sim2real.prior import top_p_mask
+
+if TYPE_CHECKING:
+    from motion_vqvae.prior.sampling import StepContext
 
 PRIOR_MODES = ("none", "bonus", "constrain")
+MASK_MODELS = ("prior", "bigram")
 
 
 @dataclass
@@ -42,80 +57,91 @@ class PriorGuidance:
     top_p: float = 0.7
     """constrain: the probability mass of the allowed token set; 0.6-0.7 kept the unguided return in paired
     3-minute runs (benchmarks/prior_ppo.json), 0.9 allows dozens of unlikely tokens and learns slower."""
+    mask_model: str = "prior"
+    """Where the allowed sets come from: ``prior``, or ``bigram`` (the control)."""
 
     def __post_init__(self) -> None:
         if self.mode not in PRIOR_MODES:
             raise InvalidValue(f"prior mode must be one of {PRIOR_MODES}, got {self.mode!r}")
+        if self.mask_model not in MASK_MODELS:
+            raise InvalidValue(f"prior mask model must be one of {MASK_MODELS}, got {self.mask_model!r}")
         if not 0 < self.top_p <= 1 or self.beta < 0:
             raise InvalidValue(f"need 0 < top_p <= 1 and beta >= 0, got top_p={self.top_p}, beta={self.beta}")
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+class BigramMask:
+    """Top-p sets of the chosen streams under an add-one bigram ``p(next | previous id of that stream)``;
+    the unigram at an episode's first step."""
+
+    def __init__(self, unigram: np.ndarray, bigram_probs: np.ndarray, streams: np.ndarray, top_p: float):
+        self.streams, self.top_p = np.asarray(streams), top_p
+        counts = unigram[self.streams] + 1.0
+        self.first = np.log(counts / counts.sum(axis=1, keepdims=True))  # (C, V)
+        self.log_next = np.log(bigram_probs[self.streams])  # (C, V, V): [stream, previous, next]
+
+    def __call__(self, history: np.ndarray) -> np.ndarray:
+        if not len(history):
+            return top_p_mask(self.first, self.top_p)
+        previous = history[-1, self.streams]
+        return top_p_mask(self.log_next[np.arange(len(self.streams)), previous], self.top_p)
 
 
 class PriorGuidanceWrapper(gym.Wrapper):
-    """Adds the prior's view of each chosen token: a reward bonus, an action mask, or only a record."""
+    """Adds the prior's view of each step: a reward bonus, an action mask, or only a record."""
 
-    def __init__(self, env: gym.Env, backend: PriorBackend, streams: int, guidance: PriorGuidance) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        context: StepContext,
+        guidance: PriorGuidance,
+        bigram: BigramMask | None = None,
+    ) -> None:
         super().__init__(env)
-        self.backend, self.streams, self.guidance = backend, streams, guidance
+        self.context, self.guidance, self.bigram = context, guidance, bigram
+        self.action_streams = env.get_wrapper_attr("action_streams")
+        space = env.action_space
+        self._action_ids = int(space.n if isinstance(space, gym.spaces.Discrete) else space.nvec.sum())
         self.episode_log: list[dict[str, list[Any]]] = []
-        self._history = np.zeros((0, streams), np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self._prime(np.zeros((0, self.streams), np.int64))
+        self.context.reset()
         self.episode_log.append({"logp": [], "dof": []})
         return obs, info
 
-    def _prime(self, context: np.ndarray) -> None:
-        text = np.zeros((1, max(self.backend.text_dim, 1)), np.float32)
-        self._hidden, self._cache = self.backend.start(text, np.zeros(1, np.float32))
-        self._history, self._position = context, 1
-        if len(context):
-            h, self._cache = self.backend.step(context[None], np.arange(1, len(context) + 1), self._cache)
-            self._hidden, self._position = h[:, -1], len(context) + 1
+    def allowed_sets(self) -> np.ndarray:
+        """``[C, V]``: the allowed ids of each chosen stream for the next step (prior or bigram)."""
+        if self.bigram is not None:
+            return self.bigram(self.context.history)
+        return self.context.allowed(self.action_streams, self.guidance.top_p)
 
-    def first_stream_logp(self) -> np.ndarray:
-        """``(V,)`` log p of the next token's first stream given the episode so far."""
-        return _log_softmax(self.backend.head(self._hidden, np.zeros((1, self.streams), np.int64))[0, 0])
+    def prior_mask(self) -> np.ndarray:
+        """The allowed sets, flat as ``MaskablePPO`` takes them (``Discrete``: ``[V]``, else ``[C * V]``)."""
+        return self.allowed_sets().reshape(-1)
 
     def action_masks(self) -> np.ndarray:
-        """The allowed actions: the prior's top-p set (all tokens outside ``constrain`` mode)."""
-        logp = self.first_stream_logp()
-        mask = (
-            top_p_mask(logp, self.guidance.top_p)
-            if self.guidance.mode == "constrain"
-            else np.ones_like(logp, bool)
-        )
-        if self.streams == 1:
-            return mask
-        return np.concatenate([mask, np.ones(len(logp) * (self.streams - 1), bool)])
+        """What the policy may choose: the allowed sets under ``constrain``, every token otherwise."""
+        if self.guidance.mode == "constrain":
+            return self.prior_mask()
+        return np.ones(self._action_ids, bool)
 
     def step(self, action: Any):
-        token = np.asarray(self.env.get_wrapper_attr("token_of")(action), np.int64).reshape(self.streams)
-        logits = self.backend.head(self._hidden, token[None])[0]  # (S, V): stream s given streams < s
-        logp = float(sum(_log_softmax(logits[s])[token[s]] for s in range(self.streams)))
         obs, reward, terminated, truncated, info = self.env.step(action)
+        token = np.asarray(info["token"], np.int64).reshape(self.context.streams)  # the whole tuple
+        logp = self.context.log_prob(token)
         info = {**info, "task_reward": float(reward), "prior_logp": logp}
         if self.guidance.mode == "bonus":
             reward = float(reward) + self.guidance.beta * logp
         log = self.episode_log[-1]
         log["logp"].append(logp)
         log["dof"].append(np.asarray(info["targets"]))
-        history = np.concatenate([self._history, token[None]])
-        if self._position >= self.backend.block_size:
-            self._prime(history[-max(1, self.backend.block_size // 2) :])
-        else:
-            h, self._cache = self.backend.step(token[None, None], np.array([self._position]), self._cache)
-            self._hidden, self._history, self._position = h[:, -1], history, self._position + 1
+        self.context.advance(token)
         return obs, reward, terminated, truncated, info
 
 
 def episode_stats(log: list[dict[str, list[Any]]], fps: float, num_dof: int) -> dict[str, float]:
-    """``prior_nll_bits_per_token`` and the decoded joint angles' mean absolute ``jerk_rad_s3`` over episodes.
+    """``prior_nll_bits_per_token`` (per whole tuple, the policy's streams and the prior's fill together, as
+    ``evaluate_prior.py`` counts a step) and the decoded joint angles' mean absolute ``jerk_rad_s3``.
 
     The fed frames are whole motion frames (root features, joint angles, joint velocities): the angles are
     the ``num_dof`` columns before the last ``num_dof``.
@@ -135,23 +161,45 @@ def episode_stats(log: list[dict[str, list[Any]]], fps: float, num_dof: int) -> 
     }
 
 
-def guide(env: gym.Env, guidance: PriorGuidance | None, training: bool = True) -> gym.Env:
-    """``env`` (a token env) under ``guidance``; evaluation envs score (and constrain) but add no bonus."""
+def token_env(
+    inner: gym.Env,
+    tokenizer: Any,
+    guidance: PriorGuidance | None,
+    *,
+    levels: int | None = None,
+    training: bool = True,
+) -> gym.Env:
+    """``inner`` in token space for a policy choosing the coarse level of every part, with episode statistics
+    of the task reward; under ``guidance``, the prior completes, scores (and constrains) each step.
+
+    ``levels``: the levels decoded (default: every level with a prior, which fills the finer ones; the coarse
+    level alone without one). Evaluation envs (``training=False``) score and constrain but add no bonus.
+    """
     if guidance is None:
-        return env
+        return gym.wrappers.RecordEpisodeStatistics(
+            TokenActionWrapper(inner, tokenizer, levels=levels or 1, action_levels=1, observe_token=True)
+        )
     # Torch is imported only when a prior is actually used: `import motion_vqvae.envs` stays torch-free.
-    from motion_vqvae.prior.sampling import LoadedPrior, TorchPriorBackend
+    from motion_vqvae.prior.sampling import LoadedPrior, StepContext, TorchPriorBackend
+    from motion_vqvae.prior.scoring import bigram_probs
 
     prior = LoadedPrior.load(guidance.prior)
-    spec = env.get_wrapper_attr("source").spec
-    if prior.spec != spec:
+    context = StepContext(TorchPriorBackend(prior.model), prior.spec.num_streams)
+    env = TokenActionWrapper(
+        inner, tokenizer, levels=levels, action_levels=1, observe_token=True, fill=context.fill
+    )
+    if prior.spec != env.token_spec:
         raise InvalidValue(
             f"prior {guidance.prior} models tokens {prior.spec.to_dict()}, the env's tokenizer has "
-            f"{spec.to_dict()}; train the prior on this tokenizer's tokens"
+            f"{env.token_spec.to_dict()}; train the prior on this tokenizer's tokens"
         )
+    bigram = None
+    if guidance.mask_model == "bigram":
+        unigram, counts = prior.state["unigram"].numpy(), prior.state["bigram"].numpy()
+        bigram = BigramMask(unigram, bigram_probs(counts), env.action_streams, guidance.top_p)
     mode = guidance.mode if training or guidance.mode == "constrain" else "none"
-    scored = PriorGuidance(guidance.prior, mode, guidance.beta, guidance.top_p)
-    return PriorGuidanceWrapper(env, TorchPriorBackend(prior.model), prior.spec.num_streams, scored)
+    scored = PriorGuidance(guidance.prior, mode, guidance.beta, guidance.top_p, guidance.mask_model)
+    return PriorGuidanceWrapper(gym.wrappers.RecordEpisodeStatistics(env), context, scored, bigram)
 
 
 def ppo_class(guidance: PriorGuidance | None) -> type:
@@ -163,13 +211,6 @@ def ppo_class(guidance: PriorGuidance | None) -> type:
     from stable_baselines3 import PPO
 
     return PPO
-
-
-def predict_kwargs(env: gym.Env, guidance: PriorGuidance | None) -> dict[str, Any]:
-    """Extra ``model.predict`` arguments: the env's current action mask under the constraint."""
-    if guidance is None or guidance.mode != "constrain":
-        return {}
-    return {"action_masks": env.get_wrapper_attr("action_masks")()}
 
 
 def guidance_results(env: gym.Env, guidance: PriorGuidance | None, prefix: str = "") -> dict[str, Any]:

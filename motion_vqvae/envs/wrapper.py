@@ -19,8 +19,11 @@ previous token (one-hot per stream) and the phase to a flat Box observation.
 
 The action space follows the tokenizer's :class:`~sim2real.token_spec.TokenSpec` (read from the checkpoint or
 the manifest): ``Discrete(nb_code)`` for one stream, ``MultiDiscrete`` with one entry per stream (part-major,
-``spec.stream_names``) otherwise. ``levels=K`` acts on the first K levels of every part only; the finer
-levels are not decoded (they contribute zero to the latent).
+``spec.stream_names``) otherwise. ``levels=K`` decodes the first K levels of every part only (the finer
+levels contribute zero to the latent). The policy chooses the first ``action_levels`` of them (default: all
+K); the streams it does not choose come from ``fill`` (``fill(partial, chosen) -> [S]`` ids, e.g. a prior's
+most likely codes given the chosen ones, :meth:`motion_vqvae.prior.sampling.StepContext.fill`), never from
+zeros the decoder would play as code 0.
 
 At every reset the decoder starts from the inner env's measured joint positions (its ``joint_positions()``,
 in the env's own action order), so the first decoded frame ramps from where the robot stands.
@@ -28,6 +31,7 @@ in the env's own action order), so the first decoded frame ramps from where the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,8 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         action_format: str | None = None,
         observe_token: bool = False,
         levels: int | None = None,
+        action_levels: int | None = None,
+        fill: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -62,6 +68,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             action_format=action_format,
             observe_token=observe_token,
             levels=levels,
+            action_levels=action_levels,
         )
         super().__init__(env)
         if action_mode not in ACTION_MODES:
@@ -77,11 +84,20 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.source: TokenSource = load_token_source(tokenizer, levels=levels)
         self.token_spec = self.source.spec
         self.levels = self.source.levels
-        # Streams the policy chooses (part-major, the first ``levels`` of each part); the rest stay 0.
-        self._streams = np.array(
-            [self.token_spec.stream_index(p, lv) for p in self.token_spec.parts for lv in range(self.levels)]
+        self.action_levels = self._resolve_action_levels(action_levels, fill)
+        self.fill = fill
+        # Streams the policy chooses (part-major, the first ``action_levels`` of each part); ``fill`` gives
+        # the rest.
+        self.action_streams = np.array(
+            [
+                self.token_spec.stream_index(p, lv)
+                for p in self.token_spec.parts
+                for lv in range(self.action_levels)
+            ]
         )
-        nvec = np.asarray(self.token_spec.stream_sizes)[self._streams]
+        self._chosen = np.zeros(self.token_spec.num_streams, bool)
+        self._chosen[self.action_streams] = True
+        nvec = np.asarray(self.token_spec.stream_sizes)[self.action_streams]
         self.action_format = self._resolve_format(action_format)
         self.frames_per_token = self.source.frames_per_token
         control_fps = getattr(env.unwrapped, "control_fps", None) or env.metadata.get("render_fps")
@@ -128,6 +144,24 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._last_frame: np.ndarray | None = None  # last decoded frame (inner-action units)
         self._last_dof: np.ndarray | None = None  # its joint angles (sim order), for joint velocities
 
+    def _resolve_action_levels(self, action_levels: int | None, fill: Any) -> int:
+        """The levels per part the policy chooses: all decoded ones, or fewer when ``fill`` gives the rest."""
+        if action_levels is None:
+            return self.levels
+        chosen = self.token_spec.check_levels(action_levels)
+        if chosen > self.levels:
+            raise InvalidValue(
+                f"TokenActionWrapper: action_levels={chosen} exceeds the {self.levels} decoded level(s); "
+                f"pass levels >= {chosen}"
+            )
+        if chosen < self.levels and fill is None:
+            raise InvalidValue(
+                f"TokenActionWrapper: the policy chooses {chosen} of the {self.levels} decoded levels; the "
+                "others need fill= (a prior's completion, train_policy.py --prior PRIOR), or decode "
+                f"levels={chosen} only"
+            )
+        return chosen
+
     def _resolve_format(self, action_format: str | None) -> str:
         fmt = action_format or getattr(self.env.unwrapped, "action_format", None)
         size = self.env.action_space.shape[0]
@@ -168,7 +202,8 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self.source.joint_map.real_to_sim(q) if self.action_format == "joint_targets_real" else q
 
     def token_of(self, action: Any) -> int | np.ndarray:
-        """The token an action stands for: an int for one stream, ``[S]`` ids otherwise (unused levels 0).
+        """The token an action stands for: an int for one stream, ``[S]`` ids otherwise (the streams the
+        policy does not choose from ``fill``, else 0, which is only right where they are not decoded).
 
         A latent snaps to the nearest code in L2. It must be finite and inside the action Box (the
         codebook's extent plus a 10% margin): outside it every code is about equally far, so the snap
@@ -193,14 +228,14 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 )
             return int(np.argmin(np.sum((self.source.codebook - latent) ** 2, axis=1)))
         chosen = np.asarray(action).reshape(-1)
-        sizes = np.asarray(self.token_spec.stream_sizes)[self._streams]
+        sizes = np.asarray(self.token_spec.stream_sizes)[self.action_streams]
         if (
             chosen.shape != sizes.shape
             or not np.all(chosen == np.round(chosen))
             or np.any(chosen < 0)
             or np.any(chosen >= sizes)
         ):
-            names = [self.token_spec.stream_names[i] for i in self._streams]
+            names = [self.token_spec.stream_names[i] for i in self.action_streams]
             raise ValueError(
                 f"token must lie in [0, {sizes[0] - 1}] for each of the {len(names)} streams {names}, "
                 f"got {np.asarray(action).tolist()}"
@@ -209,8 +244,10 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.token_spec.is_single:
             return int(chosen[0])
         token = np.zeros(self.token_spec.num_streams, np.int64)
-        token[self._streams] = chosen
-        return token
+        token[self.action_streams] = chosen
+        if self.fill is None or self._chosen.all():
+            return token
+        return np.asarray(self.fill(token, self._chosen), np.int64)
 
     def step(self, action: Any):
         token = self.token_of(action)
@@ -234,7 +271,7 @@ class TokenActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 break
         self._clock = float(positions[-1] + self._frames_per_inner_step - self.frames_per_token)
         self._last_frame = frames[-1]
-        self._prev_token = np.asarray(token).reshape(-1)[self._streams]
+        self._prev_token = np.asarray(token).reshape(-1)[self.action_streams]
         info = {**inner_info, "token": token, "targets": np.asarray(fed), "inner_steps": len(fed)}
         return self._observe(obs), total, terminated, truncated, info
 
