@@ -64,9 +64,9 @@ class PriorConfig:
     weight_decay: float = config_field(0.1, "AdamW weight decay on matrices", min=0.0, max=10.0)
     gradient_clip: float = config_field(1.0, "max gradient norm; 0 disables clipping", min=0.0, max=1e6)
     # --- sampling defaults ---
-    temperature: float = config_field(1.0, "softmax temperature when sampling", min=1e-3, max=100.0)
+    temperature: float = config_field(0.5, "softmax temperature when sampling", min=1e-3, max=100.0)
     top_p: float = config_field(
-        0.9, "nucleus sampling: smallest token set holding this probability", min=0.0, max=1.0
+        0.5, "nucleus sampling: smallest token set holding this probability", min=0.0, max=1.0
     )
     guidance_scale: float = config_field(
         2.5, "classifier-free guidance scale with a prompt (1 = none)", min=0.0, max=100.0
