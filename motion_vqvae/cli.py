@@ -80,6 +80,21 @@ def run(main: Callable[[list[str] | None], int]) -> None:
     sys.exit(main(None))
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, replaces: str) -> None:
+    """--time-budget, --resume and --overwrite: how a training command treats its run directory (the
+    tokenizer's and the prior's, one Trainer); ``replaces`` says what --overwrite removes."""
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="fit total_iter to this wall-clock budget (measured step time) and stop by then",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue OUT/checkpoints/last.pt with its own config"
+    )
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {replaces} in OUT")
+
+
 def add_source_arguments(parser: argparse.ArgumentParser, *, target_fps: str | None = None) -> None:
     """``--fps`` and ``--quat-order`` (and ``--target-fps`` with its help), the same in every command.
 

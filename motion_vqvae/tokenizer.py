@@ -12,7 +12,6 @@ that loads a tokenizer leaves its process as it found it. Training owns those (:
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from motion_vqvae.export.streaming import StreamingDecoder
 
 StartPose = tuple[np.ndarray, float] | Motion | None
-
-log = logging.getLogger(__name__)
 
 
 class Tokenizer:

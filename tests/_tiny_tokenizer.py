@@ -28,10 +28,14 @@ TINY = {
 }
 
 
+def set_args(values: dict[str, object]) -> list[str]:
+    """``--set key=value`` arguments, one pair per entry of ``values``."""
+    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+
+
 def tiny_sets(iters: int, **extra: object) -> list[str]:
     """``--set key=value`` arguments for train_vqvae.py: the tiny config, ``iters`` steps, overrides."""
-    values = {**TINY, "total_iter": iters, "eval_every": iters, "save_every": iters, **extra}
-    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+    return set_args({**TINY, "total_iter": iters, "eval_every": iters, "save_every": iters, **extra})
 
 
 def train_tiny_tokenizer(out: Path, motion_file: str, iters: int = 40, **extra: object) -> Path:

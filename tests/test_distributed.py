@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_tokenizer import set_args
 
 from motion_vqvae.models.quantizers import VectorQuantizer
 from motion_vqvae.training import distributed
@@ -64,7 +65,7 @@ TOLERANCE = 1e-4
 
 def _args(out: Path, iters: int, **extra: object) -> list[str]:
     values = {**SMALL, "total_iter": iters, **extra}
-    sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    sets = set_args(values)
     return ["--motion_file", MOTION, "--out", str(out), *sets]
 
 
@@ -155,7 +156,7 @@ def test_two_processes_equal_one_on_the_default_tokenizer(tmp_path: Path) -> Non
     another copy. The random draws themselves (quantizer dropout, dead-code candidates) are made once for
     the global batch.
     """
-    sets = [arg for key, value in DEFAULT_TOKENIZER.items() for arg in ("--set", f"{key}={value}")]
+    sets = set_args(DEFAULT_TOKENIZER)
     one, two = tmp_path / "one", tmp_path / "two"
     assert train_vqvae.main(["--motion_file", MOTION, "--out", str(one), *sets]) == 0
     _torchrun(["--motion_file", MOTION, "--out", str(two), *sets])

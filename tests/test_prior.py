@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 import train_prior  # noqa: E402
+from _tiny_tokenizer import set_args  # noqa: E402
 
 from motion_vqvae.data import sample_motion_path  # noqa: E402
 from motion_vqvae.prior.model import TokenGPT  # noqa: E402
@@ -41,8 +42,7 @@ TINY_PRIOR = {
 
 
 def prior_sets(iters: int, **extra: object) -> list[str]:
-    values = {**TINY_PRIOR, "total_iter": iters, **extra}
-    return [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+    return set_args({**TINY_PRIOR, "total_iter": iters, **extra})
 
 
 def prior_args(tokenizer: Path, out: Path) -> list[str]:

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
+from test_prior import prior_sets  # noqa: E402
 
 from motion_vqvae.commands.train_prior import main  # noqa: E402
 from motion_vqvae.data import sample_motion_path  # noqa: E402
@@ -31,26 +32,11 @@ from motion_vqvae.training.rundir import RunDirectory  # noqa: E402
 from motion_vqvae.training.split import Split  # noqa: E402
 
 ITERS = 12
-SETS = {
-    "n_layer": 1,
-    "n_head": 2,
-    "n_embd": 32,
-    "block_size": 12,
-    "batch_size": 8,
-    "warmup_iter": 2,
-    "use_text": False,
-    "mirror_augment": False,
-    "speed_augment": "[]",
-    "num_threads": 1,
-    "eval_every": 4,
-    "save_every": 1000,
-    "print_iter": 2,
-    "total_iter": ITERS,
-}
+SETS = {"mirror_augment": False, "speed_augment": "[]", "eval_every": 4, "save_every": 1000, "print_iter": 2}
 
 
 def sets(**extra: object) -> list[str]:
-    return [arg for k, v in {**SETS, **extra}.items() for arg in ("--set", f"{k}={v}")]
+    return prior_sets(ITERS, **{**SETS, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from motion_vqvae.cli import UserError, add_source_arguments, cli_main, setup_logging
+from motion_vqvae.cli import UserError, add_run_arguments, add_source_arguments, cli_main, setup_logging
 from motion_vqvae.config_loader import AgentConfig, ConfigLoader, parse_overrides, save_config
 from motion_vqvae.data.warning_digest import WarningDigest
 from motion_vqvae.training.advice import memorising, no_validation, training_sample
@@ -46,18 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
     add_config_arguments(parser)
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="fit total_iter to this wall-clock budget (measured step time) and stop by then",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue OUT/checkpoints/last.pt with its own config"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the run in OUT (config, metrics, checkpoints)"
-    )
+    add_run_arguments(parser, "the run (config, metrics, checkpoints)")
     return parser
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.cli import add_source_arguments, cli_main, setup_logging
+from motion_vqvae.cli import add_run_arguments, add_source_arguments, cli_main, setup_logging
 from motion_vqvae.config_loader import parse_overrides, save_config
 from motion_vqvae.errors import UserError
 from motion_vqvae.outputs import check_apart, environment_errors, motion_inputs, run_of
@@ -55,16 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
-    parser.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="fit total_iter to this wall-clock budget (measured step time) and stop by then",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue OUT/checkpoints/last.pt with its own config"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the prior run in OUT")
+    add_run_arguments(parser, "the prior run")
     return parser
 
 

@@ -210,7 +210,7 @@ def evaluate_prior(
         "uniform_bits_per_token": tok.spec.bits_per_token,
         "nll_bits_per_level": bits_per_level(stacked["prior"], tok.spec),
         "bigram_bits_per_level": bits_per_level(stacked["bigram"], tok.spec),
-        "uniform_bits_per_level": [len(tok.spec.parts) * np.log2(tok.spec.nb_code)] * tok.spec.num_levels,
+        "uniform_bits_per_level": [tok.spec.bits_per_token / tok.spec.num_levels] * tok.spec.num_levels,
     }
     for key in COMPLETION_KEYS:
         metrics[key] = float(np.mean([r[key] for r in completed])) if completed else None
