@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.tokenizer import HELD_OUT
-from motion_vqvae.agent import MVQVAEAgent
 from motion_vqvae.physics import feasibility
+from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.training.clips import load_config_motions
 from motion_vqvae.training.evaluation import evaluate_motions
 
@@ -47,24 +47,24 @@ def prepare(g1_moves: Path, out: Path) -> Path:
 def score(run: Path, clips: Path) -> dict[str, Any]:
     """Physics of the reconstructions and references, and kinematics (all levels, first level), of
     ``run``'s last checkpoint on :data:`PROBE_CLIPS`."""
-    agent = MVQVAEAgent.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
+    tok = Tokenizer.load(run / "checkpoints" / "last.pt")
     motions = [
-        agent.prepare(m)
-        for m in load_config_motions(agent.cfg, clips, min_frames=agent.cfg.window_size)
+        tok.prepare(m)
+        for m in load_config_motions(tok.config, clips, min_frames=tok.config.window_size)
         if m.name in PROBE_CLIPS
     ]
     if sorted(m.name for m in motions) != sorted(PROBE_CLIPS):
         raise ValueError(
             f"{clips}: found {[m.name for m in motions]}, expected the probe clips {PROBE_CLIPS}"
         )
-    summary, results = evaluate_motions(agent.model, agent.layout, motions, mjcf=agent.mjcf)
-    first, _ = evaluate_motions(agent.model, agent.layout, motions, mjcf=agent.mjcf, levels=1)
+    summary, results = evaluate_motions(tok.model, tok.layout, motions, mjcf=tok.mjcf)
+    first, _ = evaluate_motions(tok.model, tok.layout, motions, mjcf=tok.mjcf, levels=1)
     recon = feasibility([r.reconstruction for r in results])
     reference = feasibility(motions)
-    cfg = agent.cfg
+    cfg = tok.config
     return {
         "arm": run.name,
-        "iterations": agent.iteration,
+        "iterations": tok.iteration,
         "weights": {k: getattr(cfg, k) for k in ("loss_foot_skate", "loss_foot_ground", "loss_com")},
         **{k: summary[k] for k in KINEMATIC_COLUMNS},
         "mpjpe_local_mm_first_level": first["mpjpe_local_mm"],

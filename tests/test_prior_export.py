@@ -25,8 +25,14 @@ from _tiny_tokenizer import train_tiny_tokenizer  # noqa: E402
 from test_prior import train_tiny_prior  # noqa: E402
 
 from motion_vqvae.data import load_motions, sample_motion_path  # noqa: E402
+from motion_vqvae.kinematics import ForwardKinematics  # noqa: E402
 from motion_vqvae.physics import PHYSICS_METRICS  # noqa: E402
-from motion_vqvae.prior.evaluate import COMPLETION_KEYS  # noqa: E402
+from motion_vqvae.prior.data import encode_streams, prior_tokenizer  # noqa: E402
+from motion_vqvae.prior.evaluate import (  # noqa: E402
+    COMPLETION_KEYS,
+    CompletionScorer,
+    heading_body_positions,
+)
 from motion_vqvae.prior.sampling import LoadedPrior  # noqa: E402
 
 CAPTION = "a test motion"
@@ -155,6 +161,24 @@ def test_evaluate_prior_reports_baselines_and_completion(trained: tuple[Path, Pa
     assert all(set(group) == set(PHYSICS_METRICS) for group in physics.values())
     assert len(metrics["physics_per_clip"]) == metrics["num_completion_clips"]
     assert (tmp_path / "physics.png").is_file()
+    completed = [row for row in metrics["per_clip"] if "completion_ade_mm" in row]
+    assert metrics["settings"]["windows_per_clip"] == 4
+    assert all(1 <= row["completion_windows"] <= 4 for row in completed)
+
+
+def test_completion_window_scores_its_own_seconds(trained: tuple[Path, Path]) -> None:
+    """A window starting at token k compares with the real motion from frame (k + prefix) * fpt on."""
+    prior = LoadedPrior.load(trained[1])
+    tok = prior_tokenizer(prior)
+    motion = tok.prepare(load_motions(sample_motion_path())[0])
+    fk = ForwardKinematics(tok.mjcf)
+    fpt, prefix, horizon, start = tok.spec.frames_per_token, 2, 3, 4
+    scorer = CompletionScorer(tok, fk, motion, prefix, horizon, start)
+    whole = heading_body_positions(fk, motion)
+    first = (start + prefix) * fpt
+    assert np.allclose(scorer.reference, whole[first : first + horizon * fpt])
+    tokens = encode_streams(tok, motion)[start : start + prefix + horizon]
+    assert len(scorer.decode(tokens).dof) == (prefix + horizon) * fpt
 
 
 def test_onnx_sampling_matches_torch(trained: tuple[Path, Path], export_dir: Path) -> None:

@@ -164,3 +164,14 @@ def test_the_joint_order_check_covers_a_robot_in_another_order(tok: Tokenizer, m
     monkeypatch.setattr(tokenizer_module, "load_robot", lambda _: Reordered())
     with pytest.raises(InvalidValue, match="retrain in simulator order"):
         Tokenizer(tok.model, tok.config, tok.layout, tok.joint_map, path=tok.path)
+
+
+def test_no_consumer_loads_through_the_agent() -> None:
+    """Every consumer takes a Tokenizer: the training facade's loader appears nowhere but in agent.py."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for room in ("motion_vqvae", "sim2real", "scripts", "benchmarks")
+        for path in (REPO / room).rglob("*.py")
+        if path.name != "agent.py" and "MVQVAEAgent.from_checkpoint" in path.read_text()
+    ]
+    assert offenders == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion_vqvae.data import sample_motion_path
+from motion_vqvae.data import load_motions, sample_motion_path
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.tracking.batch import TrackingBatch
 from motion_vqvae.tracking.export import export_tracker, tracker_extra
@@ -156,6 +156,10 @@ def test_released_tracker_is_small_and_acts_the_same(tiny_run: Path, tmp_path: P
     full = tiny_run / "checkpoints/last.pt"
     small = release_tracker(full, tmp_path / "tracker.pt")
     assert small.stat().st_size < full.stat().st_size / 2
+    names = [m.name for m in load_motions(sample_motion_path())]
+    assert (
+        load_checkpoint(small)["clips"] == load_checkpoint(full)["clips"] == names
+    )  # what it was trained on
     obs = torch.randn(5, load_checkpoint(full)["obs_size"])
     with torch.no_grad():
         assert torch.equal(load_tracker(full)[0](obs), load_tracker(small)[0](obs))

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--samples", type=int, default=8, help="sampled continuations per clip (best counts)")
+    parser.add_argument(
+        "--windows", type=int, default=4,
+        help="completion windows per clip (back-to-back prefix + horizon seconds from the clip's start)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--split",
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         quat_order=args.quat_order,
         samples=args.samples,
         seed=args.seed,
+        windows=args.windows,
         split=args.split,
     )
     keys = ("nll_bits_per_token", "bigram_bits_per_token", "unigram_bits_per_token")

@@ -65,12 +65,23 @@ class ActorCritic(nn.Module):
         return self.actor(self.norm(obs))
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.distributions.Normal, torch.Tensor]:
-        x = self.norm(obs)
-        return torch.distributions.Normal(self.actor(x), self.log_std.exp()), self.critic(x).squeeze(-1)
+        return self.heads(self.norm(obs))
+
+    def heads(self, normalised: torch.Tensor) -> tuple[torch.distributions.Normal, torch.Tensor]:
+        """Policy and value of observations already normalised.
+
+        Why a separate entry: a rollout stores its observations as the policy saw them (normalised with
+        the statistics of that moment), so the PPO update's ratio and KL measure the policy's change only.
+        Re-normalising stored raw observations with statistics updated since would count the normaliser's
+        drift as policy change: with 64 environments that drift alone exceeded twice the KL target and held
+        the adaptive learning rate at its floor from the first iteration on.
+        """
+        dist = torch.distributions.Normal(self.actor(normalised), self.log_std.exp())
+        return dist, self.critic(normalised).squeeze(-1)
 
 
 class Rollout:
-    """``T x E`` transitions of one PPO iteration."""
+    """``T x E`` transitions of one PPO iteration; ``obs`` are normalised, as the policy saw them."""
 
     def __init__(self, steps: int, envs: int, obs_size: int, action_size: int) -> None:
         self.obs = torch.zeros(steps, envs, obs_size)
@@ -117,7 +128,7 @@ def ppo_update(
         order = torch.randperm(n, generator=generator)
         for i in range(config.minibatches):
             idx = order[i * size : (i + 1) * size]
-            dist, value = model.distribution(flat["obs"][idx])
+            dist, value = model.heads(flat["obs"][idx])
             log_prob = dist.log_prob(flat["actions"][idx]).sum(-1)
             with torch.no_grad():
                 std = dist.stddev

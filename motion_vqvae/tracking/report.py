@@ -15,6 +15,7 @@ from motion_vqvae.data import Motion, load_motions
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.render import bodies_gif
 from motion_vqvae.kinematics import ForwardKinematics
+from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic
@@ -50,9 +51,12 @@ def load_tracker(path: str | Path) -> tuple[ActorCritic, TrackerConfig]:
 
 def release_tracker(path: str | Path, out: str | Path) -> Path:
     """A small copy of a training checkpoint for shipping: the policy (actor, normaliser, std) and the
-    facts that rebuild its MDP; no critic, optimizer or simulator state (they only matter for resuming)."""
+    facts that rebuild its MDP and the names of the clips it was trained on (what its figures are measured
+    on); no critic, optimizer or simulator state (they only matter for resuming)."""
     state = load_checkpoint(path)
-    keep = ("config", "obs_size", "joint_names", "action_scale", "default_dof")
+    if "clips" not in state:
+        raise ValueError(f"{path} names no training clips ('clips'); it predates release support, retrain it")
+    keep = ("config", "obs_size", "joint_names", "clips", "action_scale", "default_dof")
     released = {k: state[k] for k in keep}
     released["model"] = {k: v for k, v in state["model"].items() if not k.startswith("critic.")}
     released["progress"] = {k: state["progress"][k] for k in ("iteration", "env_steps")}
@@ -61,14 +65,9 @@ def release_tracker(path: str | Path, out: str | Path) -> Path:
 
 
 def decode_through_tokenizer(motions: list[Motion], tokenizer: str | Path) -> list[Motion]:
-    """Each clip encoded and decoded by the tokenizer checkpoint (the one place a tokenizer is loaded).
-
-    ``MVQVAEAgent.from_checkpoint`` until ``motion_vqvae.Tokenizer`` lands on main (issue 19).
-    """
-    from motion_vqvae.agent import MVQVAEAgent
-
-    agent = MVQVAEAgent.from_checkpoint(tokenizer, device="cpu")
-    return [agent.reconstruct(m) for m in motions]
+    """Each clip encoded and decoded by the tokenizer checkpoint, from the clip's own first pose."""
+    tok = Tokenizer.load(tokenizer)
+    return [tok.reconstruct(m) for m in motions]
 
 
 def evaluate_tracker(

@@ -171,7 +171,8 @@ def _collect(
         obs_t = torch.from_numpy(obs)
         model.norm.update(obs_t)
         with torch.no_grad():
-            dist, value = model.distribution(obs_t)
+            seen = model.norm(obs_t)
+            dist, value = model.heads(seen)
             action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=generator)
         obs, reward, terminated, truncated, info = batch.step(action.double().numpy())
         returns += reward
@@ -183,7 +184,7 @@ def _collect(
         done = terminated | truncated
         finished.extend(returns[done].tolist())
         returns[done] = 0.0
-        rollout.obs[t], rollout.actions[t], rollout.values[t] = obs_t, action, value
+        rollout.obs[t], rollout.actions[t], rollout.values[t] = seen, action, value
         rollout.log_probs[t] = dist.log_prob(action).sum(-1)
         rollout.mean[t] = dist.mean
         rollout.rewards[t], rollout.dones[t] = reward_t, torch.from_numpy(done).float()
@@ -212,6 +213,7 @@ def _save(
             "config": dataclasses.asdict(config),
             "obs_size": batch.obs_size,
             "joint_names": batch.body.joint_names,
+            "clips": list(batch.ref.names),
             "action_scale": torch.from_numpy(batch.action_scale),
             "default_dof": torch.from_numpy(batch.default_dof),
             "optimizer": optimizer.state_dict(),
