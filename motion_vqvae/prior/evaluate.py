@@ -8,7 +8,7 @@ kinematics: mean body-position error in the heading frame, the mean over the sam
 them (minADE). Baselines go through the same decoding: repeating the last prefix token, and sampling the
 bigram model. A clip's figure is the mean over its windows; the set's, the mean over clips. Why several
 windows: one window per clip scores five 2-second moments on the test split, all at the clips' starts,
-where the performers often stand still; the figures then moved by several millimetres between seeds.
+where the performers often stand still.
 
 Feasibility (:mod:`motion_vqvae.physics`, ``metrics["physics"]``): over the completion seconds of every
 completed clip, the first sampled completion, an unconditional sample of the prior decoded from the clip's
@@ -84,15 +84,23 @@ def sample_bigram(
 class CompletionScorer:
     """Errors (mm) of token continuations of one window of a clip, by decoding and forward kinematics.
 
-    ``start`` is the window's first token; the window's motion begins at that token's first frame.
+    ``prepared`` is the whole clip as ``Tokenizer.prepare`` returns it (prepared once per clip, however
+    many windows it has); ``start`` is the window's first token, its motion begins at that token's first
+    frame.
     """
 
     def __init__(
-        self, tok: Tokenizer, fk: ForwardKinematics, motion: Motion, prefix: int, horizon: int, start: int = 0
+        self,
+        tok: Tokenizer,
+        fk: ForwardKinematics,
+        prepared: Motion,
+        prefix: int,
+        horizon: int,
+        start: int = 0,
     ) -> None:
         self.tok, self.fk = tok, fk
         fpt = tok.spec.frames_per_token
-        self.prepared = tok.prepare(motion).slice(start * fpt, (start + prefix + horizon) * fpt)
+        self.prepared = prepared.slice(start * fpt, (start + prefix + horizon) * fpt)
         self.frames = slice(prefix * fpt, (prefix + horizon) * fpt)
         self.reference = heading_body_positions(fk, self.prepared)[self.frames]
 
@@ -186,9 +194,10 @@ def evaluate_prior(
                 row[f"{key}_bits_per_token"] = float(value.sum(axis=1).mean())
         starts = range(0, len(tokens) - prefix - horizon + 1, prefix + horizon)[:windows]
         if starts:
+            prepared = tok.prepare(motion)
             errors: dict[str, list[float]] = {key: [] for key in COMPLETION_KEYS}
             for start in starts:
-                scorer = CompletionScorer(tok, fk, motion, prefix, horizon, start)
+                scorer = CompletionScorer(tok, fk, prepared, prefix, horizon, start)
                 head = tokens[start : start + prefix]
                 sampled = [
                     prior.sample(horizon, seed=int(rng.integers(2**31)), prefix=head, options=options)

@@ -72,9 +72,8 @@ class ActorCritic(nn.Module):
 
         Why a separate entry: a rollout stores its observations as the policy saw them (normalised with
         the statistics of that moment), so the PPO update's ratio and KL measure the policy's change only.
-        Re-normalising stored raw observations with statistics updated since would count the normaliser's
-        drift as policy change: with 64 environments that drift alone exceeded twice the KL target and held
-        the adaptive learning rate at its floor from the first iteration on.
+        Re-normalising stored raw observations with statistics updated since would add the normaliser's
+        drift to both, most of all in the first iterations, while the statistics still move fast.
         """
         dist = torch.distributions.Normal(self.actor(normalised), self.log_std.exp())
         return dist, self.critic(normalised).squeeze(-1)
