@@ -151,7 +151,7 @@ def test_export_with_tracker_loads_on_the_robot_side(tiny_run: Path, tokenizer: 
 
 
 def test_released_tracker_is_small_and_acts_the_same(tiny_run: Path, tmp_path: Path) -> None:
-    from motion_vqvae.tracking.report import release_tracker
+    from motion_vqvae.tracking.release import release_tracker
 
     full = tiny_run / "checkpoints/last.pt"
     small = release_tracker(full, tmp_path / "tracker.pt")
@@ -185,3 +185,38 @@ def test_token_track_env_runs_tokens_in_physics(tiny_run: Path, tokenizer: Path)
             assert info["fell"]  # the tracker gave up: the robot fell or left the reference
             break
     assert len(set(heights)) > 1  # the physics robot moves
+
+
+def test_training_with_a_tokenizer_adds_the_decoded_clips(tokenizer: Path, tmp_path: Path) -> None:
+    from motion_vqvae.errors import UserError
+
+    out = tmp_path / "run"
+    train_tracker(sample_motion_path(), out, overrides={**TINY, "total_iter": 1}, tokenizer=tokenizer)
+    names = [m.name for m in load_motions(sample_motion_path())]
+    assert load_checkpoint(out / "checkpoints/last.pt")["clips"] == names + [f"{n}_decoded" for n in names]
+    with pytest.raises(UserError, match="--tokenizer"):  # the same clips, or the adaptive state is wrong
+        train_tracker(sample_motion_path(), out, overrides={"total_iter": 2}, resume=True)
+
+
+def test_release_writes_a_card_measured_on_its_own_clips(tiny_run: Path, tmp_path: Path) -> None:
+    from motion_vqvae.commands.release_tracker import main
+    from motion_vqvae.errors import InvalidValue
+    from motion_vqvae.tracking.release import source_clips, tracker_card
+
+    assert source_clips(["A", "B", "A_decoded", "B_decoded"]) == ["A", "B"]
+    names = [m.name for m in load_motions(sample_motion_path())]
+    name = names[0]
+    row = {"clip": name, "survival_share": 1.0, "mpjpe_local_mm": 40.0, "root_error_mm": 90.0}
+    evaluation = {"success_rate": 1.0, "survival_share": 1.0, "mpjpe_local_mm": 40.0, "root_error_mm": 90.0}
+    (tmp_path / "eval.json").write_text(json.dumps({**evaluation, "tokenizer": "tok.pt", "per_clip": [row]}))
+    run = str(tiny_run / "checkpoints/last.pt")
+    argv = ["--checkpoint", run, "--evaluation", str(tmp_path / "eval.json")]
+    rest = ["--command", "train_tracker.py ...", "--budget-min", "3", "--out", str(tmp_path / "r")]
+    assert main([*argv, *rest]) == 0
+    card = json.loads((tmp_path / "r/card.json").read_text())
+    assert card["clips"] == names and card["commands"] == ["train_tracker.py ..."] and card["budget_min"] == 3
+    assert card["figures"]["survival_share"] == 1.0 and card["iterations"] == 2
+    assert load_tracker(tmp_path / "r/tracker.pt")[1].num_envs == TINY["num_envs"]
+    foreign = {**evaluation, "per_clip": [{**row, "clip": "M_Move1"}]}
+    with pytest.raises(InvalidValue, match="M_Move1"):  # figures from clips it never trained on
+        tracker_card(tiny_run / "checkpoints/last.pt", foreign, ["x"], 1.0)

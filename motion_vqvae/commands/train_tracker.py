@@ -1,6 +1,8 @@
 """Train a physics tracking controller (G1Track-v0, PPO) on reference clips.
 
 python scripts/train_tracker.py --motion_file data/g1_moves/M_Move1.csv --out runs/tracker --time-budget 10
+python scripts/train_tracker.py --motion_file data/g1_moves/M_Move19.csv \
+    --tokenizer runs/g1/checkpoints/best.pt --out runs/tracker_tokens
 python scripts/train_tracker.py --motion_file clips/ --fps 30 --out runs/tracker --set num_envs=32 --resume
 
 Writes checkpoints/last.pt, metrics.jsonl, config.yaml and results.json (success_rate, survival_share,
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         "--motion_file", required=True, nargs="+", help="clip files, folders or globs (NPY/PKL/CSV)"
     )
     parser.add_argument("--fps", type=float, help="frame rate of files that do not state one")
+    parser.add_argument(
+        "--tokenizer", type=Path, help="also track each clip as this tokenizer decodes it (<clip>_decoded)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument(
         "--time-budget", type=float, metavar="MIN", help="stop training after this many minutes"
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget_min=args.time_budget,
         resume=args.resume,
         overwrite=args.overwrite,
+        tokenizer=args.tokenizer,
     )
     shown = {k: results[k] for k in ("success_rate", "survival_share", "mpjpe_local_mm", "root_error_mm")}
     logging.getLogger("train_tracker").info("results: %s", json.dumps(shown))

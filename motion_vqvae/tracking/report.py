@@ -20,7 +20,7 @@ from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic
 from motion_vqvae.tracking.reference import ReferenceMotion
-from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
+from motion_vqvae.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,6 @@ def load_tracker(path: str | Path) -> tuple[ActorCritic, TrackerConfig]:
             f"{result.unexpected_keys[:3]}); the file is damaged or from another version"
         )
     return model.eval(), config
-
-
-def release_tracker(path: str | Path, out: str | Path) -> Path:
-    """A small copy of a training checkpoint for shipping: the policy (actor, normaliser, std) and the
-    facts that rebuild its MDP and the names of the clips it was trained on (what its figures are measured
-    on); no critic, optimizer or simulator state (they only matter for resuming)."""
-    state = load_checkpoint(path)
-    if "clips" not in state:
-        raise ValueError(f"{path} names no training clips ('clips'); it predates release support, retrain it")
-    keep = ("config", "obs_size", "joint_names", "clips", "action_scale", "default_dof")
-    released = {k: state[k] for k in keep}
-    released["model"] = {k: v for k, v in state["model"].items() if not k.startswith("critic.")}
-    released["progress"] = {k: state["progress"][k] for k in ("iteration", "env_steps")}
-    save_checkpoint(released, out)
-    return Path(out)
 
 
 def decode_through_tokenizer(motions: list[Motion], tokenizer: str | Path) -> list[Motion]:

@@ -7,6 +7,10 @@ counters, adaptive-sampling weights and all random generators are saved at an it
 first SIGINT/SIGTERM/SIGHUP stops at the next iteration boundary after saving (``signals.StopRequests``);
 ``--time-budget`` ends training the same way. A gradient step whose norm is not finite is skipped.
 
+``tokenizer``: each clip is also tracked as that tokenizer decodes it (named ``<clip>_decoded``), so a tracker
+meant to execute decoded tokens trains on the decoder's own motion (its foot skate, float and joint-range
+habits), not only on the clean clips. ``--resume`` refuses other clips than the run's.
+
 ``results.json`` holds the evaluation figures (:mod:`.evaluate`) and ``learning_curve``: pairs
 ``[env_steps, mean_return]``, the mean undiscounted return of the episodes that ended in each iteration.
 """
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from motion_vqvae.data import Motion, load_motions
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.errors import UserError
 from motion_vqvae.tracking.batch import TrackingBatch
@@ -31,6 +36,8 @@ from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic, Rollout, ppo_update
 from motion_vqvae.tracking.reference import ReferenceMotion
+from motion_vqvae.tracking.release import DECODED_SUFFIX
+from motion_vqvae.tracking.report import decode_through_tokenizer
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 from motion_vqvae.training.rundir import RunDirectory
 from motion_vqvae.training.signals import StopRequests, TrainingInterrupted
@@ -56,8 +63,10 @@ def train_tracker(
     time_budget_min: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    tokenizer: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue) a tracker on ``motion_file``; returns ``results.json``'s content."""
+    """Train (or continue) a tracker on ``motion_file`` (and its clips decoded through ``tokenizer``);
+    returns ``results.json``'s content."""
     run = RunDirectory(out, files=RUN_FILES)
     run.check(resume, overwrite)
     with run.locked():
@@ -68,7 +77,16 @@ def train_tracker(
         (run.path / "config.yaml").write_text(json.dumps(dataclasses.asdict(config), indent=1))
         torch.manual_seed(config.seed)
         body = G1Body(timestep=1.0 / config.physics_hz)
-        reference = ReferenceMotion.from_file(motion_file, fps, body, config.control_fps)
+        reference = ReferenceMotion.from_motions(
+            training_motions(motion_file, fps, tokenizer), body, config.control_fps
+        )
+        if saved is not None and "clips" not in saved:
+            log.warning("%s names no training clips (it predates that field); not checking them", run.last)
+        elif saved is not None and list(saved["clips"]) != list(reference.names):
+            raise UserError(
+                f"--resume continues {run.last}, trained on clips {list(saved['clips'])}; these inputs give "
+                f"{list(reference.names)}. Pass the run's --motion_file (and --tokenizer) again"
+            )
         batch = TrackingBatch(reference, config, body, seed=config.seed)
         model = build_model(config, batch.obs_size, batch.num_dof)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -99,6 +117,19 @@ def train_tracker(
         }
         (run.path / "results.json").write_text(json.dumps(results, indent=1))
         return results
+
+
+def training_motions(
+    motion_file: str | Path | list[str | Path], fps: float | None, tokenizer: str | Path | None
+) -> list[Motion]:
+    """The clips (joint jumps bridged, see :meth:`ReferenceMotion.from_file`), then each decoded through
+    ``tokenizer`` as ``<clip>_decoded`` when one is given."""
+    motions = load_motions(motion_file, fps=fps, robot="g1_29dof", repair_jumps=True)
+    if tokenizer is None:
+        return motions
+    decoded = decode_through_tokenizer(motions, tokenizer)
+    pairs = zip(motions, decoded, strict=True)
+    return motions + [dataclasses.replace(d, name=m.name + DECODED_SUFFIX) for m, d in pairs]
 
 
 def _config(saved: dict[str, Any] | None, overrides: dict[str, Any], checkpoint: Path) -> TrackerConfig:
