@@ -220,3 +220,23 @@ def test_release_writes_a_card_measured_on_its_own_clips(tiny_run: Path, tmp_pat
     foreign = {**evaluation, "per_clip": [{**row, "clip": "M_Move1"}]}
     with pytest.raises(InvalidValue, match="M_Move1"):  # figures from clips it never trained on
         tracker_card(tiny_run / "checkpoints/last.pt", foreign, ["x"], 1.0)
+
+
+def test_init_from_starts_a_new_run_from_another_trackers_weights(tiny_run: Path, tmp_path: Path) -> None:
+    from motion_vqvae.errors import UserError
+    from motion_vqvae.tracking.release import release_tracker
+
+    base = tiny_run / "checkpoints/last.pt"
+    out = tmp_path / "tuned"
+    train_tracker(sample_motion_path(), out, overrides={**TINY, "total_iter": 1, "lr": 0.0}, init_from=base)
+    tuned, start = load_checkpoint(out / "checkpoints/last.pt"), load_checkpoint(base)
+    assert torch.equal(tuned["model"]["actor.0.weight"], start["model"]["actor.0.weight"])  # lr 0: unchanged
+    assert tuned["init_from"] == {"path": str(base), "iterations": 2, "env_steps": 2 * 4 * 8}
+    assert tuned["progress"]["iteration"] == 1
+    with pytest.raises(UserError, match="pick one"):
+        train_tracker(sample_motion_path(), out, overrides={"total_iter": 2}, resume=True, init_from=base)
+    small = release_tracker(base, tmp_path / "small.pt")  # a release has no critic: it starts untrained
+    train_tracker(sample_motion_path(), tmp_path / "b", overrides={**TINY, "total_iter": 1}, init_from=small)
+    with pytest.raises(UserError, match="network differs"):
+        narrow = {**TINY, "hidden": [16]}
+        train_tracker(sample_motion_path(), tmp_path / "c", overrides=narrow, init_from=base)

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer", type=Path, help="also track each clip as this tokenizer decodes it (<clip>_decoded)"
     )
+    parser.add_argument(
+        "--init-from", type=Path, metavar="CKPT", help="start from this tracker's weights (fine-tune)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument(
         "--time-budget", type=float, metavar="MIN", help="stop training after this many minutes"
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         tokenizer=args.tokenizer,
+        init_from=args.init_from,
     )
     shown = {k: results[k] for k in ("success_rate", "survival_share", "mpjpe_local_mm", "root_error_mm")}
     logging.getLogger("train_tracker").info("results: %s", json.dumps(shown))

@@ -29,7 +29,7 @@ def release_tracker(path: str | Path, out: str | Path) -> Path:
     if "clips" not in state:
         raise ValueError(f"{path} names no training clips ('clips'); it predates release support, retrain it")
     keep = ("config", "obs_size", "joint_names", "clips", "action_scale", "default_dof")
-    released = {k: state[k] for k in keep}
+    released = {k: state[k] for k in keep} | {"init_from": state.get("init_from")}
     released["model"] = {k: v for k, v in state["model"].items() if not k.startswith("critic.")}
     released["progress"] = {k: state["progress"][k] for k in ("iteration", "env_steps")}
     save_checkpoint(released, out)
@@ -62,6 +62,7 @@ def tracker_card(
         "budget_min": float(budget_min),
         "env_steps": int(state["progress"]["env_steps"]),
         "iterations": int(state["progress"]["iteration"]),
+        "init_from": state.get("init_from"),
         "config": state["config"],
         "figures": {
             "tokenizer": evaluation.get("tokenizer"),

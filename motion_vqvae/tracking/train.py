@@ -11,6 +11,10 @@ first SIGINT/SIGTERM/SIGHUP stops at the next iteration boundary after saving (`
 meant to execute decoded tokens trains on the decoder's own motion (its foot skate, float and joint-range
 habits), not only on the clean clips. ``--resume`` refuses other clips than the run's.
 
+``init_from``: a new run starts from another tracker's weights (actor, critic, normaliser, std), with a fresh
+optimizer and environment, to fine-tune it on more clips; the checkpoint records where it started
+(``init_from``: path, iterations and env steps of the start).
+
 ``results.json`` holds the evaluation figures (:mod:`.evaluate`) and ``learning_curve``: pairs
 ``[env_steps, mean_return]``, the mean undiscounted return of the episodes that ended in each iteration.
 """
@@ -64,9 +68,12 @@ def train_tracker(
     resume: bool = False,
     overwrite: bool = False,
     tokenizer: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) a tracker on ``motion_file`` (and its clips decoded through ``tokenizer``);
     returns ``results.json``'s content."""
+    if resume and init_from is not None:
+        raise UserError("--init-from starts a new run from a tracker; --resume continues this one: pick one")
     run = RunDirectory(out, files=RUN_FILES)
     run.check(resume, overwrite)
     with run.locked():
@@ -92,6 +99,9 @@ def train_tracker(
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(config.seed)
         progress: dict[str, Any] = {"iteration": 0, "env_steps": 0, "learning_curve": [], "returns": None}
+        origin = None if saved is None else saved.get("init_from")
+        if init_from is not None and saved is None:
+            origin = _start_from(model, init_from, batch)
         obs = batch.reset()
         if saved is not None:
             model.load_state_dict(saved["model"])
@@ -105,7 +115,7 @@ def train_tracker(
             log.info("resumed %s at iteration %d", run.last, progress["iteration"])
         if progress["returns"] is None:
             progress["returns"] = np.zeros(config.num_envs)
-        _train(run, config, batch, model, optimizer, generator, obs, progress, time_budget_min)
+        _train(run, config, batch, model, optimizer, generator, obs, progress, time_budget_min, origin)
         runs = run_clips(policy_of(model), reference, config)
         results = {
             **score(runs, config.control_fps, body.joint_names),
@@ -132,6 +142,33 @@ def training_motions(
     return motions + [dataclasses.replace(d, name=m.name + DECODED_SUFFIX) for m, d in pairs]
 
 
+def _start_from(model: ActorCritic, path: str | Path, batch: TrackingBatch) -> dict[str, Any]:
+    """Load another tracker's weights into ``model``; refuses one with another observation or joint set."""
+    state = load_checkpoint(path)
+    if "obs_size" not in state or "joint_names" not in state:
+        raise UserError(f"--init-from {path} is not a tracker checkpoint; pass a train_tracker.py last.pt")
+    if int(state["obs_size"]) != batch.obs_size or list(state["joint_names"]) != batch.body.joint_names:
+        raise UserError(
+            f"--init-from {path}: its observation ({state['obs_size']}) or joints differ from this run's "
+            f"({batch.obs_size}); start from a tracker of the same robot and layout"
+        )
+    differs = f"--init-from {path}: its network differs from this config's (hidden sizes?)"
+    try:
+        result = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as exc:  # tensor shapes differ
+        raise UserError(differs) from exc
+    if result.unexpected_keys or [k for k in result.missing_keys if not k.startswith("critic.")]:
+        raise UserError(differs)
+    if result.missing_keys:
+        log.warning("--init-from %s has no critic (a release); the critic starts untrained", path)
+    progress = state.get("progress", {})
+    return {
+        "path": str(path),
+        "iterations": int(progress.get("iteration", 0)),
+        "env_steps": int(progress.get("env_steps", 0)),
+    }
+
+
 def _config(saved: dict[str, Any] | None, overrides: dict[str, Any], checkpoint: Path) -> TrackerConfig:
     if saved is None:
         return typed_from_dict(TrackerConfig, overrides, "--set")
@@ -156,6 +193,7 @@ def _train(
     obs: np.ndarray,
     progress: dict[str, Any],
     time_budget_min: float | None,
+    origin: dict[str, Any] | None,
 ) -> None:
     """PPO iterations until ``total_iter``, the time budget or a stop signal; saves ``last.pt`` at the end."""
     start = time.monotonic()
@@ -177,7 +215,7 @@ def _train(
             out_of_time = time_budget_min is not None and time.monotonic() - start >= 60 * time_budget_min
             last = iteration + 1 == config.total_iter
             if stop.signum is not None or out_of_time or last or (iteration + 1) % config.save_every == 0:
-                _save(run, config, batch, model, optimizer, generator, progress)
+                _save(run, config, batch, model, optimizer, generator, progress, origin)
             if stop.signum is not None:
                 bar.close()
                 raise TrainingInterrupted(stop.signum, iteration + 1)
@@ -236,6 +274,7 @@ def _save(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     progress: dict[str, Any],
+    origin: dict[str, Any] | None,
 ) -> None:
     env = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.get_state().items()}
     save_checkpoint(
@@ -245,6 +284,7 @@ def _save(
             "obs_size": batch.obs_size,
             "joint_names": batch.body.joint_names,
             "clips": list(batch.ref.names),
+            "init_from": origin,
             "action_scale": torch.from_numpy(batch.action_scale),
             "default_dof": torch.from_numpy(batch.default_dof),
             "optimizer": optimizer.state_dict(),
