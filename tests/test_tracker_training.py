@@ -17,7 +17,7 @@ from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.tracking.batch import TrackingBatch
 from motion_vqvae.tracking.export import export_tracker, tracker_extra
 from motion_vqvae.tracking.report import load_tracker
-from motion_vqvae.tracking.train import train_tracker
+from motion_vqvae.tracking.train import train_tracker, training_motions
 from motion_vqvae.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,9 +191,12 @@ def test_training_with_a_tokenizer_adds_the_decoded_clips(tokenizer: Path, tmp_p
     from motion_vqvae.errors import UserError
 
     out = tmp_path / "run"
-    train_tracker(sample_motion_path(), out, overrides={**TINY, "total_iter": 1}, tokenizer=tokenizer)
+    train_tracker(sample_motion_path(), out, overrides={**TINY, "total_iter": 1}, tokenizers=[tokenizer])
     names = [m.name for m in load_motions(sample_motion_path())]
     assert load_checkpoint(out / "checkpoints/last.pt")["clips"] == names + [f"{n}_decoded" for n in names]
+    two = training_motions(sample_motion_path(), None, [tokenizer, tokenizer])
+    numbered = [f"{n}_decoded{k}" for k in (1, 2) for n in names]
+    assert [m.name for m in two] == names + numbered
     with pytest.raises(UserError, match="--tokenizer"):  # the same clips, or the adaptive state is wrong
         train_tracker(sample_motion_path(), out, overrides={"total_iter": 2}, resume=True)
 
@@ -203,7 +206,7 @@ def test_release_writes_a_card_measured_on_its_own_clips(tiny_run: Path, tmp_pat
     from motion_vqvae.errors import InvalidValue
     from motion_vqvae.tracking.release import source_clips, tracker_card
 
-    assert source_clips(["A", "B", "A_decoded", "B_decoded"]) == ["A", "B"]
+    assert source_clips(["A", "B", "A_decoded", "B_decoded", "A_decoded2"]) == ["A", "B"]
     names = [m.name for m in load_motions(sample_motion_path())]
     name = names[0]
     row = {"clip": name, "survival_share": 1.0, "mpjpe_local_mm": 40.0, "root_error_mm": 90.0}

@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fps", type=float, help="frame rate of files that do not state one")
     parser.add_argument(
-        "--tokenizer", type=Path, help="also track each clip as this tokenizer decodes it (<clip>_decoded)"
+        "--tokenizer",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="also track each clip as each of these tokenizers decodes it (<clip>_decoded[k])",
     )
     parser.add_argument(
         "--init-from", type=Path, metavar="CKPT", help="start from this tracker's weights (fine-tune)"
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         time_budget_min=args.time_budget,
         resume=args.resume,
         overwrite=args.overwrite,
-        tokenizer=args.tokenizer,
+        tokenizers=args.tokenizer,
         init_from=args.init_from,
     )
     shown = {k: results[k] for k in ("success_rate", "survival_share", "mpjpe_local_mm", "root_error_mm")}

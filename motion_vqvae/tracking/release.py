@@ -9,6 +9,7 @@ figures of one ``evaluate_tracker.py`` run, which must be measured on those same
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from motion_vqvae.errors import InvalidValue
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
 
 DECODED_SUFFIX = "_decoded"
-"""Name suffix of a clip's copy decoded through a tokenizer (``train_tracker.py --tokenizer``)."""
+"""Name suffix of a clip's copy decoded through a tokenizer (``train_tracker.py --tokenizer``), followed by
+the tokenizer's number when there are several."""
 CARD_FIGURES = ("success_rate", "survival_share", "mpjpe_local_mm", "root_error_mm")
 
 
@@ -38,7 +40,7 @@ def release_tracker(path: str | Path, out: str | Path) -> Path:
 
 def source_clips(trained_on: list[str]) -> list[str]:
     """The distinct source clips of a tracker's training clips, in order (decoded copies folded in)."""
-    names = [n.removesuffix(DECODED_SUFFIX) for n in trained_on]
+    names = [re.sub(f"{DECODED_SUFFIX}[0-9]*$", "", n) for n in trained_on]
     return list(dict.fromkeys(names))
 
 

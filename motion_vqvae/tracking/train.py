@@ -7,9 +7,10 @@ counters, adaptive-sampling weights and all random generators are saved at an it
 first SIGINT/SIGTERM/SIGHUP stops at the next iteration boundary after saving (``signals.StopRequests``);
 ``--time-budget`` ends training the same way. A gradient step whose norm is not finite is skipped.
 
-``tokenizer``: each clip is also tracked as that tokenizer decodes it (named ``<clip>_decoded``), so a tracker
-meant to execute decoded tokens trains on the decoder's own motion (its foot skate, float and joint-range
-habits), not only on the clean clips. ``--resume`` refuses other clips than the run's.
+``tokenizers``: each clip is also tracked as each tokenizer decodes it (named ``<clip>_decoded``, or
+``<clip>_decoded<k>`` for the k-th of several), so a tracker meant to execute decoded tokens trains on
+decoders' own motion (their foot skate, float and joint-range habits), not only on the clean clips; several
+tokenizers keep it from fitting one decoder's quirks. ``--resume`` refuses other clips than the run's.
 
 ``init_from``: a new run starts from another tracker's weights (actor, critic, normaliser, std), with a fresh
 optimizer and environment, to fine-tune it on more clips; the checkpoint records where it started
@@ -25,6 +26,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +69,10 @@ def train_tracker(
     time_budget_min: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    tokenizer: str | Path | None = None,
+    tokenizers: Sequence[str | Path] = (),
     init_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue) a tracker on ``motion_file`` (and its clips decoded through ``tokenizer``);
+    """Train (or continue) a tracker on ``motion_file`` (and its clips decoded through ``tokenizers``);
     returns ``results.json``'s content."""
     if resume and init_from is not None:
         raise UserError("--init-from starts a new run from a tracker; --resume continues this one: pick one")
@@ -85,7 +87,7 @@ def train_tracker(
         torch.manual_seed(config.seed)
         body = G1Body(timestep=1.0 / config.physics_hz)
         reference = ReferenceMotion.from_motions(
-            training_motions(motion_file, fps, tokenizer), body, config.control_fps
+            training_motions(motion_file, fps, tokenizers), body, config.control_fps
         )
         if saved is not None and "clips" not in saved:
             log.warning("%s names no training clips (it predates that field); not checking them", run.last)
@@ -130,16 +132,17 @@ def train_tracker(
 
 
 def training_motions(
-    motion_file: str | Path | list[str | Path], fps: float | None, tokenizer: str | Path | None
+    motion_file: str | Path | list[str | Path], fps: float | None, tokenizers: Sequence[str | Path]
 ) -> list[Motion]:
     """The clips (joint jumps bridged, see :meth:`ReferenceMotion.from_file`), then each decoded through
-    ``tokenizer`` as ``<clip>_decoded`` when one is given."""
+    tokenizer (``<clip>_decoded``, numbered from 1 when there are several)."""
     motions = load_motions(motion_file, fps=fps, robot="g1_29dof", repair_jumps=True)
-    if tokenizer is None:
-        return motions
-    decoded = decode_through_tokenizer(motions, tokenizer)
-    pairs = zip(motions, decoded, strict=True)
-    return motions + [dataclasses.replace(d, name=m.name + DECODED_SUFFIX) for m, d in pairs]
+    out = list(motions)
+    for k, tokenizer in enumerate(tokenizers, start=1):
+        suffix = DECODED_SUFFIX + (str(k) if len(tokenizers) > 1 else "")
+        pairs = zip(motions, decode_through_tokenizer(motions, tokenizer), strict=True)
+        out += [dataclasses.replace(d, name=m.name + suffix) for m, d in pairs]
+    return out
 
 
 def _start_from(model: ActorCritic, path: str | Path, batch: TrackingBatch) -> dict[str, Any]:
