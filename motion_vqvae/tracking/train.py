@@ -103,7 +103,7 @@ def train_tracker(
         progress: dict[str, Any] = {"iteration": 0, "env_steps": 0, "learning_curve": [], "returns": None}
         origin = None if saved is None else saved.get("init_from")
         if init_from is not None and saved is None:
-            origin = _start_from(model, init_from, batch)
+            origin = _start_from(model, optimizer, init_from, batch)
         obs = batch.reset()
         if saved is not None:
             model.load_state_dict(saved["model"])
@@ -145,8 +145,15 @@ def training_motions(
     return out
 
 
-def _start_from(model: ActorCritic, path: str | Path, batch: TrackingBatch) -> dict[str, Any]:
-    """Load another tracker's weights into ``model``; refuses one with another observation or joint set."""
+def _start_from(
+    model: ActorCritic, optimizer: torch.optim.Optimizer, path: str | Path, batch: TrackingBatch
+) -> dict[str, Any]:
+    """Load another tracker's weights into ``model`` and, from a training checkpoint, its optimizer (Adam's
+    moments and the adapted learning rate); refuses one with another observation or joint set.
+
+    Why the optimizer: a fresh Adam at the config's ``lr`` (1e-3) moved a trained tracker by a KL of 6 in
+    its first iteration (measured), undoing much of its training before the KL rule lowered the rate.
+    """
     state = load_checkpoint(path)
     if "obs_size" not in state or "joint_names" not in state:
         raise UserError(f"--init-from {path} is not a tracker checkpoint; pass a train_tracker.py last.pt")
@@ -164,6 +171,14 @@ def _start_from(model: ActorCritic, path: str | Path, batch: TrackingBatch) -> d
         raise UserError(differs)
     if result.missing_keys:
         log.warning("--init-from %s has no critic (a release); the critic starts untrained", path)
+    if "optimizer" in state and not result.missing_keys:
+        optimizer.load_state_dict(state["optimizer"])
+    else:
+        log.warning(
+            "--init-from %s has no optimizer state; Adam starts fresh at lr %g",
+            path,
+            optimizer.defaults["lr"],
+        )
     progress = state.get("progress", {})
     return {
         "path": str(path),
