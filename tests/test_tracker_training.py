@@ -70,23 +70,23 @@ def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
     assert a["progress"]["learning_curve"] == b["progress"]["learning_curve"]
 
 
-def test_tracker_policy_matches_torch(tiny_run: Path, tmp_path: Path) -> None:
-    from sim2real.tracker import TrackerPolicy
-
-    checkpoint = tiny_run / "checkpoints/last.pt"
-    export_tracker(checkpoint, tmp_path)
-    robot = TrackerPolicy(tmp_path / "tracker.onnx")
-    model, config = load_tracker(checkpoint)
+def worst_target_gap(checkpoint: Path, out: Path, steps: int = 100) -> float:
+    """Largest |PD target| difference between ``sim2real.TrackerPolicy`` (ONNX, its own observation) and
+    the torch tracker in the batched env, over ``steps`` control steps on the bundled sample."""
     from dataclasses import replace
 
     from motion_vqvae.tracking.reference import ReferenceMotion
+    from sim2real.tracker import TrackerPolicy
 
+    export_tracker(checkpoint, out)
+    robot = TrackerPolicy(out / "tracker.onnx")
+    model, config = load_tracker(checkpoint)
     body = G1Body()
     reference = ReferenceMotion.from_file(sample_motion_path(), None, body, config.control_fps)
     batch = TrackingBatch(reference, replace(config, num_envs=1), body)
     obs = batch.reset()
     worst = 0.0
-    for _ in range(100):
+    for _ in range(steps):
         s, f, k = batch.state, batch.frame, batch.anchor
         targets = robot.step(
             reference.dof[f[0]], reference.dof_vel[f[0]], reference.body_quat[f[0], k], s["body_quat"][0, k],
@@ -98,7 +98,17 @@ def test_tracker_policy_matches_torch(tiny_run: Path, tmp_path: Path) -> None:
         obs, _, terminated, truncated, _ = batch.step(action)
         if terminated[0] or truncated[0]:
             robot.reset()
-    assert worst < 1e-4
+    return worst
+
+
+def test_tracker_policy_matches_torch(tiny_run: Path, tmp_path: Path) -> None:
+    assert worst_target_gap(tiny_run / "checkpoints/last.pt", tmp_path) < 1e-4
+
+
+def test_shipped_tracker_matches_torch(tmp_path: Path) -> None:
+    from motion_vqvae.tracking.token_env import SHIPPED_TRACKER
+
+    assert worst_target_gap(SHIPPED_TRACKER, tmp_path) < 1e-4
 
 
 def test_tracker_policy_runs_where_torch_cannot_be_imported(tiny_run: Path, tmp_path: Path) -> None:
