@@ -53,6 +53,15 @@ END_EFFECTORS: tuple[str, ...] = (
 MIN_FRAMES = 10
 
 
+def read_clips(path: str | Path | Sequence[str | Path], fps: float | None) -> list[Motion]:
+    """Reference clips read with the project's readers (``fps`` for files that state none).
+
+    Joint jumps (retargeting glitches of 30+ rad/s, which several g1_moves clips have) are bridged by the
+    readers' interpolation: no servo can follow them, and a tracker would learn to fall there.
+    """
+    return load_motions(path, fps=fps, robot="g1_29dof", repair_jumps=True)
+
+
 @dataclass
 class ReferenceMotion:
     """Concatenated clips at ``fps``; arrays are indexed by global frame, bodies by :data:`TRACKED_BODIES`."""
@@ -89,13 +98,8 @@ class ReferenceMotion:
     def from_file(
         cls, path: str | Path | Sequence[str | Path], fps: float | None, body: G1Body, control_fps: float
     ) -> ReferenceMotion:
-        """Read clips with the project's readers (``fps`` for files that state none) for ``body``.
-
-        Joint jumps (retargeting glitches of 30+ rad/s, which several g1_moves clips have) are bridged by
-        the readers' interpolation: no servo can follow them, and a tracker would learn to fall there.
-        """
-        motions = load_motions(path, fps=fps, robot="g1_29dof", repair_jumps=True)
-        return cls.from_motions(motions, body, control_fps)
+        """Clips read by :func:`read_clips`, for ``body``."""
+        return cls.from_motions(read_clips(path, fps), body, control_fps)
 
     @classmethod
     def from_motions(cls, motions: Sequence[Motion], body: G1Body, control_fps: float) -> ReferenceMotion:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from motion_vqvae.data import Motion, load_motions
+from motion_vqvae.data import Motion
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.render import bodies_gif
 from motion_vqvae.kinematics import ForwardKinematics
@@ -19,7 +19,7 @@ from motion_vqvae.tokenizer import Tokenizer
 from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic
-from motion_vqvae.tracking.reference import ReferenceMotion
+from motion_vqvae.tracking.reference import ReferenceMotion, read_clips
 from motion_vqvae.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def evaluate_tracker(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, config = load_tracker(tracker)
-    motions = load_motions(motion_file, fps=fps, robot="g1_29dof", repair_jumps=True)
+    motions = read_clips(motion_file, fps)
     if tokenizer is not None:
         motions = decode_through_tokenizer(motions, tokenizer)
     body = G1Body(timestep=1.0 / config.physics_hz)

@@ -12,9 +12,9 @@ first SIGINT/SIGTERM/SIGHUP stops at the next iteration boundary after saving (`
 decoders' own motion (their foot skate, float and joint-range habits), not only on the clean clips; several
 tokenizers keep it from fitting one decoder's quirks. ``--resume`` refuses other clips than the run's.
 
-``init_from``: a new run starts from another tracker's weights (actor, critic, normaliser, std), with a fresh
-optimizer and environment, to fine-tune it on more clips; the checkpoint records where it started
-(``init_from``: path, iterations and env steps of the start).
+``init_from``: a new run starts from another tracker's weights (actor, critic, normaliser, std) and, from a
+training checkpoint, its optimizer, with a fresh environment, to fine-tune it on more clips; the checkpoint
+records where it started (``init_from``: path, iterations and env steps of the start).
 
 ``results.json`` holds the evaluation figures (:mod:`.evaluate`) and ``learning_curve``: pairs
 ``[env_steps, mean_return]``, the mean undiscounted return of the episodes that ended in each iteration.
@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from motion_vqvae.data import Motion, load_motions
+from motion_vqvae.data import Motion
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.errors import UserError
 from motion_vqvae.tracking.batch import TrackingBatch
 from motion_vqvae.tracking.config import TrackerConfig
 from motion_vqvae.tracking.evaluate import policy_of, run_clips, score
 from motion_vqvae.tracking.ppo import ActorCritic, Rollout, ppo_update
-from motion_vqvae.tracking.reference import ReferenceMotion
+from motion_vqvae.tracking.reference import ReferenceMotion, read_clips
 from motion_vqvae.tracking.release import DECODED_SUFFIX
 from motion_vqvae.tracking.report import decode_through_tokenizer
 from motion_vqvae.training.checkpoint import load_checkpoint, save_checkpoint
@@ -134,9 +134,9 @@ def train_tracker(
 def training_motions(
     motion_file: str | Path | list[str | Path], fps: float | None, tokenizers: Sequence[str | Path]
 ) -> list[Motion]:
-    """The clips (joint jumps bridged, see :meth:`ReferenceMotion.from_file`), then each decoded through
+    """The clips (:func:`read_clips`), then each decoded through each
     tokenizer (``<clip>_decoded``, numbered from 1 when there are several)."""
-    motions = load_motions(motion_file, fps=fps, robot="g1_29dof", repair_jumps=True)
+    motions = read_clips(motion_file, fps)
     out = list(motions)
     for k, tokenizer in enumerate(tokenizers, start=1):
         suffix = DECODED_SUFFIX + (str(k) if len(tokenizers) > 1 else "")
