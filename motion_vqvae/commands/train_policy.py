@@ -9,7 +9,9 @@ are the prior's most likely codes given the policy's choice; without one, only t
 reward; constrain lets the policy choose only inside the prior's top-p set of each chosen stream
 (MaskablePPO; --prior-mask bigram takes the sets from a bigram instead, the control); none only scores. With
 --prior, results.json adds the returns with and without the mask, random_in_mask_mean_return (a uniform
-choice inside the sets), allowed_set_size_mean, prior_nll_bits_per_token and jerk_rad_s3.
+choice inside the sets), allowed_set_size_mean, prior_nll_bits_per_token and jerk_rad_s3. The policy scores
+each token by what it does when decoded (--action-head effect, the default; see
+motion_vqvae/envs/token_policy.py), or gives each token id a free logit (--action-head categorical).
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("motion_vqvae/G1Kinematic-v0", "motion_vqvae/G1TokenTrack-v0"),
         help="inner environment: kinematic playback, or physics under the shipped tracker",
     )
+    parser.add_argument(
+        "--action-head",
+        choices=("effect", "categorical"),
+        default=PolicyConfig.action_head,
+        help="effect: score tokens by their decoded effect (default); categorical: one free logit per token",
+    )
     args = parser.parse_args(argv)
     ThreadChoice(1)  # small policy and decoder nets step fastest on one thread (the script sets it)
     if args.prior_mode != "none" and args.prior is None:
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = PolicyConfig(
         env_id=args.env,
+        action_head=args.action_head,
         timesteps=args.timesteps,
         num_envs=args.num_envs,
         eval_episodes=args.eval_episodes,
