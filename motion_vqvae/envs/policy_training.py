@@ -212,11 +212,8 @@ def _policy_class(cfg: PolicyConfig, action_space: gym.Space, effects: TokenEffe
             f"policy chooses {streams} streams; use action_head 'categorical'"
         )
     kwargs["token_effects"] = standardized(effects.per_part)
-    if cfg.prior is not None and cfg.prior.mode == "constrain":
-        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy as base
-    else:
-        from stable_baselines3.common.policies import ActorCriticPolicy as base
-    return effect_policy_class(base), kwargs
+    # The algorithm's own MLP policy (masked with the constraint), so the choice is made once, in ppo_class.
+    return effect_policy_class(ppo_class(cfg.prior).policy_aliases["MlpPolicy"]), kwargs
 
 
 def _plot_curve(curve: list[tuple[int, float]], results: dict[str, Any], path: Path) -> None:

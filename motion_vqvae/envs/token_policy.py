@@ -3,10 +3,10 @@
 Why: the coarse level of the default tokenizer has 512 codes per body part. A plain categorical head gives
 each code its own logit, so PPO has to discover, code by code, which of 512 unordered ids moves the robot
 as asked. On ``G1Kinematic-v0`` (3-minute default tokenizer, 9 minutes of PPO, one thread) that reached 2.7x
-the random-token return (32 evaluation episodes), while holding the command's own token reaches 60x. Tokens are not unordered,
-though: each one decodes to a motion. Here every token is described once by its *effect*
-(:func:`token_effects`: the mean decoded root features and joint angles while it is held from a standing
-pose, per body part, z-scored over the vocabulary), and the head's logit of a token is linear in the
+the random-token return (32 evaluation episodes), while holding the command's own token reaches 60x.
+Tokens are not unordered, though: each one decodes to a motion. Here every token is described once by
+its *effect* (:func:`token_effects`: the mean decoded root features and joint angles while it is held from a
+standing pose, per body part, z-scored over the vocabulary), and the head's logit of a token is linear in the
 features ``[e, e^2]`` of its effect, with coefficients the network proposes for the observation. That
 family holds ``-sum_j w_j (e_j - q_j)^2``, a bump around a proto-effect ``q`` (the Wolpertinger idea of
 Dulac-Arnold et al., 2015, made differentiable): the distribution stays categorical over every token (random
