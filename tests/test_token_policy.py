@@ -15,7 +15,7 @@ from _tiny_tokenizer import train_tiny_tokenizer
 
 from motion_vqvae import Tokenizer
 from motion_vqvae.data import sample_motion_path
-from motion_vqvae.envs import load_token_source
+from motion_vqvae.envs import decoders, load_token_source
 from motion_vqvae.envs.g1 import G1Body
 from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
 from motion_vqvae.envs.token_policy import EffectHead, standardized, token_effects
@@ -53,6 +53,25 @@ def test_effects_are_each_codes_decoded_motion_held_alone_and_per_part(checkpoin
     moving = np.ptp(effects.per_part, axis=1) > 1e-9
     np.testing.assert_allclose(z.std(axis=1)[moving], 1.0, rtol=1e-6)
     np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=1e-9)
+
+
+def test_held_tokens_decode_in_batches_as_the_export_decodes_them_one_by_one(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint decodes held tokens as batches of rows (three here: 7 rows make three batches); the
+    robot runtime's export one row after the other. Both must describe a token alike."""
+    tok = Tokenizer.load(checkpoint)
+    monkeypatch.setattr(decoders, "HELD_BATCH", 3)
+    tokens = np.random.default_rng(0).integers(0, tok.spec.nb_code, (7, tok.spec.num_streams))
+    stand = G1Body().stand_pose()
+    root, dof = load_token_source(tok).decode_held(tokens, stand, 2)
+    fpt = tok.spec.frames_per_token
+    assert root.shape[:2] == (7, fpt) and dof.shape == (7, fpt, 29)
+    tok.export(tmp_path / "export")
+    root_onnx, dof_onnx = load_token_source(tmp_path / "export").decode_held(tokens, stand, 2)
+    np.testing.assert_allclose(root, root_onnx, atol=1e-4)
+    np.testing.assert_allclose(dof, dof_onnx, atol=1e-4)
+    assert np.abs(dof[0] - dof[1]).max() > 1e-4  # different tokens: rows are not one broadcast row
 
 
 def test_logits_are_linear_in_the_effect_features_and_start_near_uniform() -> None:

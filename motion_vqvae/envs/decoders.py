@@ -12,6 +12,9 @@ filter ramps from there. ``step(token)`` takes an int (one-stream tokenizers) or
 of the :class:`~sim2real.token_spec.TokenSpec`) and returns ``(root [fpt, R], dof [fpt, N])``: de-normalized
 root features (height, tilt, heading-frame velocity, yaw rate; columns by name in ``root_slices``, as the
 feature layout or the manifest's ``root_features`` say) and joint position targets in simulator order.
+``decode_held(tokens, current, repeats)`` decodes many tokens, each held ``repeats`` steps from ``current``,
+and returns the last step's ``(root [T, fpt, R], dof [T, fpt, N])``: what a token does once it is held (the
+token policy describes every token this way); a checkpoint decodes them as one batch.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
     from motion_vqvae.tokenizer import Tokenizer
 
 
+HELD_BATCH = 1024
+"""Rows a checkpoint decodes at once in ``decode_held`` (bounds the decoder state's memory)."""
+
+
 @runtime_checkable
 class TokenSource(Protocol):
     """What :class:`~motion_vqvae.envs.wrapper.TokenActionWrapper` needs from a decoder."""
@@ -46,6 +53,10 @@ class TokenSource(Protocol):
 
     def step(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def decode_held(
+        self, tokens: np.ndarray, current: np.ndarray, repeats: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 class CheckpointTokenSource:
     """Streaming torch decoding of a :class:`~motion_vqvae.tokenizer.Tokenizer`, one environment."""
@@ -57,6 +68,7 @@ class CheckpointTokenSource:
         from motion_vqvae.tokenizer import Tokenizer
 
         tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.load(tokenizer)
+        self._tokenizer = tok
         self.path = tok.path
         self._decoder = BatchedTokenDecoder.from_tokenizer(tok, 1, levels=levels)
         self.spec = self._decoder.spec
@@ -77,6 +89,24 @@ class CheckpointTokenSource:
     def step(self, token: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dof = self._decoder.step(np.asarray(token, np.int64)[None])[0].numpy().astype(np.float64)
         return self._decoder.last_root[0].numpy().astype(np.float64), dof
+
+    def decode_held(
+        self, tokens: np.ndarray, current: np.ndarray, repeats: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of ``tokens`` held ``repeats`` steps from ``current``, in batches of rows."""
+        from motion_vqvae.envs.batched import BatchedTokenDecoder
+
+        tokens = np.asarray(tokens, np.int64)
+        roots, dofs = [], []
+        for start in range(0, len(tokens), HELD_BATCH):
+            rows = tokens[start : start + HELD_BATCH]
+            decoder = BatchedTokenDecoder.from_tokenizer(self._tokenizer, len(rows), levels=self.levels)
+            decoder.reset(current=np.broadcast_to(np.asarray(current, np.float32), (len(rows), len(current))))
+            for _ in range(repeats):
+                dof = decoder.step(rows)
+            roots.append(decoder.last_root.numpy())
+            dofs.append(dof.numpy())
+        return np.concatenate(roots).astype(np.float64), np.concatenate(dofs).astype(np.float64)
 
 
 class ExportTokenSource:
@@ -109,6 +139,20 @@ class ExportTokenSource:
         ids = np.asarray(token, np.int64)
         real = self._decoder.step(int(ids) if ids.ndim == 0 else tuple(ids.tolist()))  # (fpt, real_dof)
         return np.asarray(self._decoder.last_root, dtype=np.float64), self.joint_map.real_to_sim(real)
+
+    def decode_held(
+        self, tokens: np.ndarray, current: np.ndarray, repeats: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of ``tokens`` held ``repeats`` steps from ``current``, one after the other (the robot
+        runtime decodes one robot's stream)."""
+        roots, dofs = [], []
+        for token in np.asarray(tokens, np.int64):
+            self.reset(current)
+            for _ in range(repeats):
+                root, dof = self.step(token)
+            roots.append(root)
+            dofs.append(dof)
+        return np.stack(roots), np.stack(dofs)
 
 
 def load_token_source(tokenizer: str | Path | Any, levels: int | None = None) -> TokenSource:

@@ -73,19 +73,15 @@ def token_effects(
     pairings = pairings if len(parts) > 1 else 1
     perms = [np.tile(np.arange(spec.nb_code), (len(parts), 1))]
     perms += [np.stack([rng.permutation(spec.nb_code) for _ in parts]) for _ in range(pairings - 1)]
-    pairing_rows = []
-    for perm in perms:
-        decoded = []
-        for row in range(spec.nb_code):
-            token = np.zeros(spec.num_streams, np.int64)
-            for p, streams in enumerate(parts):
-                token[streams] = perm[p, row]
-            source.reset(stand)
-            for _ in range(repeats):
-                root, joints = source.step(int(token[0]) if spec.is_single else token)
-            decoded.append(np.concatenate([root.mean(axis=0), joints.mean(axis=0)]))
-        pairing_rows.append(decoded)
-    rows = np.asarray(pairing_rows)  # (pairings, nb_code, E)
+    tokens = np.zeros((len(perms), spec.nb_code, spec.num_streams), np.int64)
+    for m, perm in enumerate(perms):
+        for p, streams in enumerate(parts):
+            tokens[m][:, streams] = perm[p][:, None]
+    flat = tokens.reshape(-1, spec.num_streams)
+    root, joints = source.decode_held(flat[:, 0] if spec.is_single else flat, stand, repeats)
+    rows = np.concatenate([root.mean(axis=1), joints.mean(axis=1)], axis=1).reshape(
+        len(perms), spec.nb_code, -1
+    )
     # Part p's code c sat in row argsort(perm[p])[c] of pairing m.
     per_part = np.stack(
         [
