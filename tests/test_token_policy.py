@@ -72,6 +72,9 @@ def test_held_tokens_decode_in_batches_as_the_export_decodes_them_one_by_one(
     np.testing.assert_allclose(root, root_onnx, atol=1e-4)
     np.testing.assert_allclose(dof, dof_onnx, atol=1e-4)
     assert np.abs(dof[0] - dof[1]).max() > 1e-4  # different tokens: rows are not one broadcast row
+    for source in (load_token_source(tok), load_token_source(tmp_path / "export")):
+        with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+            source.decode_held(tokens, stand, 0)
 
 
 def test_logits_are_linear_in_the_effect_features_and_start_near_uniform() -> None:

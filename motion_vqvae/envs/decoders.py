@@ -37,6 +37,13 @@ HELD_BATCH = 1024
 """Rows a checkpoint decodes at once in ``decode_held`` (bounds the decoder state's memory)."""
 
 
+def _check_repeats(repeats: int) -> None:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise InvalidValue(
+            f"decode_held: repeats must be an int >= 1 (steps a token is held), got {repeats!r}"
+        )
+
+
 @runtime_checkable
 class TokenSource(Protocol):
     """What :class:`~motion_vqvae.envs.wrapper.TokenActionWrapper` needs from a decoder."""
@@ -96,6 +103,7 @@ class CheckpointTokenSource:
         """Every row of ``tokens`` held ``repeats`` steps from ``current``, in batches of rows."""
         from motion_vqvae.envs.batched import BatchedTokenDecoder
 
+        _check_repeats(repeats)
         tokens = np.asarray(tokens, np.int64)
         roots, dofs = [], []
         for start in range(0, len(tokens), HELD_BATCH):
@@ -144,7 +152,8 @@ class ExportTokenSource:
         self, tokens: np.ndarray, current: np.ndarray, repeats: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every row of ``tokens`` held ``repeats`` steps from ``current``, one after the other (the robot
-        runtime decodes one robot's stream)."""
+        runtime decodes one robot's stream); the source's own stream is left on the last row."""
+        _check_repeats(repeats)
         roots, dofs = [], []
         for token in np.asarray(tokens, np.int64):
             self.reset(current)
