@@ -4,6 +4,9 @@ and a safety stress test that streams random and alternating tokens and checks e
     python -m sim2real.bench exports/g1 [--json] [--stress-tokens 1000000]
 
 ``step`` latency (p50/p99, batch 1) on 1 and 2 onnxruntime intra-op threads includes the safety filter.
+``sequence_tokens_per_s`` is ``TokenDecoder.decode`` of one whole sequence, safety filter included (a
+numpy loop over frames); ``sequence_graph_tokens_per_s`` the ``decoder.onnx`` graph alone, what a torch
+decoder's figure compares with.
 An export with a physics tracker (``export_onnx.py --tracker``) adds ``tracker_step_p50_ms``/``_p99_ms``:
 one ``TrackerPolicy.step`` (observation, graph, PD targets) on one thread.
 The stress test streams ``--stress-tokens`` tokens with ``step()`` after ``reset(current=q)`` at random
@@ -131,6 +134,10 @@ def bench_export(
     sequence = tokens[:sequence_tokens]
     results["sequence_tokens_per_s"] = tokens_per_s(
         lambda: decoder.decode(sequence, current=pose), sequence_tokens, repeats
+    )
+    batch = np.asarray(sequence, np.int64)[None]
+    results["sequence_graph_tokens_per_s"] = tokens_per_s(
+        lambda: decoder._sequence.run(None, {"tokens": batch}), sequence_tokens, repeats
     )
     if stress_tokens and decoder.manifest["streaming"]:
         results.update(stress(decoder, stress_tokens))

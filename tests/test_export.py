@@ -196,6 +196,7 @@ def test_torch_comparison_lives_on_the_training_side(
         "step_p50_ms_1t",
         "torch_step_p50_ms_1t",
         "sequence_tokens_per_s",
+        "sequence_graph_tokens_per_s",
         "torch_sequence_tokens_per_s",
     ):
         assert figures[key] > 0, key
