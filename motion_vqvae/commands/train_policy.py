@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from motion_vqvae.cli import cli_main
-from motion_vqvae.envs.policy_training import PolicyConfig, train_policy
+from motion_vqvae.envs.policy_training import ACTION_HEADS, PolicyConfig, train_policy
 from motion_vqvae.envs.prior_guidance import MASK_MODELS, PRIOR_MODES, PriorGuidance
 from motion_vqvae.threads import ThreadChoice
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--action-head",
-        choices=("effect", "categorical"),
+        choices=ACTION_HEADS,
         default=PolicyConfig.action_head,
         help="effect: score tokens by their decoded effect (default); categorical: one free logit per token",
     )

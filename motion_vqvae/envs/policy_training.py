@@ -28,6 +28,8 @@ from motion_vqvae.envs.token_policy import TokenEffects, effect_policy_class, st
 
 log = logging.getLogger(__name__)
 
+ACTION_HEADS = ("effect", "categorical")
+
 ENV_ID = "motion_vqvae/G1Kinematic-v0"
 
 
@@ -64,6 +66,11 @@ class PolicyConfig:
     action_head: str = "effect"
     """``effect``: logits from each token's decoded effect (:mod:`~motion_vqvae.envs.token_policy`);
     ``categorical``: SB3's one free logit per token id."""
+
+    def __post_init__(self) -> None:
+        # Refused here, before a tokenizer is decoded or an environment built.
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head {self.action_head!r}: expected one of {list(ACTION_HEADS)}")
 
 
 def reachable_commands(effects: TokenEffects) -> np.ndarray:
@@ -203,8 +210,6 @@ def _policy_class(cfg: PolicyConfig, action_space: gym.Space, effects: TokenEffe
     kwargs: dict[str, Any] = {"net_arch": list(cfg.net_arch)}
     if cfg.action_head == "categorical":
         return "MlpPolicy", kwargs
-    if cfg.action_head != "effect":
-        raise ValueError(f"action_head {cfg.action_head!r}: expected 'effect' or 'categorical'")
     streams = len(action_space.nvec) if isinstance(action_space, gym.spaces.MultiDiscrete) else 1
     if streams != len(effects.per_part):
         raise ValueError(
